@@ -1,0 +1,429 @@
+"""The ``safeground`` command: thin wrappers that parse arguments, call a service, print."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import mimetypes
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from safeground.cli.output import fail, table
+from safeground.domain.errors import SafegroundError
+from safeground.domain.personal import mask
+from safeground.domain.records import RECORD_TYPES, record_model
+from safeground.domain.reports import Operation, ReportStatus
+from safeground.service import ledger as ledger_service
+from safeground.service.history import history as record_history
+from safeground.service.register import Register, Submission
+from safeground.storage.store import default_location
+
+app = typer.Typer(
+    help="Safeground: the mine action register, land-release ledger, risk and planning.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+record_app = typer.Typer(help="Draft, show and list records.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="The approval workflow: submit, approve, reject, list.", no_args_is_help=True
+)
+app.add_typer(record_app, name="record")
+app.add_typer(report_app, name="report")
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Register: a GeoPackage path or a postgresql:// URL "
+        "[default: $SAFEGROUND_STORE or ./safeground.gpkg]",
+    ),
+]
+UserOption = Annotated[
+    str | None, typer.Option("--user", help="Who acts [default: $SAFEGROUND_USER or login name]")
+]
+
+
+def _user(user: str | None) -> str:
+    return user or os.environ.get("SAFEGROUND_USER") or getpass.getuser()
+
+
+def _register(store: str | None) -> Register:
+    try:
+        return Register.open(store)
+    except SafegroundError as error:
+        fail(error)
+        raise  # unreachable: fail exits
+
+
+def _run(action: Any) -> Any:
+    try:
+        return action()
+    except SafegroundError as error:
+        fail(error)
+
+
+@app.command()
+def init(
+    store: StoreOption = None,
+    country: Annotated[str, typer.Option(help="ISO country code used in record IDs")] = "XX",
+    tolerance: Annotated[
+        float, typer.Option(help="Metres processed land may leave its hazard or overlap other land")
+    ] = 1.0,
+) -> None:
+    """Create an empty register (a GeoPackage file by default, or PostGIS with a URL)."""
+    location = store or default_location()
+    _run(lambda: Register.create(location, country=country, tolerance_m=tolerance))
+    typer.echo(f"created register at {location} (country {country}, tolerance {tolerance:g} m)")
+
+
+def _read_data(data: str) -> dict[str, Any]:
+    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"not JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("give a JSON object of field values")
+    return value
+
+
+DataOption = Annotated[str, typer.Option("--data", help="Field values as JSON, or @file.json")]
+DateOption = Annotated[
+    str, typer.Option("--date", help="Date of information, YYYY-MM-DD [default: today]")
+]
+
+
+def _file_or_draft(
+    store: str | None, user: str | None, item: Submission, submit: bool, approve: bool
+) -> None:
+    register = _register(store)
+    who = _user(user)
+    if approve:
+        result = _run(lambda: register.file(who, [item], reason=item.reason))
+        typer.echo(f"{result.record_ids[0]}: approved report {result.report_ids[0]}")
+        for notice in result.notices:
+            typer.echo(f"note: {notice}")
+        return
+    rep = _run(lambda: register.draft(who, [item]))[0]
+    typer.echo(f"{rep.record_id}: draft report {rep.report_id}")
+    if submit:
+        _run(lambda: register.submit(who, rep.report_id))
+        typer.echo(f"report {rep.report_id} submitted for review")
+
+
+@record_app.command("add")
+def record_add(
+    record_type: Annotated[str, typer.Argument(help=f"One of: {', '.join(RECORD_TYPES)}")],
+    data: DataOption,
+    on: DateOption = "",
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+    submit: Annotated[bool, typer.Option(help="Submit the draft for review at once")] = False,
+    approve: Annotated[bool, typer.Option(help="Approve at once (IM officer's own entry)")] = False,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Draft a report that creates a record."""
+    _run(lambda: record_model(record_type))
+    item = Submission(record_type, _read_data(data), _date(on), reason=reason)
+    _file_or_draft(store, user, item, submit, approve)
+
+
+@record_app.command("update")
+def record_update(
+    record_id: str,
+    data: DataOption,
+    on: DateOption = "",
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+    retire: Annotated[bool, typer.Option(help="Retire the record (e.g. a duplicate)")] = False,
+    submit: Annotated[bool, typer.Option(help="Submit the draft for review at once")] = False,
+    approve: Annotated[bool, typer.Option(help="Approve at once (IM officer's own entry)")] = False,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Draft a report that changes (or retires) a record. Give null to clear a field."""
+    register = _register(store)
+    with register.store.begin() as conn:
+        record_type = _run(lambda: register.record_type_of(conn, record_id))
+    item = Submission(
+        record_type,
+        _read_data(data),
+        _date(on),
+        record_id=record_id,
+        operation=Operation.RETIRE if retire else Operation.UPDATE,
+        reason=reason,
+    )
+    _file_or_draft(store, user, item, submit, approve)
+
+
+@record_app.command("show")
+def record_show(
+    record_id: str,
+    show_personal: Annotated[bool, typer.Option(help="Show personal data unmasked")] = False,
+    store: StoreOption = None,
+) -> None:
+    """The current view of a record."""
+    register = _register(store)
+    values = _run(lambda: register.get(record_id, include_personal=True))
+    personal = set(record_model(values["record_type"]).personal_fields)
+    for key, value in values.items():
+        if key == "fid":
+            continue
+        if key in personal and not show_personal:
+            value = mask(value)
+        if hasattr(value, "wkt"):
+            value = _short_wkt(value)
+        typer.echo(f"{key:>22}: {'' if value is None else value}")
+
+
+@record_app.command("list")
+def record_list(
+    record_type: str,
+    bbox: Annotated[str | None, typer.Option(help="minlon,minlat,maxlon,maxlat")] = None,
+    limit: int = 50,
+    store: StoreOption = None,
+) -> None:
+    """List current records of a type, optionally within a bounding box."""
+    from sqlalchemy import select
+
+    from safeground.storage.schema import record_tables
+
+    _run(lambda: record_model(record_type))
+    register = _register(store)
+    table_ = record_tables[record_type]
+    query = select(table_).order_by(table_.c.record_id).limit(limit)
+    if bbox:
+        box = tuple(float(v) for v in bbox.split(","))
+        if len(box) != 4:
+            raise typer.BadParameter("bbox needs four numbers")
+        query = query.where(register.store.bbox_clause(table_, box))  # type: ignore[arg-type]
+    with register.store.begin() as conn:
+        rows = conn.execute(query).all()
+    fields = [
+        f
+        for f in (
+            "name",
+            "classification",
+            "status",
+            "category",
+            "accident_type",
+            "activity_type",
+            "outcome",
+            "remaining_m2",
+            "hazard_id",
+        )
+        if f in table_.c
+    ][:4]
+    typer.echo(
+        table(
+            ["record_id", *fields], [[r.record_id, *(getattr(r, f) for f in fields)] for r in rows]
+        )
+    )
+
+
+def _short_wkt(geom: Any) -> str:
+    text = str(geom.wkt)
+    return text if len(text) < 80 else f"{geom.geom_type} ({len(text)} chars of WKT)"
+
+
+def _date(text: str) -> date:
+    if not text:
+        return date.today()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+@report_app.command("submit")
+def report_submit(report_id: int, store: StoreOption = None, user: UserOption = None) -> None:
+    """Submit a draft for review (the register's checks run now)."""
+    register = _register(store)
+    _run(lambda: register.submit(_user(user), report_id))
+    typer.echo(f"report {report_id} submitted")
+
+
+@report_app.command("approve")
+def report_approve(
+    report_ids: list[int],
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Approve submitted reports; the register changes only now."""
+    register = _register(store)
+    result = _run(lambda: register.approve(_user(user), report_ids, reason))
+    typer.echo(f"approved {', '.join(map(str, result.report_ids))}")
+    for notice in result.notices:
+        typer.echo(f"note: {notice}")
+
+
+@report_app.command("reject")
+def report_reject(
+    report_id: int,
+    reason: Annotated[str, typer.Option(help="Why (required)")],
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Reject a submitted report with a reason."""
+    register = _register(store)
+    _run(lambda: register.reject(_user(user), report_id, reason))
+    typer.echo(f"report {report_id} rejected")
+
+
+@report_app.command("list")
+def report_list(
+    status: Annotated[ReportStatus, typer.Option(help="Which reports")] = ReportStatus.SUBMITTED,
+    store: StoreOption = None,
+) -> None:
+    """Reports waiting in the workflow."""
+    register = _register(store)
+    rows = [
+        [r.report_id, r.record_id, r.operation.value, str(r.date_of_information), r.author]
+        for r in register.pending(status)
+    ]
+    typer.echo(table(["report", "record", "operation", "date", "author"], rows, align_right={0}))
+
+
+@app.command()
+def history(
+    record_id: str,
+    show_personal: Annotated[bool, typer.Option(help="Show personal data unmasked")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Who changed what, when and why: every report of a record, in date-of-information order."""
+    register = _register(store)
+    found = _run(lambda: record_history(register, record_id, include_personal=show_personal))
+    typer.echo(f"{record_id} ({found.record_type})")
+    for entry in found.entries:
+        r = entry.report
+        head = (
+            f"report {r.report_id} [{r.status.value}] {r.operation.value}, "
+            f"dated {r.date_of_information}, by {r.author}"
+        )
+        if r.reviewed_by:
+            head += f"; {r.status.value} by {r.reviewed_by} at {r.reviewed_at:%Y-%m-%d %H:%M}"
+        typer.echo(head)
+        for label, text in (
+            ("why", r.reason),
+            ("review", r.review_reason),
+            ("source", r.source_key),
+        ):
+            if text:
+                typer.echo(f"    {label}: {text}")
+        for name, (old, new) in entry.diff.items():
+            typer.echo(f"    {name}: {_brief(old)} -> {_brief(new)}")
+        if entry.notice:
+            typer.echo(f"    note: {entry.notice}")
+    if found.changes:
+        typer.echo("status and classification:")
+        for c in found.changes:
+            typer.echo(
+                f"    {c['changed_on']} {c['attribute']}: {c['old_value'] or '-'} -> "
+                f"{c['new_value']} ({c['reason']}; {c['cause']})"
+            )
+
+
+def _brief(value: Any) -> str:
+    text = (
+        json.dumps(value, ensure_ascii=False, default=str) if not isinstance(value, str) else value
+    )
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@app.command("ledger")
+def ledger_command(
+    by: Annotated[
+        str, typer.Option(help="admin_area, operator, classification or period")
+    ] = "admin_area",
+    period: Annotated[str, typer.Option(help="year or month, with --by period")] = "year",
+    verify: Annotated[bool, typer.Option(help="Recount every area from its polygons")] = False,
+    store: StoreOption = None,
+) -> None:
+    """Land-release totals (m²), and optionally a recount from polygons that must agree."""
+    register = _register(store)
+    with register.store.begin() as conn:
+        rows = _run(lambda: ledger_service.totals(conn, by, period))
+        check = ledger_service.recount(conn) if verify else None
+    headers = [by, "areas", "estimated", "cancelled", "reduced", "cleared", "remaining"]
+    body = [
+        [
+            r.label,
+            r.hazards,
+            r.estimated_m2,
+            r.cancelled_m2,
+            r.reduced_m2,
+            r.cleared_m2,
+            r.remaining_m2,
+        ]
+        for r in rows
+    ]
+    if rows:
+        body.append(
+            [
+                "TOTAL",
+                sum(r.hazards for r in rows),
+                *(sum(getattr(r, c) for r in rows) for c in ledger_service.AREA_COLUMNS),
+            ]
+        )
+    if by in ("operator", "period"):
+        headers = [h for h in headers if h not in ("estimated", "remaining")]
+        body = [row[:2] + row[3:6] for row in body]
+    typer.echo(table(headers, body, align_right=set(range(1, len(headers)))))
+    if check is not None:
+        typer.echo(
+            f"recount from polygons: {check.hazards:,} areas, {check.pieces:,} processed polygons; "
+            f"released {check.recounted_released_m2:,.0f} m² (stored {check.stored_released_m2:,.0f}), "
+            f"remaining {check.recounted_remaining_m2:,.0f} m² (stored {check.stored_remaining_m2:,.0f})"
+        )
+        if not check.agrees:
+            for hazard_id, stored, counted in check.disagreements[:20]:
+                typer.echo(
+                    f"  {hazard_id}: stored {stored:,.1f} m², recounted {counted:,.1f} m²", err=True
+                )
+            typer.secho(
+                f"ledger disagrees for {len(check.disagreements)} areas", fg="red", err=True
+            )
+            raise typer.Exit(1)
+        typer.echo("ledger agrees with the polygons to the square metre")
+
+
+@app.command()
+def attach(
+    record_id: str,
+    file: Path,
+    caption: Annotated[str | None, typer.Option(help="What it shows")] = None,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Attach a photo or scanned form to a record; kept in the register with its SHA-256."""
+    from safeground.storage.schema import blob
+
+    register = _register(store)
+    content = file.read_bytes()
+    digest = hashlib.sha256(content).hexdigest()
+    item = Submission(
+        "attachment",
+        {
+            "target_id": record_id,
+            "filename": file.name,
+            "media_type": mimetypes.guess_type(file.name)[0] or "application/octet-stream",
+            "sha256": digest,
+            "size_bytes": len(content),
+            "caption": caption,
+        },
+        date.today(),
+    )
+    with register.store.begin() as conn:
+        if conn.execute(blob.select().where(blob.c.sha256 == digest)).first() is None:
+            conn.execute(blob.insert().values(sha256=digest, content=content))
+        result = _run(lambda: register.file(_user(user), [item], conn=conn))
+    typer.echo(f"{result.record_ids[0]}: {file.name} ({len(content):,} bytes, sha256 {digest})")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,137 @@
+"""Geometry rules: parsing, validation, geodesic areas and tolerance checks.
+
+Geometries are kept in WGS84 longitude/latitude (EPSG:4326) as the primer requires. Areas are
+geodesic on the WGS84 ellipsoid. Distances for tolerances are measured in a local azimuthal
+equidistant projection centred on the hazard, which is exact enough at the scale of a minefield.
+Nothing here repairs a geometry: a problem is reported, never fixed silently.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+import shapely
+from pyproj import CRS, Geod, Transformer
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from safeground.domain.errors import Problem
+
+WGS84 = "EPSG:4326"
+GEOD = Geod(ellps="WGS84")
+
+
+def parse_geometry(value: Any) -> BaseGeometry:
+    """Accept a shapely geometry, WKT, hex WKB, WKB bytes or a GeoJSON mapping/string."""
+    if isinstance(value, BaseGeometry):
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return shapely.from_wkb(bytes(value))
+    if isinstance(value, dict):
+        return shape(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            return shape(json.loads(text))
+        if text and all(c in "0123456789abcdefABCDEF" for c in text[:18]) and len(text) % 2 == 0:
+            return shapely.from_wkb(text)
+        return shapely.from_wkt(text)
+    raise TypeError(f"cannot read a geometry from {type(value).__name__}")
+
+
+def geometry_problems(geom: BaseGeometry, expected: tuple[str, ...]) -> list[str]:
+    """Why ``geom`` may not enter the register, or an empty list."""
+    problems = []
+    if geom.geom_type not in expected:
+        problems.append(f"expected {' or '.join(expected)}, got {geom.geom_type}")
+    if geom.is_empty:
+        problems.append("geometry is empty")
+        return problems
+    if shapely.has_z(geom):
+        problems.append("3D coordinates are not accepted; give longitude and latitude only")
+    minx, miny, maxx, maxy = geom.bounds
+    if not (
+        -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
+    ):
+        problems.append(
+            f"coordinates ({minx:.6g}, {miny:.6g}) .. ({maxx:.6g}, {maxy:.6g}) are not WGS84 "
+            "longitude/latitude: reproject to EPSG:4326 first (wrong CRS?)"
+        )
+    elif not geom.is_valid:
+        problems.append(f"invalid geometry: {shapely.is_valid_reason(geom)}")
+    return problems
+
+
+def geodesic_area(geom: BaseGeometry | None) -> float:
+    """Area in m² on the WGS84 ellipsoid; 0 for points, lines and empty geometries."""
+    if (
+        geom is None
+        or geom.is_empty
+        or geom.geom_type
+        not in (
+            "Polygon",
+            "MultiPolygon",
+            "GeometryCollection",
+        )
+    ):
+        return 0.0
+    if geom.geom_type == "GeometryCollection":
+        return sum(geodesic_area(part) for part in geom.geoms)
+    area, _ = GEOD.geometry_area_perimeter(geom)
+    return abs(area)
+
+
+@lru_cache(maxsize=256)
+def _local_transformer(lon: float, lat: float) -> Transformer:
+    crs = CRS.from_proj4(f"+proj=aeqd +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+    return Transformer.from_crs(WGS84, crs, always_xy=True)
+
+
+def to_local_metres(geoms: list[BaseGeometry], centre: BaseGeometry) -> list[BaseGeometry]:
+    """Project to a metric plane centred on ``centre`` (rounded so the transformer is reused)."""
+    c = centre.centroid
+    transformer = _local_transformer(round(c.x, 2), round(c.y, 2))
+    return [shapely.transform(g, lambda xy: _apply(transformer, xy)) for g in geoms]
+
+
+def _apply(transformer: Transformer, xy: Any) -> Any:
+    import numpy as np
+
+    x, y = transformer.transform(xy[:, 0], xy[:, 1])
+    return np.column_stack([x, y])
+
+
+def metres_outside(inner: BaseGeometry, outer: BaseGeometry) -> float:
+    """Largest distance (m) by which ``inner`` leaves ``outer``; 0 when it lies inside."""
+    inner_m, outer_m = to_local_metres([inner, outer], outer)
+    outside = inner_m.difference(outer_m)
+    if outside.is_empty:
+        return 0.0
+    # The farthest point lies on the outside part's boundary; sample it every metre.
+    points = shapely.points(shapely.get_coordinates(shapely.segmentize(outside, 1.0)))
+    return float(shapely.distance(outer_m, points).max())
+
+
+def overlap_depth(a: BaseGeometry, b: BaseGeometry) -> float:
+    """How far (m) the overlap of two polygons reaches inward: 0 when they only touch.
+
+    Twice the largest inscribed-circle radius of the intersection, so a sliver along a shared
+    edge (GPS jitter) measures its width, not its length.
+    """
+    a_m, b_m = to_local_metres([a, b], a)
+    common = a_m.intersection(b_m)
+    if common.is_empty or common.area == 0:
+        return 0.0
+    parts = getattr(common, "geoms", [common])
+    widths = [
+        2 * shapely.maximum_inscribed_circle(p, tolerance=0.01).length
+        for p in parts
+        if p.geom_type == "Polygon" and p.area > 0
+    ]
+    return max(widths, default=0.0)
+
+
+def problem(field: str, reason: str) -> Problem:
+    return Problem(field=field, reason=reason)

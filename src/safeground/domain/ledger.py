@@ -1,0 +1,68 @@
+"""The land-release ledger: how much of a hazardous area is left, computed from polygons.
+
+remaining = estimated − area(union of approved processed polygons clipped to the hazard).
+
+Each processed polygon is credited only with the part of it that no earlier polygon (in
+date-of-information order) already released, so the credits are disjoint: their sum is the area
+of the union, per land type and in total, and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shapely.geometry.base import BaseGeometry
+
+from safeground.domain.codes import LandType
+from safeground.domain.geometry import geodesic_area
+
+
+@dataclass(frozen=True)
+class ProcessedPiece:
+    activity_id: str
+    index: int
+    land_type: LandType
+    geometry: BaseGeometry
+
+
+@dataclass(frozen=True)
+class Credit:
+    piece: ProcessedPiece
+    area_m2: float
+
+
+@dataclass
+class Balance:
+    estimated_m2: float
+    released_m2: dict[LandType, float] = field(default_factory=lambda: {t: 0.0 for t in LandType})
+
+    @property
+    def total_released_m2(self) -> float:
+        return sum(self.released_m2.values())
+
+    @property
+    def remaining_m2(self) -> float:
+        # Credits lie inside the hazard, so this is ≥ 0 up to floating-point noise.
+        return max(0.0, self.estimated_m2 - self.total_released_m2)
+
+
+def account(
+    hazard: BaseGeometry | None,
+    estimated_without_polygon: float | None,
+    pieces: Iterable[ProcessedPiece],
+) -> tuple[Balance, list[Credit]]:
+    """Balance of one hazardous area given its processed pieces in date-of-information order."""
+    if hazard is None:
+        return Balance(estimated_without_polygon or 0.0), []
+    balance = Balance(geodesic_area(hazard))
+    credits = []
+    released: BaseGeometry | None = None
+    for piece in pieces:
+        clipped = piece.geometry.intersection(hazard)
+        new = clipped if released is None else clipped.difference(released)
+        area = geodesic_area(new)
+        credits.append(Credit(piece, area))
+        balance.released_m2[piece.land_type] += area
+        released = clipped if released is None else released.union(clipped)
+    return balance, credits

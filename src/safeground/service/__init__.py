@@ -1,0 +1,1 @@
+"""Application services: the approval workflow, the ledger, history. Used by CLI, API, imports."""

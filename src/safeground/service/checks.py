@@ -1,0 +1,166 @@
+"""Checks a batch of reports must pass before approval: references, processed land, deployment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, select
+
+from safeground.domain.errors import Problem
+from safeground.domain.records import RECORD_TYPES, Activity, Record, Task
+from safeground.domain.reports import Report, ReportStatus, replay
+from safeground.domain.rules import (
+    Credential,
+    Deployable,
+    LandToCheck,
+    deployment_problems,
+    processed_land_problems,
+)
+from safeground.storage.reportlog import load_reports
+from safeground.storage.rows import chunked_in
+from safeground.storage.schema import processed_land, record_tables
+
+
+def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) -> list[Problem]:
+    """References that name no record of the expected type in the register."""
+    wanted: dict[str, set[str]] = {}
+    uses: list[tuple[str, str, str, str]] = []
+    for record_id, record in records:
+        for field_name, target_type in record.references.items():
+            value = getattr(record, field_name)
+            for target in value if isinstance(value, list) else [value] if value else []:
+                wanted.setdefault(target_type, set()).add(target)
+                uses.append((record_id, field_name, target_type, target))
+        if record.record_type in ("link", "attachment"):
+            for field_name in (
+                ("from_id", "to_id") if record.record_type == "link" else ("target_id",)
+            ):
+                target = getattr(record, field_name)
+                uses.append((record_id, field_name, "*", target))
+                wanted.setdefault("*", set()).add(target)
+    found: dict[str, set[str]] = {}
+    for target_type, ids in wanted.items():
+        tables = RECORD_TYPES if target_type == "*" else [target_type]
+        for name in tables:
+            table = record_tables[name]
+            for chunk in chunked_in(ids):
+                found.setdefault(target_type, set()).update(
+                    conn.scalars(select(table.c.record_id).where(table.c.record_id.in_(chunk)))
+                )
+    problems = []
+    for record_id, field_name, target_type, target in uses:
+        if target not in found.get(target_type, set()):
+            kind = "record" if target_type == "*" else target_type.replace("_", " ")
+            problems.append(Problem(field_name, f"no {kind} {target} in the register", record_id))
+    return problems
+
+
+def hazard_geometry(conn: Connection, hazard_id: str) -> BaseGeometry | None:
+    """The hazard's polygon as its approved reports (in this transaction) define it."""
+    reports = load_reports(conn, [hazard_id]).get(hazard_id, [])
+    if not any(r.status is ReportStatus.APPROVED for r in reports):
+        return None
+    record = replay(reports).record
+    return getattr(record, "geometry", None)
+
+
+def processed_land_check(
+    conn: Connection, activities: list[tuple[str, Activity]], tolerance_m: float
+) -> list[Problem]:
+    """Outside-the-hazard and overlap checks for the processed polygons of new activities."""
+    problems: list[Problem] = []
+    batch: dict[str, list[LandToCheck]] = {}
+    for activity_id, activity in activities:
+        if not activity.processed or not activity.hazard_id:
+            continue
+        hazard_id = activity.hazard_id
+        approved = [
+            LandToCheck(f"{row.activity_id} processed[{row.piece}]", row.geometry)
+            for row in conn.execute(
+                select(processed_land).where(
+                    processed_land.c.hazard_id == hazard_id,
+                    processed_land.c.activity_id != activity_id,
+                )
+            )
+        ]
+        new = [
+            LandToCheck(f"{activity_id} processed[{i}]", p.geometry)
+            for i, p in enumerate(activity.processed)
+        ]
+        found = processed_land_problems(
+            hazard_id,
+            hazard_geometry(conn, hazard_id),
+            new,
+            approved + batch.get(hazard_id, []),
+            tolerance_m,
+        )
+        problems += [Problem(p.field, p.reason, activity_id) for p in found]
+        batch.setdefault(hazard_id, []).extend(new)
+    return problems
+
+
+def deployment_check(
+    conn: Connection, records: list[tuple[str, Activity | Task]], reports: dict[str, Report]
+) -> list[Problem]:
+    """Teams, dogs and machines must hold a valid accreditation, team members a certification."""
+    problems = []
+    for record_id, record in records:
+        on = _deployment_date(record) or reports[record_id].date_of_information
+        assets = (
+            [_deployable(conn, "team", t) for t in record.team_ids]
+            + [_deployable(conn, "dog", d) for d in record.dog_ids]
+            + [_deployable(conn, "machine", m) for m in record.machine_ids]
+        )
+        found = deployment_problems([a for a in assets if a is not None], on, "assets")
+        problems += [Problem(p.field, p.reason, record_id) for p in found]
+    return problems
+
+
+def _deployment_date(record: Activity | Task) -> date | None:
+    return record.start_date if isinstance(record, Activity) else record.planned_start
+
+
+def _credentials(conn: Connection, holder_id: str, label: str, kind: str) -> tuple[Credential, ...]:
+    if kind == "accreditation":
+        table = record_tables["accreditation"]
+        rows: list[Any] = list(conn.execute(select(table).where(table.c.subject_id == holder_id)))
+    else:
+        table = record_tables["certification"]
+        rows = list(conn.execute(select(table).where(table.c.person_id == holder_id)))
+    return tuple(
+        Credential(
+            holder_id,
+            label,
+            row.record_id,
+            kind,
+            row.issued,
+            row.expires,
+            bool(getattr(row, "suspended", False)),
+        )
+        for row in rows
+    )
+
+
+def _deployable(conn: Connection, record_type: str, asset_id: str) -> Deployable | None:
+    table = record_tables[record_type]
+    row = conn.execute(select(table).where(table.c.record_id == asset_id)).first()
+    if row is None:
+        return None  # reported by the reference check
+    label = f"{record_type} {row.name}"
+    members: tuple[Deployable, ...] = ()
+    if record_type == "team":
+        people = record_tables["person"]
+        members = tuple(
+            Deployable(
+                p.record_id,
+                f"person {p.name}",
+                _credentials(conn, p.record_id, p.name, "certification"),
+            )
+            for p in conn.execute(select(people).where(people.c.team_id == asset_id))
+        )
+    return Deployable(
+        asset_id, label, _credentials(conn, asset_id, label, "accreditation"), members
+    )

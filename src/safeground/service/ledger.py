@@ -1,0 +1,163 @@
+"""Ledger totals for the national picture, and a recount from polygons that checks them.
+
+Totals add up the per-area balances stored by the register. The recount ignores them: it
+clips every processed polygon to its hazard again and measures the union, so a disagreement
+means the stored ledger is wrong, not the arithmetic.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from sqlalchemy import Connection, func, select
+
+from safeground.domain.codes import LandType
+from safeground.domain.geometry import geodesic_area
+from safeground.storage.schema import processed_land, record_tables
+
+GROUPINGS = ("admin_area", "operator", "classification", "period")
+AREA_COLUMNS = ("estimated_m2", "cancelled_m2", "reduced_m2", "cleared_m2", "remaining_m2")
+
+
+@dataclass
+class LedgerRow:
+    key: str
+    label: str
+    hazards: int
+    estimated_m2: float
+    cancelled_m2: float
+    reduced_m2: float
+    cleared_m2: float
+    remaining_m2: float
+
+
+def totals(conn: Connection, by: str, period: str = "year") -> list[LedgerRow]:
+    """Totals by admin area, operator, classification (hazard balances) or period (releases)."""
+    if by not in GROUPINGS:
+        raise ValueError(f"group by one of {', '.join(GROUPINGS)}")
+    if by in ("operator", "period"):
+        return _released_totals(conn, by, period)
+    hazard = record_tables["hazardous_area"]
+    key = hazard.c.admin_area_id if by == "admin_area" else hazard.c.classification
+    query = select(
+        key,
+        func.count(),
+        func.sum(hazard.c.estimated_area_m2),
+        func.sum(hazard.c.cancelled_m2),
+        func.sum(hazard.c.reduced_m2),
+        func.sum(hazard.c.cleared_m2),
+        func.sum(hazard.c.remaining_m2),
+    ).group_by(key)
+    labels = _admin_labels(conn) if by == "admin_area" else {}
+    rows = []
+    for k, n, *areas in conn.execute(query):
+        name = k or "(none)"
+        rows.append(LedgerRow(name, labels.get(k, name), n, *(a or 0.0 for a in areas)))
+    return sorted(rows, key=lambda r: r.label)
+
+
+def _released_totals(conn: Connection, by: str, period: str) -> list[LedgerRow]:
+    grouped: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    hazards: dict[str, set[str]] = defaultdict(set)
+    query = select(
+        processed_land.c.organisation_id,
+        processed_land.c.date_of_information,
+        processed_land.c.land_type,
+        processed_land.c.credited_m2,
+        processed_land.c.hazard_id,
+    )
+    for org, on, land_type, credited, hazard_id in conn.execute(query):
+        if by == "operator":
+            key = org or "(none)"
+        else:
+            key = str(on.year) if period == "year" else f"{on.year}-{on.month:02d}"
+        grouped[key][land_type] += credited
+        hazards[key].add(hazard_id)
+    labels = _organisation_labels(conn) if by == "operator" else {}
+    return [
+        LedgerRow(
+            key,
+            labels.get(key, key),
+            len(hazards[key]),
+            0.0,
+            grouped[key][LandType.CANCELLED],
+            grouped[key][LandType.REDUCED],
+            grouped[key][LandType.CLEARED],
+            0.0,
+        )
+        for key in sorted(grouped)
+    ]
+
+
+def _admin_labels(conn: Connection) -> dict[str, str]:
+    table = record_tables["admin_area"]
+    return {row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))}
+
+
+def _organisation_labels(conn: Connection) -> dict[str, str]:
+    table = record_tables["organisation"]
+    return {row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))}
+
+
+@dataclass
+class Recount:
+    hazards: int
+    pieces: int
+    stored_released_m2: float
+    recounted_released_m2: float
+    stored_remaining_m2: float
+    recounted_remaining_m2: float
+    # Hazards whose stored and recounted released area differ by 1 m² or more.
+    disagreements: list[tuple[str, float, float]]
+
+    @property
+    def agrees(self) -> bool:
+        return not self.disagreements
+
+
+def recount(conn: Connection) -> Recount:
+    """Recompute every hazardous area's released and remaining area from the polygons."""
+    hazard = record_tables["hazardous_area"]
+    rows = conn.execute(
+        select(
+            hazard.c.record_id,
+            hazard.c.geometry,
+            hazard.c.estimated_area_m2,
+            hazard.c.released_m2,
+            hazard.c.remaining_m2,
+        )
+    ).all()
+    index = {row.record_id: i for i, row in enumerate(rows)}
+    pieces = conn.execute(select(processed_land.c.hazard_id, processed_land.c.geometry)).all()
+    owner = np.array([index[p.hazard_id] for p in pieces], dtype=np.int64)
+    geoms = np.array([p.geometry for p in pieces], dtype=object)
+    hazard_geoms = np.array([row.geometry for row in rows], dtype=object)
+    clipped = shapely.intersection(geoms, hazard_geoms[owner]) if len(geoms) else geoms
+    by_hazard: dict[int, list[int]] = defaultdict(list)
+    for i, h in enumerate(owner):
+        by_hazard[int(h)].append(i)
+    released = np.zeros(len(rows))
+    for h, members in by_hazard.items():
+        union = clipped[members[0]] if len(members) == 1 else shapely.union_all(clipped[members])
+        released[h] = geodesic_area(union)
+    disagreements = []
+    stored_released = stored_remaining = recounted_remaining = 0.0
+    for i, row in enumerate(rows):
+        estimated = row.estimated_area_m2 or 0.0
+        stored_released += row.released_m2 or 0.0
+        stored_remaining += row.remaining_m2 or 0.0
+        recounted_remaining += max(0.0, estimated - released[i])
+        if abs((row.released_m2 or 0.0) - released[i]) >= 1.0:
+            disagreements.append((row.record_id, row.released_m2 or 0.0, float(released[i])))
+    return Recount(
+        len(rows),
+        len(pieces),
+        stored_released,
+        float(released.sum()),
+        stored_remaining,
+        recounted_remaining,
+        disagreements,
+    )

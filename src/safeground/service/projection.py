@@ -1,0 +1,236 @@
+"""Rebuilding current views from approved reports: generic records and hazardous areas."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from safeground.domain.errors import Problem
+from safeground.domain.geometry import geodesic_area
+from safeground.domain.hazard import ApprovedActivity, EvidenceEvent, HazardView, project_hazard
+from safeground.domain.records import Activity, Record
+from safeground.domain.reports import Operation, Report, ReportStatus, replay
+from safeground.storage.reportlog import load_reports
+from safeground.storage.rows import chunked_in, personal_row, record_row, upsert
+from safeground.storage.schema import (
+    hazard_change,
+    processed_land,
+    record_tables,
+    report,
+    victim_personal,
+)
+
+# Records whose approval can change a hazardous area's status, classification or ledger.
+HAZARD_LINKED = ("activity", "eo_item", "accident")
+
+
+def _meta(reports: list[Report], record_id: str) -> dict[str, Any]:
+    approved = [r for r in reports if r.status is ReportStatus.APPROVED]
+    first = approved[0]
+    return {
+        "record_id": record_id,
+        "version": len(approved),
+        "updated_at": datetime.now(UTC),
+        "last_report_id": max(r.report_id for r in approved),
+        "source": first.source,
+        "source_key": first.source_key,
+    }
+
+
+def rebuild_records(
+    conn: Connection, record_type: str, reports_by_record: dict[str, list[Report]]
+) -> list[str]:
+    """Write the current view of each record; returns the same-date notices of the replays."""
+    table = record_tables[record_type]
+    rows, personal, retired, notices = [], [], [], []
+    for record_id, reports in reports_by_record.items():
+        result = replay(reports)
+        notices += [f"{record_id}: {n}" for n in result.notices]
+        if result.record is None:
+            retired.append(record_id)
+            continue
+        rows.append({**record_row(result.record), **_meta(reports, record_id)})
+        if result.record.personal_fields:
+            personal.append({"record_id": record_id, **personal_row(result.record)})
+    upsert(conn, table, rows)
+    if personal:
+        upsert(conn, victim_personal, personal)
+    for chunk in chunked_in(retired):
+        conn.execute(delete(table).where(table.c.record_id.in_(chunk)))
+    return notices
+
+
+def insert_new_records(conn: Connection, records: list[tuple[Record, Report]]) -> None:
+    """Fast path for records created by one report each (imports): no replay needed."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    personal: list[dict[str, Any]] = []
+    now = datetime.now(UTC)
+    for record, rep in records:
+        row = record_row(record)
+        row.update(
+            record_id=rep.record_id,
+            version=1,
+            updated_at=now,
+            last_report_id=rep.report_id,
+            source=rep.source,
+            source_key=rep.source_key,
+        )
+        by_type.setdefault(record.record_type, []).append(row)
+        if record.personal_fields:
+            personal.append({"record_id": rep.record_id, **personal_row(record)})
+    for record_type, rows in by_type.items():
+        conn.execute(record_tables[record_type].insert(), rows)
+    if personal:
+        conn.execute(victim_personal.insert(), personal)
+
+
+def _creation_keys(conn: Connection, record_ids: list[str]) -> dict[str, tuple[date, int]]:
+    """Where each record falls in a timeline: the date and approval of its create report."""
+    keys = {}
+    for chunk in chunked_in(record_ids):
+        rows = conn.execute(
+            select(report.c.record_id, report.c.date_of_information, report.c.approval_seq).where(
+                report.c.record_id.in_(chunk),
+                report.c.operation == Operation.CREATE,
+                report.c.status == ReportStatus.APPROVED,
+            )
+        )
+        keys.update({r.record_id: (r.date_of_information, r.approval_seq) for r in rows})
+    return keys
+
+
+def project_hazards(conn: Connection, hazard_ids: list[str]) -> dict[str, HazardView]:
+    """Project hazardous areas from the register as it stands in this transaction."""
+    if not hazard_ids:
+        return {}
+    reports = load_reports(conn, hazard_ids)
+    activity_t, item_t, accident_t = (record_tables[t] for t in HAZARD_LINKED)
+    activities: dict[str, list[ApprovedActivity]] = {}
+    evidence: dict[str, list[EvidenceEvent]] = {}
+    linked: list[tuple[str, str, Any]] = []
+    for chunk in chunked_in(hazard_ids):
+        for row in conn.execute(select(activity_t).where(activity_t.c.hazard_id.in_(chunk))):
+            linked.append(("activity", row.hazard_id, row))
+        for row in conn.execute(select(item_t).where(item_t.c.hazard_id.in_(chunk))):
+            linked.append(("eo_item", row.hazard_id, row))
+        for row in conn.execute(
+            select(accident_t).where(
+                accident_t.c.hazard_id.in_(chunk), accident_t.c.location_known.is_(True)
+            )
+        ):
+            linked.append(("accident", row.hazard_id, row))
+    keys = _creation_keys(conn, [row.record_id for _, _, row in linked])
+    for kind, hazard_id, row in linked:
+        key = keys[row.record_id]
+        if kind == "activity":
+            record = Activity.model_validate(_row_values(row, Activity))
+            activities.setdefault(hazard_id, []).append(
+                ApprovedActivity(row.record_id, record, key)
+            )
+        else:
+            what = f"{row.category} found" if kind == "eo_item" else f"{row.accident_type} accident"
+            evidence.setdefault(hazard_id, []).append(EvidenceEvent(row.record_id, what, key))
+    return {
+        h: project_hazard(h, reports.get(h, []), activities.get(h, []), evidence.get(h, []))
+        for h in hazard_ids
+        if h in reports
+    }
+
+
+def _row_values(row: Any, model: type[Record]) -> dict[str, Any]:
+    return {f: getattr(row, f) for f in model.model_fields if getattr(row, f, None) is not None}
+
+
+def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
+    """Store projected hazardous areas with their ledger, processed land and change log."""
+    ids = list(views)
+    for chunk in chunked_in(ids):
+        conn.execute(delete(processed_land).where(processed_land.c.hazard_id.in_(chunk)))
+        conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
+    reports = load_reports(conn, ids)
+    rows, pieces, changes, retired = [], [], [], []
+    activity_rows = _activity_rows(conn, views)
+    for hazard_id, view in views.items():
+        if view.record is None:
+            retired.append(hazard_id)
+            continue
+        balance = view.balance
+        row = record_row(view.record)
+        row.update(_meta(reports[hazard_id], hazard_id))
+        row.update(
+            estimated_area_m2=balance.estimated_m2,
+            cancelled_m2=balance.released_m2["cancelled"],
+            reduced_m2=balance.released_m2["reduced"],
+            cleared_m2=balance.released_m2["cleared"],
+            released_m2=balance.total_released_m2,
+            remaining_m2=balance.remaining_m2,
+            status_date=view.status_date,
+        )
+        rows.append(row)
+        for credit in view.credits:
+            piece = credit.piece
+            activity = activity_rows[piece.activity_id]
+            detail = activity.processed[piece.index]
+            pieces.append(
+                {
+                    "activity_id": piece.activity_id,
+                    "piece": piece.index,
+                    "hazard_id": hazard_id,
+                    "land_type": piece.land_type,
+                    "activity_type": activity.activity_type,
+                    "organisation_id": activity.organisation_id,
+                    "method": detail.get("method"),
+                    "asset": detail.get("asset"),
+                    "technical_asset": detail.get("technical_asset"),
+                    "depth_cm": detail.get("depth_cm"),
+                    "date_of_information": activity.date_of_information,
+                    "area_m2": geodesic_area(piece.geometry),
+                    "credited_m2": credit.area_m2,
+                    "geometry": piece.geometry,
+                }
+            )
+        changes += [
+            {
+                "hazard_id": hazard_id,
+                "changed_on": c.on,
+                "attribute": c.attribute,
+                "old_value": c.old,
+                "new_value": c.new,
+                "reason": c.reason,
+                "cause": c.cause,
+            }
+            for c in view.changes
+        ]
+    upsert(conn, record_tables["hazardous_area"], rows)
+    table = record_tables["hazardous_area"]
+    for chunk in chunked_in(retired):
+        conn.execute(delete(table).where(table.c.record_id.in_(chunk)))
+    if pieces:
+        conn.execute(processed_land.insert(), pieces)
+    if changes:
+        conn.execute(hazard_change.insert(), changes)
+
+
+class _ActivityRow:
+    def __init__(self, row: Any, on: date):
+        self.activity_type = row.activity_type
+        self.organisation_id = row.organisation_id
+        self.processed = row.processed or []
+        self.date_of_information = on
+
+
+def _activity_rows(conn: Connection, views: dict[str, HazardView]) -> dict[str, _ActivityRow]:
+    ids = sorted({c.piece.activity_id for v in views.values() for c in v.credits})
+    table = record_tables["activity"]
+    keys = _creation_keys(conn, ids)
+    found = {}
+    for chunk in chunked_in(ids):
+        for row in conn.execute(select(table).where(table.c.record_id.in_(chunk))):
+            found[row.record_id] = _ActivityRow(row, keys[row.record_id][0])
+    return found
+
+
+def hazard_problems_caused_by(views: dict[str, HazardView], causes: set[str]) -> list[Problem]:
+    return [p for v in views.values() for cause, p in v.problems if cause in causes]

@@ -1,0 +1,446 @@
+"""The register's workflow: reports go draft → submitted → approved or rejected, and only
+approved reports change the current views. Every approval runs the register's rules on the
+whole batch inside one transaction, so a batch that breaks a rule changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from pydantic import TypeAdapter
+from sqlalchemy import Connection, bindparam, select
+
+from safeground.domain import ids
+from safeground.domain.errors import (
+    NotFound,
+    Problem,
+    RuleViolation,
+    ValidationFailed,
+    WorkflowError,
+)
+from safeground.domain.records import Activity, Record, Task, record_model
+from safeground.domain.reports import (
+    Operation,
+    Report,
+    ReportStatus,
+    build_record,
+    replay,
+)
+from safeground.service import checks
+from safeground.service.projection import (
+    HAZARD_LINKED,
+    hazard_problems_caused_by,
+    insert_new_records,
+    project_hazards,
+    rebuild_records,
+    write_hazards,
+)
+from safeground.storage.reportlog import insert_reports, load_report, load_reports, update_report
+from safeground.storage.rows import chunked_in
+from safeground.storage.schema import record_tables, report, victim_personal
+from safeground.storage.store import Store, open_store
+
+DEFAULT_TOLERANCE_M = 1.0
+
+
+@dataclass
+class Submission:
+    """A change to file: what the register needs to turn it into a report."""
+
+    record_type: str
+    changes: dict[str, Any]
+    date_of_information: date
+    record_id: str | None = None
+    operation: Operation | None = None
+    reason: str | None = None
+    source: str | None = None
+    source_key: str | None = None
+
+
+@dataclass
+class Approval:
+    report_ids: list[int]
+    record_ids: list[str]
+    notices: list[str] = field(default_factory=list)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Register:
+    """The mine action register on a store (GeoPackage file or PostGIS)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @classmethod
+    def open(cls, location: str | None = None) -> Register:
+        store = open_store(location)
+        if not store.exists():
+            raise NotFound(f"no register at {store.location}: run `safeground init` first")
+        return cls(store)
+
+    @classmethod
+    def create(
+        cls,
+        location: str | None = None,
+        country: str = "XX",
+        tolerance_m: float = DEFAULT_TOLERANCE_M,
+    ) -> Register:
+        if not (country.isalpha() and country.isupper() and 2 <= len(country) <= 3):
+            raise ValidationFailed([Problem("country", "give an ISO country code such as AZ")])
+        store = open_store(location)
+        store.create({"country": country, "tolerance_m": tolerance_m})
+        return cls(store)
+
+    # -- drafting ---------------------------------------------------------------------------
+
+    def draft(
+        self, user: str, items: list[Submission], conn: Connection | None = None
+    ) -> list[Report]:
+        """Store new draft reports, validating each change against its record type."""
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.draft(user, items, conn)
+        country = self.store.settings(conn)["country"]
+        reports = [self._new_report(conn, user, item, country) for item in items]
+        insert_reports(conn, reports)
+        return reports
+
+    def _new_report(self, conn: Connection, user: str, item: Submission, country: str) -> Report:
+        model = record_model(item.record_type)
+        operation = item.operation or (
+            Operation.CREATE if item.record_id is None else Operation.UPDATE
+        )
+        if operation is Operation.CREATE:
+            build_record(item.record_type, item.changes, item.record_id)
+            year = item.date_of_information.year
+            record_id = item.record_id or self.new_ids(conn, country, model.id_code, year, 1)[0]
+        else:
+            if not item.record_id:
+                raise ValidationFailed([Problem("record_id", f"an {operation} report needs one")])
+            unknown = set(item.changes) - set(model.model_fields)
+            if unknown:
+                raise ValidationFailed(
+                    [
+                        Problem(f, f"not a field of {item.record_type}", item.record_id)
+                        for f in sorted(unknown)
+                    ]
+                )
+            record_id = item.record_id
+        return Report(
+            report_id=0,
+            record_id=record_id,
+            record_type=item.record_type,
+            operation=operation,
+            date_of_information=item.date_of_information,
+            changes=json_changes(model, item.changes, record_id),
+            author=user,
+            reason=item.reason,
+            created_at=now(),
+            source=item.source,
+            source_key=item.source_key,
+        )
+
+    def new_ids(
+        self, conn: Connection, country: str, code: str, year: int, count: int
+    ) -> list[str]:
+        numbers = self.store.next_numbers(conn, f"{country}-{code}-{year}", count)
+        return [ids.format_record_id(country, code, year, n) for n in numbers]
+
+    # -- workflow ---------------------------------------------------------------------------
+
+    def submit(self, user: str, report_id: int) -> Report:
+        """Submit a draft for review, after running the approval checks on it."""
+        with self.store.begin() as conn:
+            rep = self._load(conn, report_id)
+            if rep.status is not ReportStatus.DRAFT:
+                raise WorkflowError(f"report {report_id} is {rep.status}, not a draft")
+            if rep.author != user:
+                raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
+            update_report(conn, report_id, status=ReportStatus.SUBMITTED, submitted_at=now())
+            rep.status = ReportStatus.SUBMITTED
+            # The author learns of problems now rather than at review; nothing of the trial lands.
+            trial = conn.begin_nested()
+            try:
+                self._approve_in(conn, [copy.copy(rep)], user)
+            finally:
+                trial.rollback()
+        return rep
+
+    def approve(self, user: str, report_ids: list[int], reason: str | None = None) -> Approval:
+        with self.store.begin() as conn:
+            reports = [self._load(conn, i) for i in report_ids]
+            for rep in reports:
+                if rep.status is not ReportStatus.SUBMITTED:
+                    raise WorkflowError(
+                        f"report {rep.report_id} is {rep.status}: only a submitted report "
+                        "can be approved"
+                    )
+            return self._approve_in(conn, reports, user, reason=reason)
+
+    def reject(self, user: str, report_id: int, reason: str) -> Report:
+        if not reason.strip():
+            raise ValidationFailed([Problem("reason", "say why the report is rejected")])
+        with self.store.begin() as conn:
+            rep = self._load(conn, report_id)
+            if rep.status is not ReportStatus.SUBMITTED:
+                raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
+            update_report(
+                conn,
+                report_id,
+                status=ReportStatus.REJECTED,
+                reviewed_by=user,
+                reviewed_at=now(),
+                review_reason=reason,
+            )
+            rep.status = ReportStatus.REJECTED
+        return rep
+
+    def file(
+        self,
+        user: str,
+        items: list[Submission],
+        reason: str | None = None,
+        import_batch: str | None = None,
+        conn: Connection | None = None,
+    ) -> Approval:
+        """Draft, submit and approve in one transaction: imports and an IM officer's own entries.
+
+        Each report still records who approved it and when, like any other.
+        """
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.file(user, items, reason, import_batch, conn)
+        country = self.store.settings(conn)["country"]
+        reports = [self._new_report(conn, user, item, country) for item in items]
+        stamp = now()
+        for rep in reports:
+            rep.status, rep.submitted_at = ReportStatus.SUBMITTED, stamp
+        insert_reports(conn, reports, import_batch)
+        return self._approve_in(conn, reports, user, reason=reason)
+
+    def _load(self, conn: Connection, report_id: int) -> Report:
+        rep = load_report(conn, report_id, include_personal=True)
+        if rep is None:
+            raise NotFound(f"no report {report_id}")
+        return rep
+
+    def _approve_in(
+        self, conn: Connection, reports: list[Report], user: str, reason: str | None = None
+    ) -> Approval:
+        """Approve reports inside ``conn``; raise (so the transaction rolls back) on any problem."""
+        tolerance = float(self.store.settings(conn).get("tolerance_m", DEFAULT_TOLERANCE_M))
+        stamp = now()
+        sequence = self.store.next_numbers(conn, "approval", len(reports))
+        for rep, seq in zip(reports, sequence, strict=True):
+            rep.status, rep.approval_seq = ReportStatus.APPROVED, seq
+            rep.reviewed_by, rep.reviewed_at, rep.review_reason = user, stamp, reason
+        _mark_approved(conn, reports)
+
+        previous_hazards = _previous_hazards(conn, reports)
+        single = _created_alone(reports)
+        notices = _rebuild(conn, reports, single)
+        records = _current(conn, reports, single)
+
+        problems = checks.missing_references(conn, records.items())
+        activities = [(i, r) for i, r in records.items() if isinstance(r, Activity)]
+        problems += checks.processed_land_check(conn, activities, tolerance)
+        by_record = {r.record_id: r for r in reports}
+        deployed = [(i, r) for i, r in records.items() if isinstance(r, Activity | Task)]
+        problems += checks.deployment_check(conn, deployed, by_record)
+        views = project_hazards(conn, _affected_hazards(reports, records, previous_hazards))
+        causes = {f"report {r.report_id}" for r in reports} | set(records)
+        problems += hazard_problems_caused_by(views, causes)
+        if problems:
+            raise RuleViolation(problems)
+        write_hazards(conn, views)
+        self.store.after_write(conn)
+        return Approval([r.report_id for r in reports], list(by_record), notices)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, record_id: str, include_personal: bool = False) -> dict[str, Any]:
+        """The current view of a record, with ``record_type``."""
+        with self.store.begin() as conn:
+            record_type = self.record_type_of(conn, record_id)
+            table = record_tables[record_type]
+            row = conn.execute(select(table).where(table.c.record_id == record_id)).first()
+            if row is None:
+                raise NotFound(f"{record_id} has no approved report yet, or was retired")
+            values = dict(row._mapping)
+            if include_personal and record_model(record_type).personal_fields:
+                private = conn.execute(
+                    select(victim_personal).where(victim_personal.c.record_id == record_id)
+                ).first()
+                if private is not None:
+                    values.update({k: v for k, v in private._mapping.items() if k != "record_id"})
+            values["record_type"] = record_type
+            return values
+
+    def record_type_of(self, conn: Connection, record_id: str) -> str:
+        found = conn.execute(
+            select(report.c.record_type).where(report.c.record_id == record_id).limit(1)
+        ).scalar()
+        if found is None:
+            raise NotFound(f"no record {record_id}")
+        return str(found)
+
+    def reports(self, record_id: str, include_personal: bool = False) -> list[Report]:
+        with self.store.begin() as conn:
+            found = load_reports(conn, [record_id], include_personal).get(record_id)
+        if not found:
+            raise NotFound(f"no record {record_id}")
+        return found
+
+    def pending(self, status: ReportStatus = ReportStatus.SUBMITTED) -> list[Report]:
+        with self.store.begin() as conn:
+            record_ids = conn.scalars(
+                select(report.c.record_id).where(report.c.status == status).distinct()
+            ).all()
+            found = load_reports(conn, record_ids)
+        return sorted(
+            (r for reps in found.values() for r in reps if r.status is status),
+            key=lambda r: r.report_id,
+        )
+
+
+def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report]) -> list[str]:
+    """Rebuild the current view of every record the reports touch (hazards come later)."""
+    insert_new_records(
+        conn,
+        [
+            (build_record(r.record_type, r.changes, r.record_id), r)
+            for r in single.values()
+            if r.record_type != "hazardous_area"
+        ],
+    )
+    others: dict[str, set[str]] = {}
+    for r in reports:
+        if r.record_id not in single and r.record_type != "hazardous_area":
+            others.setdefault(r.record_type, set()).add(r.record_id)
+    notices = []
+    for record_type, record_ids in others.items():
+        loaded = load_reports(conn, record_ids, include_personal=True)
+        notices += rebuild_records(conn, record_type, loaded)
+    return notices
+
+
+def _current(
+    conn: Connection, reports: list[Report], single: dict[str, Report]
+) -> dict[str, Record]:
+    """The batch's records as they now stand (retired ones left out)."""
+    found: dict[str, Record] = {
+        i: build_record(r.record_type, r.changes, i) for i, r in single.items()
+    }
+    others = {r.record_id for r in reports} - set(single)
+    for record_id, reps in load_reports(conn, others, include_personal=True).items():
+        record = replay(reps).record
+        if record is not None:
+            found[record_id] = record
+    return found
+
+
+def _created_alone(reports: list[Report]) -> dict[str, Report]:
+    """Records created in this batch by a single report: their view is that report's changes."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.record_id] = counts.get(r.record_id, 0) + 1
+    return {
+        r.record_id: r
+        for r in reports
+        if r.operation is Operation.CREATE and counts[r.record_id] == 1
+    }
+
+
+def _previous_hazards(conn: Connection, reports: list[Report]) -> set[str]:
+    """Hazards that records of the batch pointed to before it (a report may move a record)."""
+    found: set[str] = set()
+    for record_type in HAZARD_LINKED:
+        record_ids = [
+            r.record_id
+            for r in reports
+            if r.record_type == record_type and r.operation is not Operation.CREATE
+        ]
+        table = record_tables[record_type]
+        for chunk in chunked_in(record_ids):
+            query = select(table.c.hazard_id).where(table.c.record_id.in_(chunk))
+            found.update(h for h in conn.scalars(query) if h)
+    return found
+
+
+def _affected_hazards(
+    reports: list[Report], records: dict[str, Record], previous: set[str]
+) -> list[str]:
+    hazards = {r.record_id for r in reports if r.record_type == "hazardous_area"} | previous
+    for r in reports:
+        hazard_id = getattr(records.get(r.record_id), "hazard_id", None)
+        if r.record_type in HAZARD_LINKED and hazard_id:
+            hazards.add(hazard_id)
+    return sorted(hazards)
+
+
+def json_changes(
+    model: type[Record], changes: dict[str, Any], record_id: str | None = None
+) -> dict[str, Any]:
+    """Changes as JSON values (geometry as hex WKB), each field validated on its own."""
+    out: dict[str, Any] = {}
+    problems = []
+    for key, value in changes.items():
+        if value is None:
+            out[key] = None
+            continue
+        adapter = _field_adapter(model, key)
+        try:
+            out[key] = adapter.dump_python(adapter.validate_python(value), mode="json")
+        except Exception as exc:  # pydantic's ValidationError or a geometry parse error
+            problems.append(Problem(key, str(exc).splitlines()[-1].strip(), record_id))
+    if problems:
+        raise ValidationFailed(problems)
+    return out
+
+
+_ADAPTERS: dict[tuple[type[Record], str], TypeAdapter[Any]] = {}
+
+
+def _field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:
+    key = (model, name)
+    if key not in _ADAPTERS:
+        info = model.model_fields[name]
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        _ADAPTERS[key] = TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
+    return _ADAPTERS[key]
+
+
+def _mark_approved(conn: Connection, reports: list[Report]) -> None:
+    statement = (
+        report.update()
+        .where(report.c.report_id == bindparam("rid"))
+        .values(
+            status=bindparam("s"),
+            approval_seq=bindparam("seq"),
+            reviewed_by=bindparam("by"),
+            reviewed_at=bindparam("at"),
+            review_reason=bindparam("why"),
+        )
+    )
+    conn.execute(
+        statement,
+        [
+            {
+                "rid": r.report_id,
+                "s": r.status,
+                "seq": r.approval_seq,
+                "by": r.reviewed_by,
+                "at": r.reviewed_at,
+                "why": r.review_reason,
+            }
+            for r in reports
+        ],
+    )

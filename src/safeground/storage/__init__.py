@@ -1,0 +1,1 @@
+"""Storage of the register: one SQLAlchemy schema, on a GeoPackage file or on PostGIS."""

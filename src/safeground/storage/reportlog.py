@@ -1,0 +1,95 @@
+"""Reading and writing reports: the register's only source of truth.
+
+A report's personal fields (a victim's name, phone, address) are written to
+``report_personal`` and joined back only for callers that ask for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from safeground.domain.records import record_model
+from safeground.domain.reports import Operation, Report, ReportStatus
+from safeground.storage.rows import chunked_in
+from safeground.storage.schema import report, report_personal
+
+_FIELDS = [c.name for c in report.c if c.name not in ("report_id", "import_batch")]
+
+
+def insert_reports(
+    conn: Connection, reports: list[Report], import_batch: str | None = None
+) -> list[int]:
+    """Store new reports; returns their numbers in the same order."""
+    rows, personal = [], []
+    for r in reports:
+        hidden = set(record_model(r.record_type).personal_fields)
+        row = {f: getattr(r, f) for f in _FIELDS if f != "changes"}
+        row["changes"] = {k: v for k, v in r.changes.items() if k not in hidden}
+        row["import_batch"] = import_batch
+        rows.append(row)
+        personal.append({k: v for k, v in r.changes.items() if k in hidden})
+    result = conn.execute(
+        report.insert().returning(report.c.report_id, sort_by_parameter_order=True), rows
+    )
+    ids = [row[0] for row in result]
+    private = [{"report_id": i, "changes": p} for i, p in zip(ids, personal, strict=True) if p]
+    if private:
+        conn.execute(report_personal.insert(), private)
+    for r, i in zip(reports, ids, strict=True):
+        r.report_id = i
+    return ids
+
+
+def _to_report(row: Any, personal: dict[int, dict[str, Any]]) -> Report:
+    values = {f: getattr(row, f) for f in _FIELDS}
+    values["changes"] = {**row.changes, **personal.get(row.report_id, {})}
+    values["operation"] = Operation(values["operation"])
+    values["status"] = ReportStatus(values["status"])
+    return Report(report_id=row.report_id, **values)
+
+
+def load_reports(
+    conn: Connection, record_ids: Iterable[str], include_personal: bool = False
+) -> dict[str, list[Report]]:
+    """Every report of each record, in the order they were made."""
+    found: dict[str, list[Report]] = {}
+    for chunk in chunked_in(set(record_ids)):
+        rows = conn.execute(
+            select(report).where(report.c.record_id.in_(chunk)).order_by(report.c.report_id)
+        ).all()
+        personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
+        for row in rows:
+            found.setdefault(row.record_id, []).append(_to_report(row, personal))
+    return found
+
+
+def load_report(conn: Connection, report_id: int, include_personal: bool = False) -> Report | None:
+    row = conn.execute(select(report).where(report.c.report_id == report_id)).first()
+    if row is None:
+        return None
+    return _to_report(row, _personal(conn, [report_id]) if include_personal else {})
+
+
+def _personal(conn: Connection, report_ids: list[int]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for chunk in chunked_in(report_ids):
+        for row in conn.execute(
+            select(report_personal).where(report_personal.c.report_id.in_(chunk))
+        ):
+            found[row.report_id] = row.changes
+    return found
+
+
+def update_report(conn: Connection, report_id: int, **values: Any) -> None:
+    conn.execute(report.update().where(report.c.report_id == report_id).values(**values))
+
+
+def reports_by_source(conn: Connection, source: str) -> dict[str, str]:
+    """source_key → record ID of reports already imported from ``source``."""
+    rows = conn.execute(
+        select(report.c.source_key, report.c.record_id).where(report.c.source == source)
+    )
+    return {key: record_id for key, record_id in rows}

@@ -1,0 +1,171 @@
+"""The store: where a register lives, and the few operations whose SQL differs by backend.
+
+``open_store`` takes a path (an embedded GeoPackage file) or a database URL (PostgreSQL with
+PostGIS). Both run the same Alembic migrations and the same queries; the subclasses override
+only what SQLite and PostgreSQL spell differently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from safeground.domain.errors import SafegroundError
+from safeground.storage import gpkg, migrations
+from safeground.storage.schema import SPATIAL_LAYERS, id_sequence, setting
+
+DEFAULT_STORE = "safeground.gpkg"
+
+
+def default_location() -> str:
+    return os.environ.get("SAFEGROUND_STORE", DEFAULT_STORE)
+
+
+class Store:
+    """A register's database. Use ``open_store``; connections come from ``begin``."""
+
+    dialect: str
+
+    def __init__(self, location: str, engine: Engine):
+        self.location = location
+        self.engine = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction: everything in it lands, or nothing does."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def exists(self) -> bool:
+        raise NotImplementedError
+
+    def create(self, settings: dict[str, Any]) -> None:
+        """Create the schema with Alembic and record the register's settings."""
+        if self.exists():
+            raise SafegroundError(f"a register exists already at {self.location}")
+        self.migrate()
+        with self.begin() as conn:
+            for key, value in settings.items():
+                conn.execute(setting.insert().values(key=key, value=value))
+
+    def migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        with self.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def settings(self, conn: Connection) -> dict[str, Any]:
+        return {row.key: row.value for row in conn.execute(select(setting))}
+
+    def next_numbers(self, conn: Connection, prefix: str, count: int) -> range:
+        """Reserve ``count`` consecutive numbers of a named sequence (record IDs, approvals)."""
+        conn.execute(self._insert_ignore(id_sequence).values(prefix=prefix, last=0))
+        last = conn.execute(
+            id_sequence.update()
+            .where(id_sequence.c.prefix == prefix)
+            .values(last=id_sequence.c.last + count)
+            .returning(id_sequence.c.last)
+        ).scalar_one()
+        return range(last - count + 1, last + 1)
+
+    def _insert_ignore(self, table: Any) -> Any:
+        raise NotImplementedError
+
+    def after_write(self, conn: Connection) -> None:
+        """Backend bookkeeping after a write transaction (GeoPackage layer extents)."""
+
+    def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
+        raise NotImplementedError
+
+
+class GeoPackageStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str):
+        engine = create_engine(f"sqlite:///{path}")
+        event.listen(engine, "connect", _on_sqlite_connect)
+        # pysqlite's own transaction handling defers BEGIN; take control so that a transaction
+        # really starts at begin() and DDL is transactional too.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        super().__init__(path, engine)
+        self.path = Path(path)
+
+    def exists(self) -> bool:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return False
+        with self.engine.connect() as conn:
+            return bool(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
+                ).scalar()
+            )
+
+    def _insert_ignore(self, table: Any) -> Any:
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    def after_write(self, conn: Connection) -> None:
+        gpkg.update_extents(conn, list(SPATIAL_LAYERS))
+
+    def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
+        minx, miny, maxx, maxy = bbox
+        return table.c.fid.in_(
+            text(
+                f"SELECT id FROM rtree_{table.name}_geometry "
+                "WHERE minx <= :maxx AND maxx >= :minx AND miny <= :maxy AND maxy >= :miny"
+            ).bindparams(minx=minx, miny=miny, maxx=maxx, maxy=maxy)
+        )
+
+
+class PostgisStore(Store):
+    dialect = "postgresql"
+
+    def __init__(self, url: str):
+        super().__init__(url, create_engine(url, pool_pre_ping=True))
+
+    def exists(self) -> bool:
+        with self.engine.connect() as conn:
+            return bool(conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar())
+
+    def _insert_ignore(self, table: Any) -> Any:
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
+        minx, miny, maxx, maxy = bbox
+        return table.c.geometry.op("&&")(
+            text("ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)").bindparams(
+                minx=minx, miny=miny, maxx=maxx, maxy=maxy
+            )
+        )
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    gpkg.register_functions(dbapi_connection)
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+def open_store(location: str | None = None) -> Store:
+    """A store for a path (GeoPackage) or a ``postgresql://`` URL (PostGIS)."""
+    location = location or default_location()
+    if "://" not in location:
+        return GeoPackageStore(location)
+    url = make_url(location)
+    if url.get_backend_name() == "postgresql":
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        return PostgisStore(url.render_as_string(hide_password=False))
+    if url.get_backend_name() == "sqlite" and url.database:
+        return GeoPackageStore(url.database)
+    raise SafegroundError(
+        f"unsupported store {location!r}: give a file path or a postgresql:// URL"
+    )
