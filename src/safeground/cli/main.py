@@ -200,7 +200,7 @@ def record_list(
         box = tuple(float(v) for v in bbox.split(","))
         if len(box) != 4:
             raise typer.BadParameter("bbox needs four numbers")
-        query = query.where(register.store.bbox_clause(table_, box))  # type: ignore[arg-type]
+        query = query.where(register.store.bbox_clause(table_, box))
     with register.store.begin() as conn:
         rows = conn.execute(query).all()
     fields = [
@@ -376,9 +376,10 @@ def ledger_command(
     typer.echo(table(headers, body, align_right=set(range(1, len(headers)))))
     if check is not None:
         typer.echo(
-            f"recount from polygons: {check.hazards:,} areas, {check.pieces:,} processed polygons; "
-            f"released {check.recounted_released_m2:,.0f} m² (stored {check.stored_released_m2:,.0f}), "
-            f"remaining {check.recounted_remaining_m2:,.0f} m² (stored {check.stored_remaining_m2:,.0f})"
+            f"recount from polygons: {check.hazards:,} areas, {check.pieces:,} processed "
+            f"polygons; released {check.recounted_released_m2:,.0f} m² "
+            f"(stored {check.stored_released_m2:,.0f}), remaining "
+            f"{check.recounted_remaining_m2:,.0f} m² (stored {check.stored_remaining_m2:,.0f})"
         )
         if not check.agrees:
             for hazard_id, stored, counted in check.disagreements[:20]:

@@ -1,8 +1,12 @@
 """Geometry rules: parsing, validation, geodesic areas and tolerance checks.
 
-Geometries are kept in WGS84 longitude/latitude (EPSG:4326) as the primer requires. Areas are
-geodesic on the WGS84 ellipsoid. Distances for tolerances are measured in a local azimuthal
-equidistant projection centred on the hazard, which is exact enough at the scale of a minefield.
+Geometries are kept in WGS84 longitude/latitude (EPSG:4326) as the primer requires. An edge is a
+straight line in longitude/latitude, as GIS software draws it; a geodesic between the same two
+vertices bows away from it (about 1 cm over 850 m at 40°N), so that a vertex added on an
+edge would change a geodesic area by several m². Areas are therefore geodesic on the WGS84
+ellipsoid of the polygon densified to about 10 m, where the difference is far below a m².
+Distances for tolerances are measured in a local azimuthal equidistant projection centred on
+the hazard, which is exact enough at the scale of a minefield.
 Nothing here repairs a geometry: a problem is reported, never fixed silently.
 """
 
@@ -21,6 +25,7 @@ from safeground.domain.errors import Problem
 
 WGS84 = "EPSG:4326"
 GEOD = Geod(ellps="WGS84")
+DENSIFY_DEGREES = 1e-4  # about 11 m of latitude
 
 
 def parse_geometry(value: Any) -> BaseGeometry:
@@ -79,7 +84,7 @@ def geodesic_area(geom: BaseGeometry | None) -> float:
         return 0.0
     if geom.geom_type == "GeometryCollection":
         return sum(geodesic_area(part) for part in geom.geoms)
-    area, _ = GEOD.geometry_area_perimeter(geom)
+    area, _ = GEOD.geometry_area_perimeter(shapely.segmentize(geom, DENSIFY_DEGREES))
     return abs(area)
 
 
@@ -93,7 +98,12 @@ def to_local_metres(geoms: list[BaseGeometry], centre: BaseGeometry) -> list[Bas
     """Project to a metric plane centred on ``centre`` (rounded so the transformer is reused)."""
     c = centre.centroid
     transformer = _local_transformer(round(c.x, 2), round(c.y, 2))
-    return [shapely.transform(g, lambda xy: _apply(transformer, xy)) for g in geoms]
+    return [
+        shapely.transform(
+            shapely.segmentize(g, DENSIFY_DEGREES), lambda xy: _apply(transformer, xy)
+        )
+        for g in geoms
+    ]
 
 
 def _apply(transformer: Transformer, xy: Any) -> Any:

@@ -165,7 +165,7 @@ def project_hazard(
                 )
             continue
         if state is None:
-            # Work or evidence dated before the area was recorded: kept in order, applied once it exists.
+            # Work or evidence dated before the area was recorded is a problem for whoever filed it.
             problems.append(
                 (
                     _source(item),

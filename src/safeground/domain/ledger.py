@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import shapely
+from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from safeground.domain.codes import LandType
@@ -47,6 +49,15 @@ class Balance:
         return max(0.0, self.estimated_m2 - self.total_released_m2)
 
 
+def polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """The areal part of an overlay result: land that only touches a hazard along its edge
+    yields lines or points, which release nothing."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [p for p in shapely.get_parts(geom) if p.geom_type in ("Polygon", "MultiPolygon")]
+    return shapely.union_all(parts) if parts else Polygon()
+
+
 def account(
     hazard: BaseGeometry | None,
     estimated_without_polygon: float | None,
@@ -59,7 +70,7 @@ def account(
     credits = []
     released: BaseGeometry | None = None
     for piece in pieces:
-        clipped = piece.geometry.intersection(hazard)
+        clipped = polygonal(piece.geometry.intersection(hazard))
         new = clipped if released is None else clipped.difference(released)
         area = geodesic_area(new)
         credits.append(Credit(piece, area))

@@ -24,6 +24,7 @@ from pydantic import (
 from shapely.geometry.base import BaseGeometry
 
 from safeground.domain import codes as c
+from safeground.domain.errors import Problem, ValidationFailed
 from safeground.domain.geometry import geometry_problems, parse_geometry
 
 Geometry = Annotated[
@@ -512,7 +513,9 @@ def record_model(record_type: str) -> type[Record]:
         return RECORD_TYPES[record_type]
     except KeyError:
         known = ", ".join(sorted(RECORD_TYPES))
-        raise ValueError(f"unknown record type {record_type!r}; known: {known}") from None
+        raise ValidationFailed(
+            [Problem("record_type", f"unknown record type {record_type!r}; known: {known}")]
+        ) from None
 
 
 def to_payload(record: BaseModel) -> dict[str, Any]:

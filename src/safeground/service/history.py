@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from safeground.domain.records import record_model
 from safeground.domain.personal import mask
+from safeground.domain.records import record_model
 from safeground.domain.reports import Report, replay
 from safeground.service.register import Register
 from safeground.storage.schema import hazard_change
@@ -58,4 +58,3 @@ def history(register: Register, record_id: str, include_personal: bool = False) 
             )
             changes = [dict(r._mapping) for r in rows]
     return History(record_id, reports[0].record_type, entries, changes)
-

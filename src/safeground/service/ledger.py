@@ -16,6 +16,7 @@ from sqlalchemy import Connection, func, select
 
 from safeground.domain.codes import LandType
 from safeground.domain.geometry import geodesic_area
+from safeground.domain.ledger import polygonal
 from safeground.storage.schema import processed_land, record_tables
 
 GROUPINGS = ("admin_area", "operator", "classification", "period")
@@ -94,12 +95,16 @@ def _released_totals(conn: Connection, by: str, period: str) -> list[LedgerRow]:
 
 def _admin_labels(conn: Connection) -> dict[str, str]:
     table = record_tables["admin_area"]
-    return {row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))}
+    return {
+        row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))
+    }
 
 
 def _organisation_labels(conn: Connection) -> dict[str, str]:
     table = record_tables["organisation"]
-    return {row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))}
+    return {
+        row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))
+    }
 
 
 @dataclass
@@ -136,6 +141,7 @@ def recount(conn: Connection) -> Recount:
     geoms = np.array([p.geometry for p in pieces], dtype=object)
     hazard_geoms = np.array([row.geometry for row in rows], dtype=object)
     clipped = shapely.intersection(geoms, hazard_geoms[owner]) if len(geoms) else geoms
+    clipped = np.array([polygonal(c) for c in clipped], dtype=object)
     by_hazard: dict[int, list[int]] = defaultdict(list)
     for i, h in enumerate(owner):
         by_hazard[int(h)].append(i)

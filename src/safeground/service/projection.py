@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
+from safeground.domain.codes import LandType
 from safeground.domain.errors import Problem
 from safeground.domain.geometry import geodesic_area
 from safeground.domain.hazard import ApprovedActivity, EvidenceEvent, HazardView, project_hazard
@@ -161,9 +162,9 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
         row.update(_meta(reports[hazard_id], hazard_id))
         row.update(
             estimated_area_m2=balance.estimated_m2,
-            cancelled_m2=balance.released_m2["cancelled"],
-            reduced_m2=balance.released_m2["reduced"],
-            cleared_m2=balance.released_m2["cleared"],
+            cancelled_m2=balance.released_m2[LandType.CANCELLED],
+            reduced_m2=balance.released_m2[LandType.REDUCED],
+            cleared_m2=balance.released_m2[LandType.CLEARED],
             released_m2=balance.total_released_m2,
             remaining_m2=balance.remaining_m2,
             status_date=view.status_date,

@@ -58,6 +58,8 @@ class Submission:
     reason: str | None = None
     source: str | None = None
     source_key: str | None = None
+    # Country code of a new record's ID when it is not the register's (imported foreign data).
+    country: str | None = None
 
 
 @dataclass
@@ -107,7 +109,7 @@ class Register:
             with self.store.begin() as conn:
                 return self.draft(user, items, conn)
         country = self.store.settings(conn)["country"]
-        reports = [self._new_report(conn, user, item, country) for item in items]
+        reports = [self._new_report(conn, user, item, item.country or country) for item in items]
         insert_reports(conn, reports)
         return reports
 
@@ -217,7 +219,7 @@ class Register:
             with self.store.begin() as conn:
                 return self.file(user, items, reason, import_batch, conn)
         country = self.store.settings(conn)["country"]
-        reports = [self._new_report(conn, user, item, country) for item in items]
+        reports = [self._new_report(conn, user, item, item.country or country) for item in items]
         stamp = now()
         for rep in reports:
             rep.status, rep.submitted_at = ReportStatus.SUBMITTED, stamp

@@ -107,8 +107,8 @@ def register_layer(conn: Any, name: str, geometry_type: str | None, description:
     """Add a table to gpkg_contents: a feature layer with an R-tree, or an attribute table."""
 
     conn.exec_driver_sql(
-        "INSERT OR REPLACE INTO gpkg_contents (table_name, data_type, identifier, description, srs_id)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO gpkg_contents "
+        "(table_name, data_type, identifier, description, srs_id) VALUES (?, ?, ?, ?, ?)",
         (
             name,
             "features" if geometry_type else "attributes",

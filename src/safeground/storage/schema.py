@@ -155,7 +155,7 @@ def stored_fields(model: type[Record]) -> list[str]:
 
 def _record_table(model: type[Record]) -> Table:
     name = model.record_type
-    columns = [
+    columns: list[Any] = [
         Column("fid", Integer, primary_key=True, autoincrement=True),
         Column("record_id", Text, nullable=False, unique=True),
     ]

@@ -56,7 +56,8 @@ def gpkg_envelope(blob: bytes) -> tuple[float, float, float, float] | None:
         return None
     byte_order = "<" if flags & 1 else ">"
     if (flags >> 1) & 0b111:
-        return struct.unpack(byte_order + "4d", blob[8:40])  # type: ignore[return-value]
+        minx, maxx, miny, maxy = struct.unpack(byte_order + "4d", blob[8:40])
+        return minx, maxx, miny, maxy
     minx, miny, maxx, maxy = shapely.from_wkb(gpkg_wkb(blob)).bounds
     return minx, maxx, miny, maxy
 

@@ -1,0 +1,22 @@
+# Everything bootstraps itself: a virtual environment, Debian's PostgreSQL/PostGIS for the tests.
+BIN := .venv/bin
+
+.PHONY: bootstrap demo test lint bench serve
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+demo: bootstrap
+	$(BIN)/safeground demo --out demo
+
+lint: bootstrap
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	SAFEGROUND_TEST_POSTGIS_URL="$$(bash scripts/postgis.sh up)" $(BIN)/python -m pytest --run-slow
+
+bench: bootstrap
+	SAFEGROUND_BENCH_POSTGIS_URL="$$(bash scripts/postgis.sh up)" bash bench/run_all.sh

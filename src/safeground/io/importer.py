@@ -1,0 +1,532 @@
+"""Mapped imports: every row validated first, then everything filed in one transaction.
+
+An import is atomic: all rows of all files go into one ``Register.file`` call inside one
+transaction, so either everything valid lands or nothing does. Rows are checked before anything
+is written and every problem is collected, named by file, row, field and reason. Nothing is
+repaired: coordinates outside the declared region, invalid polygons and unknown codes are
+reported, and a flipped sign is pointed out but not flipped back.
+
+Re-running an import adds nothing (each report keeps its source and source key), and rows that
+are identical in every mapped value are imported as distinct records (two victims of one blast
+look identical) and listed in the report, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import shapely
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection
+
+from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
+from safeground.domain.records import RECORD_TYPES, Record, to_payload
+from safeground.domain.reports import Operation, build_record
+from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
+from safeground.io.readers import InputTable, ReadFailed, missing_columns_reason, read_input
+from safeground.service.register import Register, Submission
+from safeground.storage.reportlog import reports_by_source
+
+SHOWN_PROBLEMS = 20
+SHOWN_EXAMPLES = 5
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row (or a whole file, when ``row`` is None) cannot be imported."""
+
+    file: str
+    row: int | None
+    field: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.file if self.row is None else f"{self.file} row {self.row}"
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``summary()`` says it in a few lines for a person."""
+
+    source: str
+    mapping: str
+    files: list[str]
+    import_batch: str | None = None
+    rows_read: int = 0
+    imported: int = 0
+    already_imported: int = 0
+    duplicate_groups: int = 0
+    duplicate_rows: int = 0
+    duplicate_examples: list[str] = field(default_factory=list)
+    rejected_rows: int = 0
+    rejected: list[RowProblem] = field(default_factory=list)
+    rejects_files: list[Path] = field(default_factory=list)
+    record_ids: list[str] = field(default_factory=list)
+    by_type: dict[str, int] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        files = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
+        lines = [f"Import of {files} with mapping {self.mapping} (source {self.source})"]
+        if self.import_batch:
+            lines.append(f"  batch {self.import_batch}")
+        lines.append(f"  {self.rows_read} rows read")
+        kinds = ", ".join(f"{t} {n}" for t, n in sorted(self.by_type.items()))
+        lines.append(f"  {self.imported} imported" + (f" ({kinds})" if kinds else ""))
+        lines.append(f"  {self.already_imported} already imported (skipped)")
+        if self.duplicate_groups:
+            lines.append(
+                f"  {self.duplicate_rows} rows in {self.duplicate_groups} groups of identical rows "
+                f"({self.duplicate_rows - self.duplicate_groups} beyond the first of each group), "
+                "imported as separate records; for example:"
+            )
+            lines += [f"    {example}" for example in self.duplicate_examples]
+        else:
+            lines.append("  no identical rows")
+        if self.rejected_rows:
+            where = ", ".join(str(p) for p in self.rejects_files)
+            lines.append(
+                f"  {self.rejected_rows} rows rejected ({len(self.rejected)} problems)"
+                + (f", written to {where}" if where else "")
+                + ":"
+            )
+            lines += [f"    {p}" for p in self.rejected[:SHOWN_PROBLEMS]]
+            if len(self.rejected) > SHOWN_PROBLEMS:
+                lines.append(f"    ... and {len(self.rejected) - SHOWN_PROBLEMS} more")
+        else:
+            lines.append("  no rows rejected")
+        return "\n".join(lines)
+
+
+class ImportFailed(ValidationFailed):
+    """Rows (or files) that cannot be imported; nothing was written."""
+
+    def __init__(self, problems: list[RowProblem], report: ImportReport | None = None):
+        self.row_problems = problems
+        self.report = report
+        super().__init__([_as_problem(p) for p in problems])
+        rows = {(p.file, p.row) for p in problems}
+        head = (
+            f"{len(rows)} rows cannot be imported ({len(problems)} problems); nothing was "
+            "imported (use skip_invalid / --skip-invalid to import the rest):"
+        )
+        lines = [head] + [f"  {p}" for p in problems[:SHOWN_PROBLEMS]]
+        if len(problems) > SHOWN_PROBLEMS:
+            lines.append(f"  ... and {len(problems) - SHOWN_PROBLEMS} more")
+        self.args = ("\n".join(lines),)
+
+
+def _as_problem(p: RowProblem) -> Problem:
+    where = p.file if p.row is None else f"{p.file} row {p.row}"
+    return Problem(p.field, p.reason, where)
+
+
+@dataclass
+class _Row:
+    """One input row on its way in."""
+
+    table: InputTable
+    index: int  # 0-based position in the file
+    key: str
+    record_type: str | None = None
+    date_of_information: date | None = None
+    record: Record | None = None
+    record_id: str | None = None
+    problems: list[RowProblem] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    def problem(self, field_name: str | None, reason: str) -> None:
+        self.problems.append(RowProblem(self.table.name, self.number, field_name, reason))
+
+
+def import_file(
+    register: Register,
+    path: Path,
+    mapping: Mapping,
+    user: str,
+    *,
+    skip_invalid: bool = False,
+    rejects: Path | None = None,
+) -> ImportReport:
+    """Import one file; see ``import_many``."""
+    return import_many(
+        register, [path], mapping, user, skip_invalid=skip_invalid, rejects=rejects
+    )
+
+
+def import_many(
+    register: Register,
+    paths: list[Path],
+    mapping: Mapping,
+    user: str,
+    *,
+    skip_invalid: bool = False,
+    rejects: Path | None = None,
+) -> ImportReport:
+    """Import files as one atomic batch: everything valid lands, or nothing does.
+
+    With invalid rows and ``skip_invalid`` False, raise ImportFailed and write nothing. With
+    ``skip_invalid``, write the rejected rows with their reasons to ``rejects`` (default: a
+    ``<name>.rejects.csv`` next to each input) and import the rest.
+    """
+    tables = [_read(Path(p), mapping) for p in paths]
+    report = ImportReport(mapping.source, mapping.name, [t.name for t in tables])
+    report.rows_read = sum(len(t) for t in tables)
+    with register.store.begin() as conn:
+        existing = reports_by_source(conn, mapping.source)
+    rows = _prepare(tables, mapping, existing, report)
+    invalid = [r for r in rows if r.problems]
+    if invalid and not skip_invalid:
+        raise ImportFailed([p for r in invalid for p in r.problems], report)
+    valid = [r for r in rows if not r.problems]
+    _find_duplicates(valid, report)
+    written: list[Path] = []
+    try:
+        while True:
+            written = _write_rejects(invalid, rejects, written)
+            try:
+                _file(register, valid, mapping, user, report)
+                break
+            except (RuleViolation, ValidationFailed) as exc:
+                refused = _refused_rows(exc, valid)
+                if not skip_invalid or not refused:
+                    raise
+                # The register's rules refused some rows (a reference to a missing record...):
+                # reject them too and file the rest, still in one transaction.
+                invalid += refused
+                valid = [r for r in valid if not r.problems]
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    report.rejected_rows = len(invalid)
+    report.rejected = [p for r in invalid for p in r.problems]
+    report.rejects_files = written
+    return report
+
+
+def _read(path: Path, mapping: Mapping) -> InputTable:
+    try:
+        table = read_input(path, mapping.format)
+    except ReadFailed as exc:
+        raise ImportFailed([RowProblem(exc.file, None, None, exc.reason)]) from None
+    missing = [c for c in mapping.columns() if c not in table.frame.columns]
+    if missing:
+        reason = missing_columns_reason(missing, table.frame)
+        raise ImportFailed([RowProblem(table.name, None, None, reason)])
+    return table
+
+
+# -- checking rows ------------------------------------------------------------------------------
+
+
+def _prepare(
+    tables: list[InputTable], mapping: Mapping, existing: dict[str, str], report: ImportReport
+) -> list[_Row]:
+    """Map and validate every row not imported before; problems stay on each row."""
+    rows: list[_Row] = []
+    seen: dict[str, _Row] = {}
+    for table in tables:
+        for index, cells in enumerate(table.frame.to_dict("records")):
+            row = _Row(table, index, "")
+            row.key = _source_key(mapping, row, cells)
+            if row.key in existing:
+                report.already_imported += 1
+                continue
+            first = seen.get(row.key)
+            if first is not None:
+                row.problem(
+                    "key",
+                    f"source key {row.key!r} repeats {first.table.name} row {first.number}",
+                )
+            else:
+                seen[row.key] = row
+            _check_row(mapping, row, {str(k): v for k, v in cells.items()})
+            rows.append(row)
+    return rows
+
+
+def _source_key(mapping: Mapping, row: _Row, cells: dict[Any, Any]) -> str:
+    """Key columns' values joined by "|", or file name and row number (the default)."""
+    if not mapping.key:
+        return f"{row.table.name}#{row.number}"
+    parts = []
+    for column in mapping.key:
+        value = cells.get(column)
+        if is_missing(value):
+            row.problem("key", f"key column {column} is empty")
+            return f"{row.table.name}#{row.number}"
+        parts.append(code_key(value))
+    return "|".join(parts)
+
+
+def _check_row(mapping: Mapping, row: _Row, cells: dict[str, Any]) -> None:
+    record_type, why = mapping.choose_type(cells)
+    if record_type is None:
+        row.problem("record_type", why or "no record type")
+        return
+    row.record_type = record_type
+    try:
+        row.date_of_information = _as_date(spec_value(mapping.date_of_information, cells))
+    except ValueError as exc:
+        row.problem("date_of_information", str(exc))
+    target = mapping.geometry_field(record_type) or "geometry"
+    geometry = row.table.geometry[row.index]
+    coordinate_problem = row.table.geometry_problems.get(row.index)
+    if coordinate_problem is not None:
+        row.problem(target, coordinate_problem)
+        geometry = None
+    elif geometry is not None and mapping.region is not None and _lon_lat(geometry):
+        outside = region_problem(mapping.region, geometry)
+        if outside:
+            row.problem(target, outside)
+    values, problems = mapping.map_row(record_type, cells, geometry)
+    for name, reason in problems:
+        row.problem(name, reason)
+    flagged = {p.field for p in row.problems}
+    try:
+        row.record = build_record(record_type, values)
+    except ValidationFailed as exc:
+        for p in exc.problems:
+            top = (p.field or "").split(".")[0]
+            if top in flagged or (top == "geometry" and target in flagged):
+                continue  # already said why, in the mapping's terms
+            row.problem(p.field, p.reason + _column_hint(mapping, record_type, top, cells))
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if value is None:
+        raise ValueError("empty: every report needs a date of information")
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"{value!r} is not a date") from None
+
+
+def _column_hint(mapping: Mapping, record_type: str, name: str, cells: dict[str, Any]) -> str:
+    spec = mapping.records[record_type].get(name)
+    if spec is None or spec.column is None:
+        return ""
+    value = cells.get(spec.column)
+    if is_missing(value):
+        return f" (column {spec.column} is empty)"
+    return f" (column {spec.column} = {value!r})"
+
+
+def _lon_lat(geom: BaseGeometry) -> bool:
+    minx, miny, maxx, maxy = geom.bounds
+    return -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
+
+
+_FLIPS = (
+    ("probably a flipped sign of the longitude", lambda x, y: (-x, y)),
+    ("probably a flipped sign of the latitude", lambda x, y: (x, -y)),
+    ("probably flipped signs of both coordinates", lambda x, y: (-x, -y)),
+    ("probably longitude and latitude swapped", lambda x, y: (y, x)),
+)
+
+
+def region_problem(region: Region, geom: BaseGeometry) -> str | None:
+    """Why ``geom`` is not where the data must lie, with a hint when a sign looks flipped."""
+    if geom.is_empty or region.contains(geom):
+        return None
+    outside = f"{_describe(geom)} lies outside the region {region.name} {list(region.bbox)}"
+    for hint, flip in _FLIPS:
+        moved = shapely.transform(geom, lambda xy, f=flip: _apply(f, xy))  # type: ignore[misc]
+        if region.contains(moved):
+            return f"{outside}: {hint} ({_describe(moved)} would be inside); not changed"
+    return outside
+
+
+def _apply(flip: Any, xy: Any) -> Any:
+    import numpy as np
+
+    x, y = flip(xy[:, 0], xy[:, 1])
+    return np.column_stack([x, y])
+
+
+def _describe(geom: BaseGeometry) -> str:
+    if geom.geom_type == "Point":
+        return f"point ({geom.x:.6g}, {geom.y:.6g})"
+    minx, miny, maxx, maxy = geom.bounds
+    return f"{geom.geom_type} with bounds ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g})"
+
+
+def _find_duplicates(rows: list[_Row], report: ImportReport) -> None:
+    """Groups of rows identical in every mapped value and geometry (all are imported)."""
+    groups: dict[str, list[_Row]] = defaultdict(list)
+    for row in rows:
+        assert row.record is not None
+        payload = to_payload(row.record)
+        signature = json.dumps(
+            [row.record_type, str(row.date_of_information), payload], sort_keys=True
+        )
+        groups[signature].append(row)
+    found = [g for g in groups.values() if len(g) > 1]
+    report.duplicate_groups = len(found)
+    report.duplicate_rows = sum(len(g) for g in found)
+    report.duplicate_examples = [_rows_text(g) for g in found[:SHOWN_EXAMPLES]]
+
+
+def _rows_text(rows: list[_Row], shown: int = 8) -> str:
+    by_file: dict[str, list[str]] = defaultdict(list)
+    for row in rows[:shown]:
+        by_file[row.table.name].append(str(row.number))
+    text = "; ".join(
+        f"{name} row{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+        for name, numbers in by_file.items()
+    )
+    return text + (f" (and {len(rows) - shown} more)" if len(rows) > shown else "")
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _file(
+    register: Register, rows: list[_Row], mapping: Mapping, user: str, report: ImportReport
+) -> None:
+    """File every row in one transaction: one Register.file call, or nothing at all."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    batch = f"{mapping.source}/{stamp}/{uuid.uuid4().hex[:8]}"
+    with register.store.begin() as conn:
+        # Again inside the write transaction: another import may have landed meanwhile.
+        existing = reports_by_source(conn, mapping.source)
+        todo = [r for r in rows if r.key not in existing]
+        if todo:
+            ids = _allocate_ids(register, conn, todo)
+            for row, record_id in zip(todo, ids, strict=True):
+                row.record_id = record_id
+            items = [_submission(r, mapping) for r in todo]
+            files = ", ".join(report.files[:3]) + (" ..." if len(report.files) > 3 else "")
+            approval = register.file(
+                user,
+                items,
+                reason=f"import of {len(items)} rows from {files} with mapping {mapping.name}",
+                import_batch=batch,
+                conn=conn,
+            )
+            report.import_batch = batch
+            report.notices = approval.notices
+    report.already_imported += len(rows) - len(todo)
+    report.imported = len(todo)
+    report.record_ids = [str(r.record_id) for r in todo]
+    counts: dict[str, int] = defaultdict(int)
+    for r in todo:
+        counts[str(r.record_type)] += 1
+    report.by_type = dict(counts)
+
+
+def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> list[str]:
+    """Record IDs reserved in one statement per (type, year), not one per row."""
+    country = str(register.store.settings(conn)["country"])
+    wanted: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        assert row.record_type is not None and row.date_of_information is not None
+        code = RECORD_TYPES[row.record_type].id_code
+        wanted[(code, row.date_of_information.year)].append(i)
+    ids = [""] * len(rows)
+    for (code, year), positions in sorted(wanted.items()):
+        for i, record_id in zip(
+            positions, register.new_ids(conn, country, code, year, len(positions)), strict=True
+        ):
+            ids[i] = record_id
+    return ids
+
+
+def _submission(row: _Row, mapping: Mapping) -> Submission:
+    assert row.record is not None and row.record_type is not None
+    assert row.date_of_information is not None
+    record = row.record
+    changes = {name: getattr(record, name) for name in record.model_fields_set}
+    return Submission(
+        record_type=row.record_type,
+        changes=changes,
+        date_of_information=row.date_of_information,
+        record_id=row.record_id,
+        operation=Operation.CREATE,
+        reason=f"imported from {row.table.name} row {row.number} (mapping {mapping.name})",
+        source=mapping.source,
+        source_key=row.key,
+    )
+
+
+def _refused_rows(exc: ValidationFailed, rows: list[_Row]) -> list[_Row]:
+    """Rows named by the register's refusal, each given the register's reason."""
+    by_id = {r.record_id: r for r in rows if r.record_id}
+    refused: dict[int, _Row] = {}
+    for p in exc.problems:
+        row = by_id.get(p.record or "")
+        if row is None:
+            continue
+        row.problem(p.field, f"refused by the register: {p.reason}")
+        refused[id(row)] = row
+    return list(refused.values())
+
+
+def _write_rejects(rows: list[_Row], rejects: Path | None, previous: list[Path]) -> list[Path]:
+    """Rejected rows with their original columns and ``_file, _row, _field, _reason``."""
+    for path in previous:
+        path.unlink(missing_ok=True)
+    if not rows:
+        return []
+    by_table: dict[int, list[_Row]] = defaultdict(list)
+    tables: dict[int, InputTable] = {}
+    for row in rows:
+        by_table[id(row.table)].append(row)
+        tables[id(row.table)] = row.table
+    frames = {key: _rejects_frame(tables[key], found) for key, found in by_table.items()}
+    if rejects is not None:
+        targets = {rejects: pd.concat(list(frames.values()), ignore_index=True)}
+    else:
+        targets = {
+            tables[key].path.with_name(f"{tables[key].path.stem}.rejects.csv"): frame
+            for key, frame in frames.items()
+        }
+    written = []
+    for path, frame in targets.items():
+        try:
+            frame.to_csv(path, index=False)
+        except OSError as exc:
+            for done in written:
+                done.unlink(missing_ok=True)
+            reason = f"cannot write the rejects file {path}: {exc.strerror or exc}"
+            raise ImportFailed([RowProblem(path.name, None, None, reason)]) from None
+        written.append(path)
+    return written
+
+
+def _rejects_frame(table: InputTable, rows: list[_Row]) -> pd.DataFrame:
+    frame = table.frame.iloc[[r.index for r in rows]].copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(_cell_text)
+    if table.original_geometry is not None:
+        frame["_geometry"] = [
+            None if g is None else g.wkt for g in (table.original_geometry[r.index] for r in rows)
+        ]
+    frame["_file"] = table.name
+    frame["_row"] = [r.number for r in rows]
+    frame["_field"] = ["; ".join(str(p.field or "") for p in r.problems) for r in rows]
+    frame["_reason"] = ["; ".join(p.reason for p in r.problems) for r in rows]
+    return frame.reset_index(drop=True)
+
+
+def _cell_text(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value

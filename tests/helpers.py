@@ -1,0 +1,17 @@
+"""Small builders for register tests."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from safeground.service.register import Register, Submission
+
+
+def add(register: Register, record_type: str, on: date, user: str = "im", **fields: Any) -> str:
+    """File and approve a record; return its ID."""
+    return register.file(user, [Submission(record_type, fields, on)]).record_ids[0]
+
+
+def update(register: Register, record_id: str, record_type: str, on: date, **fields: Any) -> None:
+    register.file("im", [Submission(record_type, fields, on, record_id=record_id)])

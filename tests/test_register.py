@@ -1,0 +1,386 @@
+"""The register's workflow and rules, on the GeoPackage file and on PostGIS alike."""
+
+from datetime import date
+
+import pytest
+
+from safeground.domain.errors import RuleViolation, ValidationFailed, WorkflowError
+from safeground.domain.geometry import geodesic_area
+from safeground.domain.reports import ReportStatus
+from safeground.service.history import history
+from safeground.service.ledger import recount, totals
+from safeground.service.register import Submission
+from tests import geometries as g
+from tests.helpers import add, update
+
+D = date
+
+
+@pytest.fixture
+def hazard(register):
+    org = add(register, "organisation", D(2021, 1, 1), name="Demo Army Engineers")
+    hazard_id = add(
+        register,
+        "hazardous_area",
+        D(2021, 2, 1),
+        name="Field 1",
+        geometry=g.HAZARD.wkt,
+        evidence=["front_line"],
+        organisation_id=org,
+    )
+    return register, hazard_id, org
+
+
+def clearance(hazard_id, geom, land_type="cleared", activity_type="clearance", **extra):
+    return {
+        "hazard_id": hazard_id,
+        "activity_type": activity_type,
+        "processed": [{"land_type": land_type, "geometry": geom.wkt}],
+        **extra,
+    }
+
+
+def test_ids_estimated_area_and_remaining(hazard):
+    register, hazard_id, _ = hazard
+    assert hazard_id == "AZ-HA-2021-00001"
+    view = register.get(hazard_id)
+    assert view["estimated_area_m2"] == pytest.approx(geodesic_area(g.HAZARD))
+    assert view["remaining_m2"] == view["estimated_area_m2"]
+    assert view["status"] == "open" and view["classification"] == "sha"
+
+
+def test_only_approved_reports_change_the_register(hazard):
+    register, hazard_id, _ = hazard
+    rep = register.draft(
+        "op", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 5, 1))]
+    )[0]
+    assert register.get(hazard_id)["remaining_m2"] == register.get(hazard_id)["estimated_area_m2"]
+    with pytest.raises(WorkflowError):
+        register.approve("im", [rep.report_id])  # a draft cannot be approved
+    with pytest.raises(WorkflowError):
+        register.submit("someone-else", rep.report_id)
+    register.submit("op", rep.report_id)
+    register.approve("im", [rep.report_id])
+    view = register.get(hazard_id)
+    assert view["cleared_m2"] == pytest.approx(geodesic_area(g.WEST_HALF), abs=1)
+    assert view["remaining_m2"] == pytest.approx(geodesic_area(g.EAST_HALF), abs=1)
+    assert view["status"] == "worked_on"
+    with pytest.raises(WorkflowError):
+        register.approve("im", [rep.report_id])  # not twice
+
+
+def test_rejected_report_is_kept_with_its_reason(hazard):
+    register, hazard_id, _ = hazard
+    rep = register.draft(
+        "op", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 5, 1))]
+    )[0]
+    register.submit("op", rep.report_id)
+    with pytest.raises(ValidationFailed):
+        register.reject("im", rep.report_id, " ")
+    register.reject("im", rep.report_id, "polygon drawn from memory, resurvey")
+    statuses = [r.status for r in register.reports(rep.record_id)]
+    assert statuses == [ReportStatus.REJECTED]
+    assert register.get(hazard_id)["cleared_m2"] == 0
+
+
+def test_overlapping_release_is_refused_and_nothing_changes(hazard):
+    register, hazard_id, _ = hazard
+    register.file("im", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 5, 1))])
+    before = register.get(hazard_id)
+    with pytest.raises(RuleViolation) as error:
+        register.file(
+            "im",
+            [
+                Submission(
+                    "activity", clearance(hazard_id, g.CENTRE_STRIP, "reduced", "ts"), D(2021, 6, 1)
+                )
+            ],
+        )
+    assert "overlaps land already processed" in str(error.value)
+    assert register.get(hazard_id)["remaining_m2"] == before["remaining_m2"]
+
+
+def test_jitter_within_tolerance_is_accepted(hazard):
+    register, hazard_id, _ = hazard
+    register.file("im", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 5, 1))])
+    register.file(
+        "im", [Submission("activity", clearance(hazard_id, g.EAST_HALF_JITTER), D(2021, 6, 1))]
+    )
+    view = register.get(hazard_id)
+    assert view["remaining_m2"] < 1
+    assert (
+        view["status"] == "closed" and view["status_reason"] == "nothing remains: all land released"
+    )
+
+
+def test_release_outside_the_hazard_is_refused(hazard):
+    register, hazard_id, _ = hazard
+    with pytest.raises(RuleViolation, match="leaves hazardous area AZ-HA-2021-00001 by up to 8"):
+        register.file(
+            "im", [Submission("activity", clearance(hazard_id, g.SPILLS_EAST), D(2021, 5, 1))]
+        )
+
+
+def test_invalid_processed_polygon_is_refused_before_anything_is_written(hazard):
+    register, hazard_id, _ = hazard
+    with pytest.raises(ValidationFailed, match="Self-intersection"):
+        register.draft(
+            "op", [Submission("activity", clearance(hazard_id, g.BOWTIE), D(2021, 5, 1))]
+        )
+    assert register.pending() == []
+
+
+def test_late_report_dated_earlier_takes_its_place(hazard):
+    register, hazard_id, _ = hazard
+    register.file("im", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 6, 1))])
+    # A paper completion report from April arrives afterwards.
+    register.file(
+        "im",
+        [
+            Submission(
+                "activity",
+                clearance(hazard_id, g.EAST_HALF, "reduced", "ts", outcome="completion"),
+                D(2021, 4, 1),
+            )
+        ],
+    )
+    view = register.get(hazard_id)
+    assert view["status"] == "closed"
+    assert str(view["status_date"]) == "2021-04-01"
+    assert view["remaining_m2"] < 1
+
+
+def test_same_date_reports_are_ordered_and_the_user_is_told(hazard):
+    register, hazard_id, _ = hazard
+    update(register, hazard_id, "hazardous_area", D(2021, 3, 1), name="First")
+    result = register.file(
+        "im", [Submission("hazardous_area", {"name": "Second"}, D(2021, 3, 1), record_id=hazard_id)]
+    )
+    assert register.get(hazard_id)["name"] == "Second"
+    entries = history(register, hazard_id).entries
+    assert any(e.notice and "same date of information" in e.notice for e in entries)
+    assert result.report_ids
+
+
+def test_direct_evidence_turns_sha_into_cha(hazard):
+    register, hazard_id, _ = hazard
+    add(
+        register,
+        "eo_item",
+        D(2021, 7, 1),
+        category="ap_mine",
+        model="PMN-2",
+        hazard_id=hazard_id,
+        geometry="POINT (46.905 39.905)",
+        disposal="destroyed_in_situ",
+    )
+    view = register.get(hazard_id)
+    assert view["classification"] == "cha"
+    changes = history(register, hazard_id).changes
+    assert changes[-1]["new_value"] == "cha" and "direct evidence" in changes[-1]["reason"]
+
+
+def test_status_change_needs_a_reason_and_follows_the_rules(hazard):
+    register, hazard_id, _ = hazard
+    with pytest.raises(RuleViolation, match="needs a reason"):
+        update(register, hazard_id, "hazardous_area", D(2021, 3, 1), status="suspended")
+    update(
+        register,
+        hazard_id,
+        "hazardous_area",
+        D(2021, 3, 1),
+        status="suspended",
+        status_reason="snow",
+    )
+    register.file(
+        "im",
+        [
+            Submission(
+                "activity", clearance(hazard_id, g.WEST_HALF, outcome="completion"), D(2021, 5, 1)
+            )
+        ],
+    )
+    assert register.get(hazard_id)["status"] == "closed"
+    with pytest.raises(RuleViolation, match="cannot go from Closed to Worked on"):
+        update(
+            register,
+            hazard_id,
+            "hazardous_area",
+            D(2021, 6, 1),
+            status="worked_on",
+            status_reason="x",
+        )
+
+
+def test_references_must_exist(register):
+    with pytest.raises(RuleViolation, match="no hazardous area AZ-HA-2021-09999"):
+        add(register, "activity", D(2021, 5, 1), hazard_id="AZ-HA-2021-09999", activity_type="nts")
+
+
+def _asset_register(register, accreditation_expires, certification_expires):
+    org = add(register, "organisation", D(2021, 1, 1), name="Demo NGO")
+    team = add(
+        register, "team", D(2021, 1, 1), name="Manual 1", organisation_id=org, team_type="manual"
+    )
+    person = add(register, "person", D(2021, 1, 1), name="Deminer One", team_id=team)
+    add(
+        register,
+        "certification",
+        D(2021, 1, 1),
+        person_id=person,
+        qualification="EOD level 2",
+        issued=D(2021, 1, 10),
+        expires=certification_expires,
+    )
+    add(
+        register,
+        "accreditation",
+        D(2021, 1, 1),
+        subject_type="team",
+        subject_id=team,
+        activity_types=["clearance"],
+        issued=D(2021, 1, 15),
+        expires=accreditation_expires,
+    )
+    hazard_id = add(register, "hazardous_area", D(2021, 2, 1), geometry=g.HAZARD.wkt)
+    return team, person, hazard_id
+
+
+def test_expired_accreditation_blocks_deployment(register):
+    team, _, hazard_id = _asset_register(register, D(2021, 12, 31), D(2023, 1, 1))
+    add(
+        register,
+        "task",
+        D(2021, 3, 1),
+        hazard_id=hazard_id,
+        activity_type="clearance",
+        team_ids=[team],
+        planned_start=D(2021, 6, 1),
+    )
+    with pytest.raises(RuleViolation) as error:
+        add(
+            register,
+            "task",
+            D(2022, 1, 5),
+            hazard_id=hazard_id,
+            activity_type="clearance",
+            team_ids=[team],
+            planned_start=D(2022, 2, 1),
+        )
+    assert f"team Manual 1 ({team}): accreditation" in str(error.value)
+    assert "expired on 2021-12-31" in str(error.value)
+
+
+def test_expired_member_certification_blocks_deployment(register):
+    team, person, hazard_id = _asset_register(register, D(2023, 1, 1), D(2021, 5, 31))
+    with pytest.raises(
+        RuleViolation,
+        match=f"person Deminer One \\({person}\\), member of team Manual 1.*expired on 2021-05-31",
+    ):
+        add(
+            register,
+            "activity",
+            D(2021, 6, 2),
+            hazard_id=hazard_id,
+            activity_type="clearance",
+            team_ids=[team],
+            start_date=D(2021, 6, 1),
+        )
+
+
+def test_history_shows_who_what_when_why(hazard):
+    register, hazard_id, _ = hazard
+    register.file(
+        "reviewer",
+        [
+            Submission(
+                "hazardous_area",
+                {"name": "Field one"},
+                D(2021, 4, 1),
+                record_id=hazard_id,
+                reason="spelling",
+            )
+        ],
+    )
+    found = history(register, hazard_id)
+    last = found.entries[-1]
+    assert last.report.reviewed_by == "reviewer" and last.report.reason == "spelling"
+    assert last.diff == {"name": ("Field 1", "Field one")}
+
+
+def test_victims_personal_data_lives_apart_and_is_masked(register):
+    accident = add(
+        register, "accident", D(2020, 12, 1), accident_type="mine", geometry="POINT (46.9 39.9)"
+    )
+    victim = add(
+        register,
+        "victim",
+        D(2020, 12, 2),
+        accident_id=accident,
+        outcome="injured",
+        victim_status="civilian",
+        name="Leyla Mammadova",
+        phone="+994 50 000 00 00",
+    )
+    assert "name" not in register.get(victim)
+    assert register.get(victim, include_personal=True)["name"] == "Leyla Mammadova"
+    masked = history(register, victim).entries[0].diff["name"]
+    assert masked == (None, "L**** M********")
+    with register.store.begin() as conn:
+        stored = conn.exec_driver_sql("SELECT changes FROM report").all()
+    assert all("Leyla" not in str(row[0]) for row in stored)
+
+
+def test_retire_removes_the_current_view_but_keeps_history(register):
+    org = add(register, "organisation", D(2021, 1, 1), name="Duplicate Org")
+    from safeground.domain.reports import Operation
+
+    register.file(
+        "im",
+        [
+            Submission(
+                "organisation",
+                {},
+                D(2021, 2, 1),
+                record_id=org,
+                operation=Operation.RETIRE,
+                reason="duplicate",
+            )
+        ],
+    )
+    with pytest.raises(Exception, match="retired"):
+        register.get(org)
+    assert len(history(register, org).entries) == 2
+
+
+def test_ledger_totals_agree_with_a_recount(hazard):
+    register, hazard_id, org = hazard
+    register.file(
+        "im",
+        [
+            Submission(
+                "activity",
+                clearance(hazard_id, g.WEST_HALF, "cancelled", "nts", organisation_id=org),
+                D(2021, 5, 1),
+            )
+        ],
+    )
+    register.file(
+        "im",
+        [
+            Submission(
+                "activity", clearance(hazard_id, g.EAST_HALF, organisation_id=org), D(2021, 6, 1)
+            )
+        ],
+    )
+    with register.store.begin() as conn:
+        check = recount(conn)
+        by_operator = totals(conn, "operator")
+        by_period = totals(conn, "period")
+    assert check.agrees
+    assert check.recounted_released_m2 == pytest.approx(check.stored_released_m2, abs=1)
+    assert by_operator[0].label == "Demo Army Engineers"
+    assert by_operator[0].cancelled_m2 + by_operator[0].cleared_m2 == pytest.approx(
+        geodesic_area(g.HAZARD), abs=1
+    )
+    assert [r.key for r in by_period] == ["2021"]
