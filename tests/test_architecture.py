@@ -27,7 +27,7 @@ def test_domain_imports_no_framework():
             assert f"import {framework}" not in text and f"from {framework}" not in text, path
 
 
-def _register_object(name, kind, _parent):
+def _register_object(_object, name, kind, _reflected, _compare_to):
     # GeoPackage's own tables (gpkg_*, rtree_*) are not the register's, and a GeoPackage
     # indexes geometry with its R-tree rather than the GiST indexes PostGIS gets.
     if kind == "table":
@@ -42,7 +42,7 @@ def test_migrations_match_the_models(tmp_path):
         context = MigrationContext.configure(
             conn,
             opts={
-                "include_name": _register_object,
+                "include_object": _register_object,
                 # SQLite reflects custom declared types (POINT, DATETIME) as affinities only.
                 "compare_type": lambda _c, _i, _m, _it, declared: (
                     False if isinstance(declared, TypeDecorator) else None
