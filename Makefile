@@ -16,7 +16,8 @@ lint: bootstrap
 	$(BIN)/lint-imports
 
 test: lint
-	SAFEGROUND_TEST_POSTGIS_URL="$$(bash scripts/postgis.sh up)" $(BIN)/python -m pytest --run-slow
+	url="$$(bash scripts/postgis.sh up)" && \
+	SAFEGROUND_TEST_POSTGIS_URL="$$url" $(BIN)/python -m pytest --run-slow
 
 bench: bootstrap
-	SAFEGROUND_BENCH_POSTGIS_URL="$$(bash scripts/postgis.sh up)" bash bench/run_all.sh
+	url="$$(bash scripts/postgis.sh up)" && SAFEGROUND_BENCH_POSTGIS_URL="$$url" bash bench/run_all.sh

@@ -73,6 +73,21 @@ choose_pgdata() {
     fi
 }
 
+# The server is a daemon that inherits our open descriptors: our saved stdout (fd 3), the
+# lock (fd 9) and whatever the caller left open. Close them all, or `URL=$(postgis.sh up)`
+# never sees EOF and every later `up` blocks on the lock held by the server.
+start_server() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+        done
+        exec >/dev/null
+        # -p: the port asked for now wins over the one written at initdb time.
+        as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -o "-p $PORT" -w -t 60 start
+    )
+}
+
 server_running() {
     [ -f "$PGDATA_DIR/PG_VERSION" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1
 }
@@ -198,7 +213,7 @@ fi
 
 if ! server_running; then
     log "starting cluster in $PGDATA_DIR on 127.0.0.1:$PORT"
-    as_pg "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGDATA_DIR/server.log" -w -t 60 start >/dev/null ||
+    start_server ||
         { tail -n 20 "$PGDATA_DIR/server.log" || true; die "server did not start (log: $PGDATA_DIR/server.log)"; }
 fi
 for _ in $(seq 1 60); do

@@ -426,5 +426,18 @@ def attach(
     typer.echo(f"{result.record_ids[0]}: {file.name} ({len(content):,} bytes, sha256 {digest})")
 
 
-def main() -> None:
-    app()
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for the demo register and reject files")] = Path(
+        "demo"
+    ),
+) -> None:
+    """Build the demo register from real data plus a SYNTHETIC Karabakh scenario."""
+    from safeground.demo.build import build, summary
+
+    made = _run(lambda: build(out, echo=typer.echo))
+    typer.echo("")
+    typer.echo(summary(made))
+    typer.echo("")
+    typer.echo(f"The register is {out / 'safeground.gpkg'}: open it in QGIS (Layer > Add Layer >")
+    typer.echo("Add Vector Layer), or explore it with `safeground --help` and --store.")

@@ -21,7 +21,7 @@ from safeground.domain.codes import (
     Outcome,
 )
 from safeground.domain.errors import Problem
-from safeground.domain.ledger import Balance, Credit, ProcessedPiece, account
+from safeground.domain.ledger import Account, Balance, Credit, ProcessedPiece, account
 from safeground.domain.records import Activity, HazardousArea
 from safeground.domain.reports import Report, apply_report, approved_in_order, build_record
 from safeground.domain.rules import status_change_problem
@@ -90,6 +90,8 @@ def project_hazard(
     changes: list[Change] = []
     problems: list[tuple[str, Problem]] = []
     pieces: list[ProcessedPiece] = []
+    early: list[EvidenceEvent] = []
+    running: Account | None = None  # the ledger as work goes on, to see when nothing remains
 
     def move(attribute: str, new: str, on: date, reason: str, cause: str) -> None:
         assert state is not None
@@ -163,9 +165,16 @@ def project_hazard(
                         cause,
                     )
                 )
+            for event in early if before is None else []:
+                _direct_evidence(
+                    move, state, on, f"{event.description} on {event.order_key[0]}", event.source_id
+                )
+            continue
+        if state is None and isinstance(item, EvidenceEvent):
+            # An accident or a find often comes first and is why the area is recorded at all.
+            early.append(item)
             continue
         if state is None:
-            # Work or evidence dated before the area was recorded is a problem for whoever filed it.
             problems.append(
                 (
                     _source(item),
@@ -207,8 +216,14 @@ def project_hazard(
                 item.activity_id,
             )
         if act.processed and state.get("status") != HazardStatus.CLOSED:
-            balance, _ = account(_geometry(state), state.get("estimated_area_m2"), pieces)
-            if balance.remaining_m2 < NOTHING_REMAINS_M2:
+            geometry = _geometry(state)
+            if running is None or not _same(running.hazard, geometry):
+                running = Account(geometry, state.get("estimated_area_m2"))
+                for piece in pieces[: -len(act.processed)]:
+                    running.add(piece)
+            for piece in pieces[-len(act.processed) :]:
+                running.add(piece)
+            if running.balance.remaining_m2 < NOTHING_REMAINS_M2:
                 move(
                     "status",
                     HazardStatus.CLOSED,
@@ -219,12 +234,20 @@ def project_hazard(
 
     record = None if state is None else build_record("hazardous_area", state, hazard_id)
     assert record is None or isinstance(record, HazardousArea)
-    balance, credits = account(
-        record.geometry if record else None,
-        record.estimated_area_m2 if record else None,
-        pieces,
-    )
+    geometry = record.geometry if record else None
+    if (
+        running is not None
+        and _same(running.hazard, geometry)
+        and len(running.credits) == len(pieces)
+    ):
+        balance, credits = running.balance, running.credits
+    else:
+        balance, credits = account(geometry, record.estimated_area_m2 if record else None, pieces)
     return HazardView(hazard_id, record, balance, credits, changes, problems)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (a is not None and b is not None and a.equals_exact(b, 0))
 
 
 def _geometry(state: dict[str, Any]) -> Any:

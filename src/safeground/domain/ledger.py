@@ -58,22 +58,35 @@ def polygonal(geom: BaseGeometry) -> BaseGeometry:
     return shapely.union_all(parts) if parts else Polygon()
 
 
+class Account:
+    """A hazardous area's balance, to which processed pieces are added in date order."""
+
+    def __init__(self, hazard: BaseGeometry | None, estimated_without_polygon: float | None):
+        self.hazard = hazard
+        estimated = (estimated_without_polygon or 0.0) if hazard is None else geodesic_area(hazard)
+        self.balance = Balance(estimated)
+        self.credits: list[Credit] = []
+        self._released: BaseGeometry | None = None
+
+    def add(self, piece: ProcessedPiece) -> Credit:
+        if self.hazard is None:
+            raise ValueError("an area without a polygon cannot release land")
+        clipped = polygonal(piece.geometry.intersection(self.hazard))
+        new = clipped if self._released is None else clipped.difference(self._released)
+        credit = Credit(piece, geodesic_area(new))
+        self.credits.append(credit)
+        self.balance.released_m2[piece.land_type] += credit.area_m2
+        self._released = clipped if self._released is None else self._released.union(clipped)
+        return credit
+
+
 def account(
     hazard: BaseGeometry | None,
     estimated_without_polygon: float | None,
     pieces: Iterable[ProcessedPiece],
 ) -> tuple[Balance, list[Credit]]:
     """Balance of one hazardous area given its processed pieces in date-of-information order."""
-    if hazard is None:
-        return Balance(estimated_without_polygon or 0.0), []
-    balance = Balance(geodesic_area(hazard))
-    credits = []
-    released: BaseGeometry | None = None
+    ledger = Account(hazard, estimated_without_polygon)
     for piece in pieces:
-        clipped = polygonal(piece.geometry.intersection(hazard))
-        new = clipped if released is None else clipped.difference(released)
-        area = geodesic_area(new)
-        credits.append(Credit(piece, area))
-        balance.released_m2[piece.land_type] += area
-        released = clipped if released is None else released.union(clipped)
-    return balance, credits
+        ledger.add(piece)
+    return ledger.balance, ledger.credits

@@ -66,7 +66,8 @@ def processed_land_problems(
                 )
             )
         for other in [*approved, *new[:i]]:
-            if not piece.geometry.intersects(other.geometry):
+            # Interiors must meet: land that only shares an edge does not overlap.
+            if not piece.geometry.relate_pattern(other.geometry, "T********"):
                 continue
             depth = overlap_depth(piece.geometry, other.geometry)
             if depth > tolerance_m:

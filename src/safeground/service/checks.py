@@ -58,47 +58,44 @@ def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) 
     return problems
 
 
-def hazard_geometry(conn: Connection, hazard_id: str) -> BaseGeometry | None:
-    """The hazard's polygon as its approved reports (in this transaction) define it."""
-    reports = load_reports(conn, [hazard_id]).get(hazard_id, [])
-    if not any(r.status is ReportStatus.APPROVED for r in reports):
-        return None
-    record = replay(reports).record
-    return getattr(record, "geometry", None)
+def hazard_geometries(conn: Connection, hazard_ids: set[str]) -> dict[str, BaseGeometry | None]:
+    """Each hazard's polygon as its approved reports (in this transaction) define it."""
+    found: dict[str, BaseGeometry | None] = {}
+    for hazard_id, reports in load_reports(conn, hazard_ids).items():
+        approved = any(r.status is ReportStatus.APPROVED for r in reports)
+        found[hazard_id] = getattr(replay(reports).record, "geometry", None) if approved else None
+    return found
 
 
 def processed_land_check(
     conn: Connection, activities: list[tuple[str, Activity]], tolerance_m: float
 ) -> list[Problem]:
     """Outside-the-hazard and overlap checks for the processed polygons of new activities."""
+    with_land = [(i, a) for i, a in activities if a.processed and a.hazard_id]
+    hazard_ids = {a.hazard_id for _, a in with_land if a.hazard_id}
+    in_batch = {i for i, _ in with_land}
+    approved: dict[str, list[LandToCheck]] = {}
+    for chunk in chunked_in(hazard_ids):
+        for row in conn.execute(
+            select(processed_land).where(processed_land.c.hazard_id.in_(chunk))
+        ):
+            if row.activity_id not in in_batch:
+                label = f"{row.activity_id} processed[{row.piece}]"
+                approved.setdefault(row.hazard_id, []).append(LandToCheck(label, row.geometry))
+    hazards = hazard_geometries(conn, hazard_ids)
     problems: list[Problem] = []
-    batch: dict[str, list[LandToCheck]] = {}
-    for activity_id, activity in activities:
-        if not activity.processed or not activity.hazard_id:
-            continue
-        hazard_id = activity.hazard_id
-        approved = [
-            LandToCheck(f"{row.activity_id} processed[{row.piece}]", row.geometry)
-            for row in conn.execute(
-                select(processed_land).where(
-                    processed_land.c.hazard_id == hazard_id,
-                    processed_land.c.activity_id != activity_id,
-                )
-            )
-        ]
+    for activity_id, activity in with_land:
+        hazard_id = str(activity.hazard_id)
         new = [
             LandToCheck(f"{activity_id} processed[{i}]", p.geometry)
             for i, p in enumerate(activity.processed)
         ]
         found = processed_land_problems(
-            hazard_id,
-            hazard_geometry(conn, hazard_id),
-            new,
-            approved + batch.get(hazard_id, []),
-            tolerance_m,
+            hazard_id, hazards.get(hazard_id), new, approved.get(hazard_id, []), tolerance_m
         )
         problems += [Problem(p.field, p.reason, activity_id) for p in found]
-        batch.setdefault(hazard_id, []).extend(new)
+        # Later activities of the batch are checked against this one's land too.
+        approved.setdefault(hazard_id, []).extend(new)
     return problems
 
 

@@ -108,22 +108,45 @@ class Register:
         if conn is None:
             with self.store.begin() as conn:
                 return self.draft(user, items, conn)
-        country = self.store.settings(conn)["country"]
-        reports = [self._new_report(conn, user, item, item.country or country) for item in items]
+        reports = self._new_reports(conn, user, items)
         insert_reports(conn, reports)
         return reports
 
-    def _new_report(self, conn: Connection, user: str, item: Submission, country: str) -> Report:
+    def _new_reports(self, conn: Connection, user: str, items: list[Submission]) -> list[Report]:
+        """Validate submissions and give new records their IDs, reserved per prefix in bulk."""
+        country = self.store.settings(conn)["country"]
+        wanted: dict[tuple[str, str, int], int] = {}
+        for item in items:
+            if item.record_id is None and item.operation in (None, Operation.CREATE):
+                key = (
+                    item.country or country,
+                    record_model(item.record_type).id_code,
+                    item.date_of_information.year,
+                )
+                wanted[key] = wanted.get(key, 0) + 1
+        reserved = {key: iter(self.new_ids(conn, *key, n)) for key, n in wanted.items()}
+        reports = []
+        for item in items:
+            record_id = item.record_id
+            if record_id is None and item.operation in (None, Operation.CREATE):
+                key = (
+                    item.country or country,
+                    record_model(item.record_type).id_code,
+                    item.date_of_information.year,
+                )
+                record_id = next(reserved[key])
+            reports.append(self._new_report(user, item, record_id))
+        return reports
+
+    def _new_report(self, user: str, item: Submission, record_id: str | None) -> Report:
         model = record_model(item.record_type)
         operation = item.operation or (
             Operation.CREATE if item.record_id is None else Operation.UPDATE
         )
         if operation is Operation.CREATE:
-            build_record(item.record_type, item.changes, item.record_id)
-            year = item.date_of_information.year
-            record_id = item.record_id or self.new_ids(conn, country, model.id_code, year, 1)[0]
+            build_record(item.record_type, item.changes, record_id)
         else:
-            if not item.record_id:
+            if not record_id:
                 raise ValidationFailed([Problem("record_id", f"an {operation} report needs one")])
             unknown = set(item.changes) - set(model.model_fields)
             if unknown:
@@ -133,7 +156,8 @@ class Register:
                         for f in sorted(unknown)
                     ]
                 )
-            record_id = item.record_id
+        if record_id is None:
+            raise ValidationFailed([Problem("record_id", "a new record needs an identifier")])
         return Report(
             report_id=0,
             record_id=record_id,
@@ -218,8 +242,7 @@ class Register:
         if conn is None:
             with self.store.begin() as conn:
                 return self.file(user, items, reason, import_batch, conn)
-        country = self.store.settings(conn)["country"]
-        reports = [self._new_report(conn, user, item, item.country or country) for item in items]
+        reports = self._new_reports(conn, user, items)
         stamp = now()
         for rep in reports:
             rep.status, rep.submitted_at = ReportStatus.SUBMITTED, stamp
