@@ -426,6 +426,77 @@ def attach(
     typer.echo(f"{result.record_ids[0]}: {file.name} ({len(content):,} bytes, sha256 {digest})")
 
 
+@app.command("import")
+def import_command(
+    files: Annotated[
+        list[Path], typer.Argument(help="Files to import in one transaction, or a dump")
+    ],
+    mapping: Annotated[
+        str | None, typer.Option(help="A shipped mapping name or a mapping YAML file")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the valid rows; write the others to a rejects file")
+    ] = False,
+    rejects: Annotated[Path | None, typer.Option(help="Where rejected rows go (CSV)")] = None,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Import files through a mapping (all or nothing), or restore a full dump."""
+    from safeground.io.dump import is_dump, restore
+    from safeground.io.importer import import_many
+    from safeground.io.mapping import load_mapping
+
+    register = _register(store)
+    if len(files) == 1 and is_dump(files[0]):
+        count = _run(lambda: restore(register, files[0]))
+        typer.echo(f"restored {count:,} rows from {files[0]}")
+        return
+    if mapping is None:
+        raise typer.BadParameter("give --mapping (or a dump file to restore)")
+    chosen = _run(lambda: load_mapping(mapping))
+    report = _run(
+        lambda: import_many(
+            register, files, chosen, _user(user), skip_invalid=skip_invalid, rejects=rejects
+        )
+    )
+    typer.echo(report.summary())
+
+
+@app.command()
+def export(
+    out: Path,
+    format: Annotated[str, typer.Option("--format", help="gpkg, geojson or csv")] = "gpkg",
+    layer: Annotated[list[str] | None, typer.Option(help="Only these layers")] = None,
+    include_personal: Annotated[
+        bool, typer.Option(help="Include victims' personal data (names, phones, addresses)")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Export the current views as GeoPackage, GeoJSON or CSV."""
+    from safeground.io.export import export_layers
+
+    register = _register(store)
+    written = _run(lambda: export_layers(register, out, format, layer, include_personal))
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command()
+def dump(
+    out: Path,
+    include_personal: Annotated[
+        bool, typer.Option(help="Include victims' personal data (names, phones, addresses)")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Write a full dump (every report and setting) that `safeground import` restores."""
+    from safeground.io.dump import dump as write_dump
+
+    register = _register(store)
+    count = _run(lambda: write_dump(register, out, include_personal))
+    typer.echo(f"dumped {count:,} rows to {out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo register and reject files")] = Path(

@@ -21,13 +21,14 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection
 
 from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
-from safeground.domain.records import RECORD_TYPES, Record, to_payload
+from safeground.domain.records import RECORD_TYPES, Record
 from safeground.domain.reports import Operation, build_record
 from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
 from safeground.io.readers import InputTable, ReadFailed, missing_columns_reason, read_input
@@ -138,6 +139,8 @@ class _Row:
     key: str
     record_type: str | None = None
     date_of_information: date | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    signature: tuple[Any, ...] = ()
     record: Record | None = None
     record_id: str | None = None
     problems: list[RowProblem] = field(default_factory=list)
@@ -160,9 +163,7 @@ def import_file(
     rejects: Path | None = None,
 ) -> ImportReport:
     """Import one file; see ``import_many``."""
-    return import_many(
-        register, [path], mapping, user, skip_invalid=skip_invalid, rejects=rejects
-    )
+    return import_many(register, [path], mapping, user, skip_invalid=skip_invalid, rejects=rejects)
 
 
 def import_many(
@@ -199,11 +200,12 @@ def import_many(
                 _file(register, valid, mapping, user, report)
                 break
             except (RuleViolation, ValidationFailed) as exc:
-                refused = _refused_rows(exc, valid)
-                if not skip_invalid or not refused:
-                    raise
-                # The register's rules refused some rows (a reference to a missing record...):
-                # reject them too and file the rest, still in one transaction.
+                # The register's rules refused rows (a reference to a missing record...): say
+                # which; with skip_invalid, reject them too and file the rest in a new attempt.
+                refused, other = _refused_rows(exc, valid)
+                if other or not skip_invalid:
+                    problems = [p for r in refused for p in r.problems] + other
+                    raise ImportFailed(problems, report) from None
                 invalid += refused
                 valid = [r for r in valid if not r.problems]
     except BaseException:
@@ -237,7 +239,10 @@ def _prepare(
     """Map and validate every row not imported before; problems stay on each row."""
     rows: list[_Row] = []
     seen: dict[str, _Row] = {}
+    # Identical rows (thousands in real data) are validated once: records are immutable.
+    checked: dict[tuple[Any, ...], tuple[Record | None, list[Problem]]] = {}
     for table in tables:
+        outside = _outside_region(table, mapping.region)
         for index, cells in enumerate(table.frame.to_dict("records")):
             row = _Row(table, index, "")
             row.key = _source_key(mapping, row, cells)
@@ -252,9 +257,25 @@ def _prepare(
                 )
             else:
                 seen[row.key] = row
-            _check_row(mapping, row, {str(k): v for k, v in cells.items()})
+            _check_row(mapping, row, {str(k): v for k, v in cells.items()}, outside, checked)
             rows.append(row)
     return rows
+
+
+def _outside_region(table: InputTable, region: Region | None) -> set[int]:
+    """Rows whose lon/lat geometry leaves the region (all rows checked at once)."""
+    if region is None or not table.geometry:
+        return set()
+    geoms = np.array(table.geometry, dtype=object)
+    present = np.array([g is not None and not g.is_empty for g in table.geometry], dtype=bool)
+    bounds = np.full((len(geoms), 4), np.nan)
+    if present.any():
+        bounds[present] = shapely.bounds(geoms[present].tolist())
+    minx, miny, maxx, maxy = bounds.T
+    lon_lat = (minx >= -180) & (maxx <= 180) & (miny >= -90) & (maxy <= 90)
+    bx0, by0, bx1, by1 = region.bbox
+    inside = (minx >= bx0) & (maxx <= bx1) & (miny >= by0) & (maxy <= by1)
+    return {int(i) for i in np.flatnonzero(present & lon_lat & ~inside)}
 
 
 def _source_key(mapping: Mapping, row: _Row, cells: dict[Any, Any]) -> str:
@@ -271,7 +292,13 @@ def _source_key(mapping: Mapping, row: _Row, cells: dict[Any, Any]) -> str:
     return "|".join(parts)
 
 
-def _check_row(mapping: Mapping, row: _Row, cells: dict[str, Any]) -> None:
+def _check_row(
+    mapping: Mapping,
+    row: _Row,
+    cells: dict[str, Any],
+    outside: set[int],
+    checked: dict[tuple[Any, ...], tuple[Record | None, list[Problem]]],
+) -> None:
     record_type, why = mapping.choose_type(cells)
     if record_type is None:
         row.problem("record_type", why or "no record type")
@@ -287,22 +314,31 @@ def _check_row(mapping: Mapping, row: _Row, cells: dict[str, Any]) -> None:
     if coordinate_problem is not None:
         row.problem(target, coordinate_problem)
         geometry = None
-    elif geometry is not None and mapping.region is not None and _lon_lat(geometry):
-        outside = region_problem(mapping.region, geometry)
-        if outside:
-            row.problem(target, outside)
+    elif row.index in outside and mapping.region is not None and geometry is not None:
+        row.problem(target, region_problem(mapping.region, geometry) or "outside the region")
     values, problems = mapping.map_row(record_type, cells, geometry)
+    row.values = values
     for name, reason in problems:
         row.problem(name, reason)
+    row.signature = _signature(row)
+    if row.signature not in checked:
+        try:
+            checked[row.signature] = (build_record(record_type, values), [])
+        except ValidationFailed as exc:
+            checked[row.signature] = (None, exc.problems)
+    row.record, invalid = checked[row.signature]
     flagged = {p.field for p in row.problems}
-    try:
-        row.record = build_record(record_type, values)
-    except ValidationFailed as exc:
-        for p in exc.problems:
-            top = (p.field or "").split(".")[0]
-            if top in flagged or (top == "geometry" and target in flagged):
-                continue  # already said why, in the mapping's terms
-            row.problem(p.field, p.reason + _column_hint(mapping, record_type, top, cells))
+    for p in invalid:
+        top = (p.field or "").split(".")[0]
+        if top in flagged or (top == "geometry" and target in flagged):
+            continue  # already said why, in the mapping's terms
+        row.problem(p.field, p.reason + _column_hint(mapping, record_type, top, cells))
+
+
+def _signature(row: _Row) -> tuple[Any, ...]:
+    """Everything mapped from a row: equal signatures mean identical rows."""
+    values = tuple(sorted((k, _hashable(v)) for k, v in row.values.items()))
+    return (row.record_type, row.date_of_information, values)
 
 
 def _as_date(value: Any) -> date:
@@ -328,11 +364,6 @@ def _column_hint(mapping: Mapping, record_type: str, name: str, cells: dict[str,
     return f" (column {spec.column} = {value!r})"
 
 
-def _lon_lat(geom: BaseGeometry) -> bool:
-    minx, miny, maxx, maxy = geom.bounds
-    return -180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90
-
-
 _FLIPS = (
     ("probably a flipped sign of the longitude", lambda x, y: (-x, y)),
     ("probably a flipped sign of the latitude", lambda x, y: (x, -y)),
@@ -347,40 +378,43 @@ def region_problem(region: Region, geom: BaseGeometry) -> str | None:
         return None
     outside = f"{_describe(geom)} lies outside the region {region.name} {list(region.bbox)}"
     for hint, flip in _FLIPS:
-        moved = shapely.transform(geom, lambda xy, f=flip: _apply(f, xy))  # type: ignore[misc]
+        moved = shapely.transform(geom, lambda xy, f=flip: _apply(f, xy))
         if region.contains(moved):
             return f"{outside}: {hint} ({_describe(moved)} would be inside); not changed"
     return outside
 
 
 def _apply(flip: Any, xy: Any) -> Any:
-    import numpy as np
-
     x, y = flip(xy[:, 0], xy[:, 1])
     return np.column_stack([x, y])
 
 
 def _describe(geom: BaseGeometry) -> str:
     if geom.geom_type == "Point":
-        return f"point ({geom.x:.6g}, {geom.y:.6g})"
+        return f"point ({geom.x:.10g}, {geom.y:.10g})"
     minx, miny, maxx, maxy = geom.bounds
-    return f"{geom.geom_type} with bounds ({minx:.6g}, {miny:.6g}, {maxx:.6g}, {maxy:.6g})"
+    return f"{geom.geom_type} with bounds ({minx:.8g}, {miny:.8g}, {maxx:.8g}, {maxy:.8g})"
 
 
 def _find_duplicates(rows: list[_Row], report: ImportReport) -> None:
     """Groups of rows identical in every mapped value and geometry (all are imported)."""
-    groups: dict[str, list[_Row]] = defaultdict(list)
+    groups: dict[tuple[Any, ...], list[_Row]] = defaultdict(list)
     for row in rows:
-        assert row.record is not None
-        payload = to_payload(row.record)
-        signature = json.dumps(
-            [row.record_type, str(row.date_of_information), payload], sort_keys=True
-        )
-        groups[signature].append(row)
+        groups[row.signature].append(row)
     found = [g for g in groups.values() if len(g) > 1]
     report.duplicate_groups = len(found)
     report.duplicate_rows = sum(len(g) for g in found)
     report.duplicate_examples = [_rows_text(g) for g in found[:SHOWN_EXAMPLES]]
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, BaseGeometry):
+        return value.wkb
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    return value
 
 
 def _rows_text(rows: list[_Row], shown: int = 8) -> str:
@@ -465,17 +499,19 @@ def _submission(row: _Row, mapping: Mapping) -> Submission:
     )
 
 
-def _refused_rows(exc: ValidationFailed, rows: list[_Row]) -> list[_Row]:
-    """Rows named by the register's refusal, each given the register's reason."""
+def _refused_rows(exc: ValidationFailed, rows: list[_Row]) -> tuple[list[_Row], list[RowProblem]]:
+    """Rows named by the register's refusal (each given its reason), and unplaced problems."""
     by_id = {r.record_id: r for r in rows if r.record_id}
     refused: dict[int, _Row] = {}
+    other: list[RowProblem] = []
     for p in exc.problems:
         row = by_id.get(p.record or "")
         if row is None:
+            other.append(RowProblem("register", None, p.field, f"{p.record}: {p.reason}"))
             continue
         row.problem(p.field, f"refused by the register: {p.reason}")
         refused[id(row)] = row
-    return list(refused.values())
+    return list(refused.values()), other
 
 
 def _write_rejects(rows: list[_Row], rejects: Path | None, previous: list[Path]) -> list[Path]:
@@ -497,7 +533,7 @@ def _write_rejects(rows: list[_Row], rejects: Path | None, previous: list[Path])
             tables[key].path.with_name(f"{tables[key].path.stem}.rejects.csv"): frame
             for key, frame in frames.items()
         }
-    written = []
+    written: list[Path] = []
     for path, frame in targets.items():
         try:
             frame.to_csv(path, index=False)

@@ -26,6 +26,7 @@ Example (the shape of ``mappings/colombia-mine-events.yaml``)::
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import string
 import types
@@ -35,6 +36,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -92,12 +94,7 @@ def is_missing(value: Any) -> bool:
         return math.isnan(value)
     if isinstance(value, str):
         return not value.strip()
-    try:
-        import pandas as pd
-
-        return value is pd.NaT or value is pd.NA
-    except ImportError:  # pragma: no cover
-        return False
+    return value is pd.NaT or value is pd.NA
 
 
 Codes = Annotated[dict[str, Any], BeforeValidator(_code_keys)]
@@ -125,11 +122,17 @@ class FieldSpec(BaseModel):
                 f"write {{column: {data}}} for a column or {{value: {data}}} for a constant, "
                 "not a bare value"
             )
+        codes = data.get("codes")
+        if "template" in data and isinstance(codes, dict):
+            # A template's codes are one table per column: normalise the codes of each.
+            data = {**data, "codes": {k: _code_keys(v) for k, v in codes.items()}}
         return data
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
-        given = [k for k in ("column", "value", "template", "geometry") if k in self.model_fields_set]
+        given = [
+            k for k in ("column", "value", "template", "geometry") if k in self.model_fields_set
+        ]
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of column, value, template or geometry"
@@ -169,8 +172,14 @@ class FieldSpec(BaseModel):
         return "value" in self.model_fields_set
 
 
+@functools.lru_cache(maxsize=256)
+def _placeholders(template: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template) if name)
+
+
 def placeholders(template: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+    """The column names a template reads, e.g. ["MUNICIPIO", "DEPARTAMENTO"]."""
+    return list(_placeholders(template))
 
 
 class InputFormat(BaseModel):
@@ -219,7 +228,7 @@ class Region(BaseModel):
         minx, miny, maxx, maxy = value
         if not (minx < maxx and miny < maxy):
             raise ValueError("give [min lon, min lat, max lon, max lat] with min < max")
-        if not (-180 <= minx and maxx <= 180 and -90 <= miny and maxy <= 90):
+        if not (minx >= -180 and maxx <= 180 and miny >= -90 and maxy <= 90):
             raise ValueError("give the box in longitude/latitude degrees (EPSG:4326)")
         return value
 
@@ -268,9 +277,12 @@ class Mapping(BaseModel):
         if self.date_of_information.geometry is not None:
             raise ValueError("date_of_information: cannot come from the geometry")
         wanted = self.record_types()
-        for record_type in wanted:
-            if record_type not in RECORD_TYPES:
-                raise ValueError(f"record_type: {_unknown(record_type, RECORD_TYPES)}")
+        if isinstance(self.record_type, RecordTypeChoice):
+            for code, value in self.record_type.codes.items():
+                if str(value) not in RECORD_TYPES:
+                    raise ValueError(f"record_type.codes.{code}: {_unknown(value, RECORD_TYPES)}")
+        elif self.record_type not in RECORD_TYPES:
+            raise ValueError(f"record_type: {_unknown(self.record_type, RECORD_TYPES)}")
         for record_type in self.records:
             if record_type not in RECORD_TYPES:
                 raise ValueError(f"records.{record_type}: {_unknown(record_type, RECORD_TYPES)}")
@@ -378,14 +390,14 @@ def _convert(spec: FieldSpec, raw: Any) -> Any:
 def _fill(spec: FieldSpec, cells: dict[str, Any]) -> str | None:
     assert spec.template is not None
     filled: dict[str, str] = {}
-    for name in placeholders(spec.template):
+    for name in _placeholders(spec.template):
         raw = cells.get(name)
         if is_missing(raw):
             filled[name] = ""
             continue
         table = (spec.codes or {}).get(name)
         if table is not None:
-            key, table = code_key(raw), _code_keys(table)
+            key = code_key(raw)
             if key not in table:
                 raise ValueError(_unknown_code(raw, name, table))
             filled[name] = str(table[key])
@@ -550,10 +562,6 @@ def parse_mapping(data: Any, name: str = "<mapping>") -> Mapping:
     except ValidationError as exc:
         raise MappingError(name, _yaml_problems(exc)) from None
     problems = _check_fields(mapping)
-    if isinstance(mapping.record_type, RecordTypeChoice):
-        for code, value in mapping.record_type.codes.items():
-            if str(value) not in RECORD_TYPES:
-                problems.append(Problem(f"record_type.codes.{code}", _unknown(value, RECORD_TYPES)))
     if problems:
         raise MappingError(name, problems)
     mapping._name = name

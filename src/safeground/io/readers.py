@@ -121,7 +121,7 @@ def _read_json_array(path: Path) -> pd.DataFrame:
     return pd.DataFrame.from_records(data)
 
 
-def _read_ogr(path: Path, fmt: InputFormat) -> tuple[pd.DataFrame, list[Any], CRS | None]:
+def _read_ogr(path: Path, fmt: InputFormat) -> tuple[pd.DataFrame, list[Any] | None, CRS | None]:
     layer = fmt.layer
     if layer is None:
         layers = pyogrio.list_layers(path)
@@ -157,7 +157,7 @@ def _points(
     given_y = ~frame[lat].map(_blank).to_numpy(dtype=bool)
     for i in np.flatnonzero((given_x & np.isnan(x)) | (given_y & np.isnan(y))):
         problems[int(i)] = (
-            f"{lon}/{lat}: {frame[lon].iat[i]!r}, {frame[lat].iat[i]!r} are not numbers"
+            f"{lon}/{lat}: {frame[lon].iat[int(i)]!r}, {frame[lat].iat[int(i)]!r} are not numbers"
         )
     for i in np.flatnonzero(given_x != given_y):
         problems.setdefault(int(i), f"{lon}/{lat}: give both coordinates or neither")
@@ -180,13 +180,16 @@ def _blank(value: Any) -> bool:
 
 def _to_wgs84(table: InputTable, fmt: InputFormat, file_crs: CRS | None) -> None:
     declared = CRS.from_user_input(fmt.crs) if fmt.crs else None
-    if declared is not None and file_crs is not None:
-        if not declared.equals(file_crs, ignore_axis_order=True):
-            raise ReadFailed(
-                table.name,
-                f"the file says its CRS is {_crs_name(file_crs)} but the mapping declares "
-                f"{_crs_name(declared)}: fix whichever is wrong",
-            )
+    if (
+        declared is not None
+        and file_crs is not None
+        and not declared.equals(file_crs, ignore_axis_order=True)
+    ):
+        raise ReadFailed(
+            table.name,
+            f"the file says its CRS is {_crs_name(file_crs)} but the mapping declares "
+            f"{_crs_name(declared)}: fix whichever is wrong",
+        )
     crs = declared or file_crs
     if crs is None:
         for i, geom in enumerate(table.geometry):
