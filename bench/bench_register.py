@@ -8,7 +8,7 @@ Prints, each against a baseline run side by side in the same process:
   3. peak memory (max RSS) of the process.
 Goals (issue 2): recount ≤ 30 s on 2 cores, bbox p95 ≤ 20 ms, peak memory ≤ 2 GiB.
 
-    python bench/bench_register.py [--hazards N] [--store URL]   # default: a temporary GeoPackage
+    python bench/bench_register.py [--hazards N] [--postgis URL]   # default: a temporary GeoPackage
 The register is filled through Register.file (validation, rules, history on), in batches.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import pyogrio
 import shapely
 from shapely.geometry import box
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from safeground.service.ledger import recount
 from safeground.service.register import Register, Submission
@@ -114,23 +114,42 @@ def gdal_bbox_p95(path: str, boxes: np.ndarray) -> tuple[float, int]:
     return float(np.percentile(times, 95)), found
 
 
+def fresh_schema(url: str) -> str:
+    """A new schema in the PostGIS database, so that the bench starts from an empty register."""
+    schema = f"bench_{int(time.time())}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema},public"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hazards", type=int, default=100_000)
-    parser.add_argument("--store", help="postgresql:// URL (empty database) or a .gpkg path")
+    parser.add_argument("--postgis", help="a PostGIS URL: the bench works in a fresh schema there")
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--keep", help="GeoPackage to fill and keep; if it exists, it is measured without refilling"
+    )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as tmp:
-        location = args.store or str(Path(tmp) / "bench.gpkg")
-        register = Register.create(location, country="AZ")
+        location = fresh_schema(args.postgis) if args.postgis else str(Path(tmp) / "bench.gpkg")
+        if args.keep and Path(args.keep).exists():
+            location, register = args.keep, Register.open(args.keep)
+            print(f"measuring the kept register {args.keep} (not refilled)")
+        else:
+            location = args.keep or location
+            register = Register.create(location, country="AZ")
+            fill_s = fill(register, args.hazards, rng)
+            print(
+                f"filed {args.hazards:,} hazardous areas and {3 * args.hazards:,} activities "
+                f"through the approval workflow in {fill_s:,.1f} s "
+                f"({1e6 * fill_s / (4 * args.hazards):,.0f} µs per report)"
+            )
         backend = register.store.dialect
-        fill_s = fill(register, args.hazards, rng)
-        print(
-            f"backend {backend}: filed {args.hazards:,} hazardous areas and "
-            f"{3 * args.hazards:,} activities through the approval workflow in {fill_s:,.1f} s "
-            f"({1e6 * fill_s / (4 * args.hazards):,.0f} µs per report)"
-        )
+        print(f"backend: {backend}")
 
         floor_s = planar_floor(register)
         started = time.perf_counter()
@@ -147,12 +166,14 @@ def main() -> None:
             [rng.uniform(LON0, LON1, args.queries), rng.uniform(LAT0, LAT1, args.queries)]
         )
         boxes = np.column_stack([centres - 0.03, centres + 0.03])
-        boxes = boxes[:, [0, 1, 2, 3]]
         p95, found = bbox_p95(register, boxes)
-        line = f"bbox query p95: {1000 * p95:,.2f} ms (goal ≤ 20 ms), {found / len(boxes):,.1f} areas a box"
+        line = (
+            f"bbox query p95: {1000 * p95:,.2f} ms (goal ≤ 20 ms), "
+            f"{found / len(boxes):,.1f} areas a box"
+        )
         if backend == "sqlite":
-            gdal_p95, gdal_found = gdal_bbox_p95(location, boxes)
-            assert gdal_found >= found
+            # GDAL also tests exact intersection, so it may return fewer areas than the box test.
+            gdal_p95, _ = gdal_bbox_p95(location, boxes)
             line += f"; GDAL/pyogrio p95 {1000 * gdal_p95:,.2f} ms; ratio {p95 / gdal_p95:,.2f}×"
         print(line)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -7,7 +7,9 @@ means the stored ledger is wrong, not the arithmetic.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,8 +125,12 @@ class Recount:
         return not self.disagreements
 
 
-def recount(conn: Connection) -> Recount:
-    """Recompute every hazardous area's released and remaining area from the polygons."""
+def recount(conn: Connection, workers: int | None = None) -> Recount:
+    """Recompute every hazardous area's released and remaining area from the polygons.
+
+    Large registers are split across processes (one per core by default): the work is
+    independent per area and mostly GEOS and PROJ calls made one geometry at a time.
+    """
     hazard = record_tables["hazardous_area"]
     rows = conn.execute(
         select(
@@ -138,17 +144,32 @@ def recount(conn: Connection) -> Recount:
     index = {row.record_id: i for i, row in enumerate(rows)}
     pieces = conn.execute(select(processed_land.c.hazard_id, processed_land.c.geometry)).all()
     owner = np.array([index[p.hazard_id] for p in pieces], dtype=np.int64)
-    geoms = np.array([p.geometry for p in pieces], dtype=object)
-    hazard_geoms = np.array([row.geometry for row in rows], dtype=object)
-    clipped = shapely.intersection(geoms, hazard_geoms[owner]) if len(geoms) else geoms
-    clipped = np.array([polygonal(c) for c in clipped], dtype=object)
-    by_hazard: dict[int, list[int]] = defaultdict(list)
-    for i, h in enumerate(owner):
-        by_hazard[int(h)].append(i)
+    hazard_wkb = [None if r.geometry is None else shapely.to_wkb(r.geometry) for r in rows]
+    piece_wkb = [shapely.to_wkb(p.geometry) for p in pieces]
     released = np.zeros(len(rows))
-    for h, members in by_hazard.items():
-        union = clipped[members[0]] if len(members) == 1 else shapely.union_all(clipped[members])
-        released[h] = geodesic_area(union)
+    workers = workers or (os.cpu_count() or 1)
+    if workers > 1 and len(pieces) > PARALLEL_FROM:
+        owned = sorted(set(owner.tolist()))
+        chunks = [owned[i::workers] for i in range(workers)]
+        jobs = []
+        for chunk in chunks:
+            wanted = set(chunk)
+            members = [i for i, h in enumerate(owner) if h in wanted]
+            jobs.append(
+                (
+                    {h: hazard_wkb[h] for h in chunk},
+                    owner[members],
+                    [piece_wkb[i] for i in members],
+                )
+            )
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for areas in pool.map(_released_areas, *zip(*jobs, strict=True)):
+                for h, area in areas.items():
+                    released[h] = area
+    else:
+        areas = _released_areas(dict(enumerate(hazard_wkb)), owner, piece_wkb)
+        for h, area in areas.items():
+            released[h] = area
     disagreements = []
     stored_released = stored_remaining = recounted_remaining = 0.0
     for i, row in enumerate(rows):
@@ -167,3 +188,27 @@ def recount(conn: Connection) -> Recount:
         recounted_remaining,
         disagreements,
     )
+
+
+# Below this many processed polygons, starting processes costs more than it saves.
+PARALLEL_FROM = 20_000
+
+
+def _released_areas(
+    hazards: dict[int, bytes | None], owner: np.ndarray, pieces: list[bytes]
+) -> dict[int, float]:
+    """Area of the union of each hazard's pieces clipped to it (runs in a worker process)."""
+    geoms = shapely.from_wkb(np.array(pieces, dtype=object)) if pieces else np.array([])
+    hazard_geoms = {h: None if w is None else shapely.from_wkb(w) for h, w in hazards.items()}
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, h in enumerate(owner.tolist()):
+        groups[h].append(i)
+    found = {}
+    for h, members in groups.items():
+        outline = hazard_geoms[h]
+        if outline is None:
+            continue
+        clipped = [polygonal(g) for g in shapely.intersection(geoms[members], outline)]
+        union = clipped[0] if len(clipped) == 1 else shapely.union_all(clipped)
+        found[h] = geodesic_area(union)
+    return found

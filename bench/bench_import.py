@@ -1,0 +1,150 @@
+"""Benchmark: importing the 25 Colombian yearly files (30,866 events) as one atomic batch.
+
+Prints, side by side in the same process:
+  1. the baseline: pyogrio reading the same files and writing the same features straight to a
+     GeoPackage (no mapping, no validation, no history);
+  2. the import: ``import_many`` with the shipped ``colombia-mine-events`` mapping into a fresh
+     GeoPackage register (every row validated, reports, approval and current views written),
+     with the time spent in each phase;
+  3. the ratio of the two (goal of issue 3: at most 3x).
+
+    python bench/bench_import.py [--repeat N] [--profile]
+
+Data come from the copy shipped in the package (safeground/demo/data/colombia-mine-events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import io
+import pstats
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyogrio
+
+import safeground
+import safeground.io.importer as importer
+import safeground.service.register as register_module
+from safeground.io.mapping import load_mapping
+from safeground.service.register import Register
+
+DATA = Path(safeground.__file__).parent / "demo" / "data" / "colombia-mine-events"
+GOAL = 3.0
+
+
+def files() -> list[Path]:
+    found = sorted(DATA.glob("*.json"))
+    if len(found) != 25:
+        raise SystemExit(f"expected 25 yearly files in {DATA}, found {len(found)}")
+    return found
+
+
+def baseline(paths: list[Path], out: Path) -> tuple[float, int]:
+    """Read every file with pyogrio and write all features to one GeoPackage layer."""
+    started = time.perf_counter()
+    frames = [pyogrio.read_dataframe(p) for p in paths]
+    frame = pd.concat(frames, ignore_index=True)
+    pyogrio.write_dataframe(frame, out, layer="events", driver="GPKG")
+    return time.perf_counter() - started, len(frame)
+
+
+def run_import(paths: list[Path], out: Path) -> tuple[float, importer.ImportReport]:
+    register = Register.create(str(out), country="CO")
+    mapping = load_mapping("colombia-mine-events")
+    started = time.perf_counter()
+    report = importer.import_many(
+        register, paths, mapping, "bench", skip_invalid=True, rejects=out.with_suffix(".csv")
+    )
+    elapsed = time.perf_counter() - started
+    register.store.engine.dispose()
+    return elapsed, report
+
+
+# -- where the time goes --------------------------------------------------------------------------
+
+PHASES: dict[str, float] = defaultdict(float)
+# (module, function name, label): the importer's own phases, then Register.file's.
+TIMED = [
+    (importer, "_read", "io: read files (pyogrio/pandas)"),
+    (importer, "_prepare", "io: map and validate rows"),
+    (importer, "_find_duplicates", "io: find identical rows"),
+    (importer, "_write_rejects", "io: write rejects"),
+    (importer, "_allocate_ids", "io: reserve record IDs"),
+    (register_module.Register, "_new_report", "service: Register._new_report (validate again)"),
+    (register_module, "insert_reports", "storage: insert_reports"),
+    (register_module, "_mark_approved", "service: _mark_approved"),
+    (register_module, "_rebuild", "service: _rebuild (insert_new_records)"),
+    (register_module, "_current", "service: _current (validate again)"),
+    (register_module.checks, "missing_references", "service: checks.missing_references"),
+    (register_module, "project_hazards", "service: project_hazards"),
+    (register_module, "write_hazards", "service: write_hazards"),
+    (register_module.Register, "file", "service: Register.file (total)"),
+]
+
+
+def _timed(function: Callable[..., Any], label: str) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            PHASES[label] += time.perf_counter() - started
+
+    return wrapper
+
+
+def instrument() -> None:
+    for owner, name, label in TIMED:
+        setattr(owner, name, _timed(getattr(owner, name), label))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; the best counts")
+    parser.add_argument("--profile", action="store_true", help="cProfile one more import")
+    args = parser.parse_args()
+    paths = files()
+    instrument()
+    base_times, import_times = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        for run in range(args.repeat):
+            seconds, features = baseline(paths, tmp / f"baseline-{run}.gpkg")
+            base_times.append(seconds)
+            PHASES.clear()
+            seconds, report = run_import(paths, tmp / f"register-{run}.gpkg")
+            import_times.append(seconds)
+        print(f"{features} features in {len(paths)} files ({DATA})")
+        print(report.summary().splitlines()[0])
+        for line in report.summary().splitlines()[2:6]:
+            print(line)
+        best_base, best_import = min(base_times), min(import_times)
+        print(f"baseline (pyogrio read + GeoPackage write): {best_base:7.2f} s")
+        print(f"import (validation, history, views):        {best_import:7.2f} s")
+        ratio = best_import / best_base
+        verdict = "meets" if ratio <= GOAL else "misses"
+        print(f"ratio: {ratio:.1f}x ({verdict} the goal of {GOAL:.0f}x)")
+        print("phases of the last import (seconds; service phases are inside Register.file):")
+        for label, seconds in PHASES.items():
+            print(f"  {seconds:7.2f}  {label}")
+        if args.profile:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            run_import(paths, tmp / "profiled.gpkg")
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+            print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Benchmark of Safeground's risk model at scale, against plain LightGBM in the same process.
+
+(a) context features + calibrated prediction for a synthetic grid of N cells (default 10
+    million), scored tile by tile, against the floor: LightGBM ``predict`` alone on a prebuilt
+    feature matrix of the same size (same trees, same threads).
+(b) fitting Safeground's model (inner group folds + calibration + final fit) on 100k rows,
+    against one plain ``lightgbm.train`` of the same trees on the raw covariates.
+
+Goals: (a) <= 120 s and <= 4 GiB peak on 2 cores; (b) <= 60 s. Figures are printed with their
+ratio to the baseline. Run smaller with ``--cells``; the synthetic grid is 1 km cells in metres.
+
+    .venv/bin/python bench/bench_risk.py --cells 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from safeground.risk import ModelConfig, TableSpec, fit_model, prepare_table
+from safeground.risk.chunked import predict_chunked
+from safeground.risk.features import context_block
+
+
+class PeakRSS:
+    """Peak resident memory of this process during a block, sampled every 10 ms (Linux)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def current() -> int:
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            time.sleep(0.01)
+
+    def __enter__(self) -> PeakRSS:
+        self.peak = self.current()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, int]:
+    gc.collect()
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+    return out, dt, mem.peak
+
+
+def synthetic_grid(n: int, k: int, seed: int, *, labels: bool) -> pd.DataFrame:
+    """A square grid of about n cells of 1 km: k smooth covariates with noise (float32) and,
+    if asked, a label driven by a few of them (20% left unlabelled)."""
+    side = math.ceil(math.sqrt(n))
+    rng = np.random.default_rng(seed)
+    idx = np.arange(n, dtype=np.int64)
+    gx = (idx % side).astype(np.float64)
+    gy = (idx // side).astype(np.float64)
+    cols: dict[str, np.ndarray] = {"x": gx * 1000.0, "y": gy * 1000.0}
+    for j in range(k):
+        fx, fy = 0.01 + 0.003 * j, 0.013 + 0.002 * j
+        smooth = np.sin(gx * fx + j) * np.cos(gy * fy - j)
+        noise = rng.standard_normal(n).astype(np.float32)
+        cols[f"c{j:02d}"] = (smooth.astype(np.float32) + 0.5 * noise).astype(np.float32)
+    frame = pd.DataFrame(cols)
+    if labels:
+        logit = 1.2 * frame["c00"] - 0.8 * frame["c01"] + 0.5 * frame["c02"] - 1.0
+        y = (rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(np.int8)
+        y[rng.random(n) < 0.2] = -1
+        frame["label"] = y
+    return frame
+
+
+def bench_fit(rows: int, k: int, seed: int) -> dict[str, Any]:
+    frame = synthetic_grid(rows, k, seed, labels=True)
+    table = prepare_table(frame, TableSpec(label="label"), require_label=True)
+    config = ModelConfig(seed=seed)
+    model, t_fit, m_fit = timed(lambda: fit_model(table, config))
+    lab = table.labelled
+    X = table.matrix()[lab]
+    assert table.label is not None
+    y = table.label[lab]
+    params = config.lgb_params(seed, len(y))
+
+    def plain() -> lgb.Booster:
+        return lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=config.n_estimators)
+
+    _, t_plain, _ = timed(plain)
+    return {
+        "rows": rows,
+        "labelled": int(lab.sum()),
+        "features": len(model.feature_names),
+        "inner_folds": config.inner_folds,
+        "safeground_fit_s": round(t_fit, 2),
+        "plain_lightgbm_train_s": round(t_plain, 2),
+        "ratio": round(t_fit / t_plain, 2),
+        "peak_rss_gib": round(m_fit / 2**30, 2),
+        "goal_s": 60,
+        "meets_goal": t_fit <= 60,
+        "_model": model,
+    }
+
+
+def bench_predict(
+    model: Any, cells: int, k: int, seed: int, rows_per_tile: int, threads: int
+) -> dict[str, Any]:
+    frame = synthetic_grid(cells, k, seed + 1, labels=False)
+    gc.collect()
+    base_rss = PeakRSS.current()
+    out, t_ours, peak_ours = timed(
+        lambda: predict_chunked(model, frame, rows_per_tile=rows_per_tile, num_threads=threads)
+    )
+    risk = out["risk"].to_numpy()
+    del out
+    gc.collect()
+
+    # Floor: the same features, prebuilt (untimed) as one float32 matrix, then one predict.
+    nfeat = len(model.feature_names)
+    X = np.empty((cells, nfeat), dtype=np.float32)
+    step = rows_per_tile
+    xy = frame[["x", "y"]].to_numpy() / 1000.0
+    vals = frame[model.covariates].to_numpy(dtype=np.float64)
+    side = math.ceil(math.sqrt(cells))
+    rows_per_band = max(1, step // side)
+    halo = max(model.layout.halfwidths, default=0) + 1
+    for r0 in range(0, side, rows_per_band):
+        lo = max(0, (r0 - halo) * side)
+        core0, core1 = r0 * side, min(cells, (r0 + rows_per_band) * side)
+        hi = min(cells, (r0 + rows_per_band + halo) * side)
+        if core0 >= cells:
+            break
+        block = context_block(xy[lo:hi], vals[lo:hi], model.cell_km, model.layout.halfwidths)
+        X[core0:core1, : block.shape[1]] = block[core0 - lo : core1 - lo]
+    if model.layout.distance:
+        from safeground.risk.features import block_ids, distance_to_positive
+
+        g = block_ids(xy, model.config.block_km)
+        X[:, -1] = distance_to_positive(xy, g, model.pos_xy, model.pos_groups)
+    del vals
+    gc.collect()
+    booster = model.boosters[0]
+    raw, t_floor, _ = timed(lambda: booster.predict(X, raw_score=True, num_threads=threads))
+    agree = float(np.max(np.abs(model.calibrator(np.asarray(raw, dtype=np.float64)) - risk)))
+    return {
+        "cells": cells,
+        "features": nfeat,
+        "rows_per_tile": rows_per_tile,
+        "threads": threads,
+        "safeground_features_and_predict_s": round(t_ours, 2),
+        "floor_lightgbm_predict_prebuilt_s": round(t_floor, 2),
+        "ratio": round(t_ours / t_floor, 2),
+        "peak_rss_gib": round(peak_ours / 2**30, 2),
+        "input_table_gib": round(base_rss / 2**30, 2),
+        "max_abs_diff_vs_floor": agree,
+        "goal_s": 120,
+        "goal_gib": 4,
+        "meets_goal": t_ours <= 120 and peak_ours <= 4 * 2**30,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", type=int, default=10_000_000, help="cells to score in (a)")
+    ap.add_argument("--fit-rows", type=int, default=100_000, help="rows to fit on in (b)")
+    ap.add_argument("--covariates", type=int, default=20)
+    ap.add_argument("--rows-per-tile", type=int, default=250_000)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    fit = bench_fit(args.fit_rows, args.covariates, args.seed)
+    model = fit.pop("_model")
+    print(json.dumps({"fit": fit}, indent=2), flush=True)
+    pred = bench_predict(
+        model, args.cells, args.covariates, args.seed, args.rows_per_tile, args.threads
+    )
+    print(json.dumps({"predict": pred}, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
