@@ -188,3 +188,17 @@ def test_summary_reads_well(reg, tmp_path):
     assert summary.splitlines()[0] == "Import of a.csv with mapping test (source test-accidents)"
     assert "2 rows read" in summary and "2 imported (accident 2)" in summary
     assert "no identical rows" in summary and "no rows rejected" in summary
+
+
+def test_import_on_both_backends(register, tmp_path):
+    """Also on PostGIS (skipped without SAFEGROUND_TEST_POSTGIS_URL)."""
+    twin = "46.95,39.95,1,2021,Twin\n"
+    path = write(tmp_path / "a.csv", twin, twin, "46.9,39.9,9,2021,bad\n")
+    with pytest.raises(ImportFailed):
+        import_file(register, path, mapping(ACCIDENTS), "im")
+    assert counts(register)["report"] == 0
+    result = import_file(register, path, mapping(ACCIDENTS), "im", skip_invalid=True)
+    assert (result.imported, result.duplicate_groups, result.rejected_rows) == (2, 1, 1)
+    assert register.get(result.record_ids[1])["source_key"] == "a.csv#2"
+    again = import_file(register, path, mapping(ACCIDENTS), "im", skip_invalid=True)
+    assert (again.imported, again.already_imported) == (0, 2)

@@ -146,3 +146,23 @@ def test_polygon_to_multipolygon_only_when_asked(reg, tmp_path):
     other = write_geojson(tmp_path / "h2.geojson", HAZARD_ROWS[1:])
     report = import_file(reg, other, mapping(HAZARDS), "im")
     assert reg.get(report.record_ids[0])["geometry"].geom_type == "Polygon"
+
+
+def test_csv_encoding_and_list_cells(reg, tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes(
+        "name,class,date,wkt,evidence\n"
+        f'Añelo,S,2021-02-01,"{g.HAZARD.wkt}",front_line; verbal_report\n'.encode("latin-1")
+    )
+    fields = {
+        **HAZARDS["records"]["hazardous_area"],
+        "evidence": {"column": "evidence", "separator": ";"},
+    }
+    chosen = mapping(HAZARDS, format={"wkt": "wkt"}, records={"hazardous_area": fields})
+    with pytest.raises(ImportFailed, match=r"declare format\.encoding"):
+        import_file(reg, path, chosen, "im")
+    latin = mapping(
+        HAZARDS, format={"wkt": "wkt", "encoding": "latin-1"}, records={"hazardous_area": fields}
+    )
+    hazard = reg.get(import_file(reg, path, latin, "im").record_ids[0])
+    assert hazard["name"] == "Añelo" and hazard["evidence"] == ["front_line", "verbal_report"]

@@ -54,8 +54,9 @@ def test_colombian_events_with_their_duplicates(co):
     assert first["source"] == "colombia-mine-events" and first["source_key"] == "2000.json#1"
 
 
-def test_colombian_item_and_suspected_minefield(co):
-    result = import_file(co, FLIPPED, load_mapping("colombia-mine-events"), "im", skip_invalid=True)
+def test_colombian_items(co, tmp_path):
+    chosen = load_mapping("colombia-mine-events")
+    result = import_file(co, FLIPPED, chosen, "im", skip_invalid=True, rejects=tmp_path / "r.csv")
     assert result.by_type == {"eo_item": 10}
     item = co.get(result.record_ids[0])
     assert item["category"] == "ap_mine" and item["found_date"] == date(2004, 1, 1)

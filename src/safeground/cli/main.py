@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from safeground.cli.output import fail, table
+from safeground.cli.risk import risk_app
 from safeground.domain.errors import SafegroundError
 from safeground.domain.personal import mask
 from safeground.domain.records import RECORD_TYPES, record_model
@@ -34,6 +35,7 @@ report_app = typer.Typer(
 )
 app.add_typer(record_app, name="record")
 app.add_typer(report_app, name="report")
+app.add_typer(risk_app, name="risk")
 
 StoreOption = Annotated[
     str | None,

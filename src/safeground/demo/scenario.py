@@ -7,6 +7,7 @@ rules as real data.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -79,9 +80,7 @@ def _bands(hazard: BaseGeometry, cuts: list[float]) -> list[BaseGeometry]:
     """Split a hazard into west-to-east bands at fractions of its width (exactly inside it)."""
     minx, miny, maxx, maxy = hazard.bounds
     edges = [minx + f * (maxx - minx) for f in [0.0, *cuts, 1.0]]
-    return [
-        hazard.intersection(box(a, miny, b, maxy)) for a, b in zip(edges, edges[1:], strict=False)
-    ]
+    return [hazard.intersection(box(a, miny, b, maxy)) for a, b in itertools.pairwise(edges)]
 
 
 def _admin_area_at(register: Register, point: Point) -> str | None:
@@ -459,7 +458,7 @@ def _accidents_and_education(register: Register, rng: np.random.Generator, out: 
         (date(2021, 9, 14), "mine", "civilian", "injured", "returning home"),
     ]
     accidents = []
-    for i, (on, kind, status, outcome, doing) in enumerate(events):
+    for i, (on, kind, _status, _outcome, doing) in enumerate(events):
         hazard = out.hazards[i * 5 % len(out.hazards)]
         with register.store.begin() as conn:
             table = record_tables["hazardous_area"]

@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    TypeAdapter,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -516,6 +517,21 @@ def record_model(record_type: str) -> type[Record]:
         raise ValidationFailed(
             [Problem("record_type", f"unknown record type {record_type!r}; known: {known}")]
         ) from None
+
+
+_ADAPTERS: dict[tuple[type[Record], str], TypeAdapter[Any]] = {}
+
+
+def field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:
+    """A validator for one field on its own: partial updates and mapping constants."""
+    key = (model, name)
+    if key not in _ADAPTERS:
+        info = model.model_fields[name]
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        _ADAPTERS[key] = TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
+    return _ADAPTERS[key]
 
 
 def to_payload(record: BaseModel) -> dict[str, Any]:

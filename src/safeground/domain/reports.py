@@ -52,6 +52,8 @@ class Report:
     approval_seq: int | None = None
     source: str | None = None
     source_key: str | None = None
+    # The record a create report builds, once validated (not stored: saves re-validating).
+    built: Record | None = field(default=None, repr=False, compare=False)
 
     @property
     def order_key(self) -> tuple[date, int]:

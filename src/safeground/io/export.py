@@ -60,6 +60,7 @@ def export_layers(
         raise ValidationFailed(
             [Problem("format", f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")]
         )
+    layers = list(layers) if layers else None  # an empty selection means every layer
     unknown = [name for name in layers or [] if name not in LAYERS]
     if unknown:
         raise ValidationFailed(

@@ -44,7 +44,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -55,8 +54,8 @@ from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from safeground.domain.errors import Problem, ValidationFailed
-from safeground.domain.records import RECORD_TYPES, Record
-from safeground.io.mappings import shipped, shipped_path
+from safeground.domain.records import RECORD_TYPES, Record, field_adapter
+from safeground.io.mappings import FOLDER, shipped, shipped_path
 
 DATE_FORMATS = ("year", "date")
 
@@ -73,6 +72,8 @@ class MappingError(ValidationFailed):
 
 def code_key(value: Any) -> str:
     """A cell or YAML key as a code: 1, 1.0 and "1" are the same code."""
+    if type(value) is str:
+        return value.strip()
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():
@@ -353,7 +354,8 @@ class Mapping(BaseModel):
             if value is not None:
                 values[name] = value
         target = self.geometry_field(record_type)
-        if target == "geometry" and target not in self.records[record_type] and geometry:
+        unmapped = target == "geometry" and target not in self.records[record_type]
+        if unmapped and geometry is not None:
             values["geometry"] = geometry
         if _year_only(self.records[record_type]) and "date_precision" in model.model_fields:
             values.setdefault("date_precision", "year")
@@ -456,21 +458,6 @@ class _Checker:
 
     def add(self, where: str, reason: str) -> None:
         self.problems.append(Problem(where, reason))
-
-
-_ADAPTERS: dict[tuple[type[Record], str], TypeAdapter[Any]] = {}
-
-
-def field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:
-    """Validate one field's value on its own (constants and code values of a mapping)."""
-    key = (model, name)
-    if key not in _ADAPTERS:
-        info = model.model_fields[name]
-        annotation: Any = info.annotation
-        if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]
-        _ADAPTERS[key] = TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
-    return _ADAPTERS[key]
 
 
 def _check_fields(mapping: Mapping) -> list[Problem]:
@@ -598,7 +585,7 @@ def load_mapping(name_or_path: str) -> Mapping:
                 ],
             )
         path = found
-    name = path.stem if path.parent == shipped_path_folder() else str(path)
+    name = path.stem if path.parent == FOLDER else str(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -607,9 +594,3 @@ def load_mapping(name_or_path: str) -> Mapping:
         reason = str(getattr(exc, "problem", None) or exc)
         raise MappingError(name, [Problem(where, f"not valid YAML: {reason}")]) from None
     return parse_mapping(data, name)
-
-
-def shipped_path_folder() -> Path:
-    from safeground.io.mappings import FOLDER
-
-    return FOLDER

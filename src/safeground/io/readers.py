@@ -73,7 +73,10 @@ def read_input(path: Path, fmt: InputFormat) -> InputTable:
             frame, geoms, file_crs = _read_ogr(path, fmt)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         raise ReadFailed(path.name, f"cannot read the file: {exc}") from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except UnicodeDecodeError as exc:
+        reason = f"cannot read the file as {kind}: {exc}; declare format.encoding (e.g. latin-1)"
+        raise ReadFailed(path.name, reason) from None
+    except (ValueError, pd.errors.ParserError) as exc:
         raise ReadFailed(path.name, f"cannot read the file as {kind}: {exc}") from None
     table = InputTable(path, frame, [None] * len(frame))
     if fmt.lon is not None and fmt.lat is not None:

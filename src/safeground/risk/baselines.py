@@ -34,7 +34,7 @@ class FoldData:
     xy: np.ndarray | None
     groups: np.ndarray | None
     seed: int = 0
-    n_jobs: int = 2
+    n_jobs: int = 1
 
 
 Learner = Callable[[RiskTable, np.ndarray, FoldData], np.ndarray]
@@ -100,7 +100,8 @@ def random_forest_baseline(table: RiskTable, train_mask: np.ndarray, fold: FoldD
         RandomForestClassifier(random_state=fold.seed, n_jobs=fold.n_jobs),
     )
     model.fit(X[idx], y)
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+    proba: np.ndarray = np.asarray(model.predict_proba(X))
+    return proba[:, 1].astype(np.float64)
 
 
 def lightgbm_default_baseline(
@@ -110,7 +111,8 @@ def lightgbm_default_baseline(
     X = table.matrix()
     model = lgb.LGBMClassifier(random_state=fold.seed, n_jobs=fold.n_jobs, verbose=-1)
     model.fit(X[idx], y)
-    return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+    proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    return proba[:, 1]
 
 
 BASELINES: dict[str, Learner] = {

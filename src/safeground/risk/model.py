@@ -14,8 +14,9 @@ Why this shape:
 
 from __future__ import annotations
 
+import os
 import pickle
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,7 +45,8 @@ GroupMode = Literal["column", "blocks", "none"]
 class ModelConfig:
     """Settings fixed in advance; none is tuned on the cells being evaluated."""
 
-    radii_cells: tuple[float, ...] = (3.5, 7.5)
+    # Half-widths, in grid cells, of the square windows averaged around each cell (3 -> 7x7).
+    windows: tuple[int, ...] = (3, 7)
     distance_to_positive: bool = True
     block_km: float = 10.0
     inner_folds: int = 5
@@ -58,9 +60,16 @@ class ModelConfig:
     n_seeds: int = 1
     calibration: Literal["platt", "isotonic"] = "platt"
     seed: int = 0
-    n_jobs: int = 2
+    # 0 = automatic: one thread below 20,000 training rows (there OpenMP threads cost more than
+    # they bring, and slow down sharply when another process holds a core), every core above.
+    n_jobs: int = 0
 
-    def lgb_params(self, seed: int) -> dict[str, Any]:
+    def threads(self, n_rows: int) -> int:
+        if self.n_jobs > 0:
+            return self.n_jobs
+        return 1 if n_rows < 20_000 else max(1, os.cpu_count() or 1)
+
+    def lgb_params(self, seed: int, n_rows: int = 0) -> dict[str, Any]:
         return {
             "objective": "binary",
             "learning_rate": self.learning_rate,
@@ -73,7 +82,7 @@ class ModelConfig:
             "seed": seed,
             "deterministic": True,
             "force_row_wise": True,
-            "num_threads": self.n_jobs,
+            "num_threads": self.threads(n_rows),
             "verbosity": -1,
         }
 
@@ -114,7 +123,7 @@ class SpatialInputs:
     xy: np.ndarray | None
     base: np.ndarray
     cell_km: float = 1.0
-    radii_km: tuple[float, ...] = ()
+    halfwidths: tuple[int, ...] = ()
 
 
 def prepare_inputs(
@@ -123,8 +132,8 @@ def prepare_inputs(
     """Project positions, measure the grid spacing and compute neighbourhood means once."""
     xy = table_xy(table, projection)
     cell = cell_size_km(xy) if xy is not None else 1.0
-    radii = tuple(round(r * cell, 6) for r in config.radii_cells) if xy is not None else ()
-    return SpatialInputs(xy, context_block(xy, table.matrix(), radii), cell, radii)
+    hw = tuple(config.windows) if xy is not None else ()
+    return SpatialInputs(xy, context_block(xy, table.matrix(), cell, hw), cell, hw)
 
 
 def table_xy(table: RiskTable, projection: Projection | None) -> np.ndarray | None:
@@ -159,10 +168,16 @@ class RiskModel:
     def feature_names(self) -> list[str]:
         return self.layout.names
 
+    def prediction_spec(self, columns: pd.Index) -> TableSpec:
+        """The fitted roles, minus a label (not needed to predict) and an absent group."""
+        group = self.spec.group if self.spec.group in columns else None
+        return replace(self.spec, label=None, group=group)
+
     def spatial_inputs(self, table: RiskTable) -> SpatialInputs:
         xy = table_xy(table, self.projection)
-        base = context_block(xy, table.matrix(self.covariates), self.layout.radii_km)
-        return SpatialInputs(xy, base, self.cell_km, self.layout.radii_km)
+        hw = self.layout.halfwidths
+        base = context_block(xy, table.matrix(self.covariates), self.cell_km, hw)
+        return SpatialInputs(xy, base, self.cell_km, hw)
 
     def _groups_for(self, table: RiskTable, xy: np.ndarray | None) -> np.ndarray | None:
         if self.group_mode == "column" and table.groups is not None:
@@ -181,15 +196,16 @@ class RiskModel:
         dist = distance_to_positive(inputs.xy, groups, self.pos_xy, self.pos_groups)
         return np.column_stack([inputs.base, dist])
 
-    def raw_score(self, features: np.ndarray) -> np.ndarray:
+    def raw_score(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Mean log-odds of the ensemble."""
+        extra: dict[str, Any] = {} if num_threads is None else {"num_threads": num_threads}
         out = np.zeros(len(features))
         for b in self.boosters:
-            out += np.asarray(b.predict(features, raw_score=True), dtype=np.float64)
+            out += np.asarray(b.predict(features, raw_score=True, **extra), dtype=np.float64)
         return out / len(self.boosters)
 
-    def predict_features(self, features: np.ndarray) -> np.ndarray:
-        return self.calibrator(self.raw_score(features))
+    def predict_features(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        return self.calibrator(self.raw_score(features, num_threads))
 
     def predict(self, table: RiskTable) -> np.ndarray:
         """Calibrated probability of a mine event, one per row, in the table's order."""
@@ -238,7 +254,7 @@ class RiskModel:
     @staticmethod
     def load(path: str | Path) -> RiskModel:
         with open(path, "rb") as fh:
-            obj = pickle.load(fh)  # noqa: S301 - the user's own model file
+            obj = pickle.load(fh)
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise ValueError(f"{path} is not a Safeground risk model ({FORMAT})")
         model = obj["model"]
@@ -268,11 +284,13 @@ def _inner_splits(
     return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(y, y))
 
 
-def _train(config: ModelConfig, X: np.ndarray, y: np.ndarray, names: list[str]) -> list[lgb.Booster]:
+def _train(
+    config: ModelConfig, X: np.ndarray, y: np.ndarray, names: list[str]
+) -> list[lgb.Booster]:
     mono = [-1 if n == DISTANCE_FEATURE else 0 for n in names]
     out = []
     for s in range(config.n_seeds):
-        params = config.lgb_params(config.seed + s) | {"monotone_constraints": mono}
+        params = config.lgb_params(config.seed + s, len(y)) | {"monotone_constraints": mono}
         ds = lgb.Dataset(X, label=y, feature_name=[f"f{i}" for i in range(len(names))])
         out.append(lgb.train(params, ds, num_boost_round=config.n_estimators))
     return out
@@ -313,7 +331,7 @@ def fit_model(
         inputs = prepare_inputs(table, config, projection)
     xy, cell = inputs.xy, inputs.cell_km
     use_dist = config.distance_to_positive and xy is not None
-    layout = ContextLayout(tuple(table.covariates), inputs.radii_km, use_dist)
+    layout = ContextLayout(tuple(table.covariates), inputs.halfwidths, use_dist)
     if cv_groups is not None:
         groups: np.ndarray | None = cv_groups
         mode: GroupMode = group_mode

@@ -132,10 +132,14 @@ def _is_index_column(name: str) -> bool:
     return name == "" or name.startswith("Unnamed: ")
 
 
-def _coordinates(
+def coordinates(
     df: pd.DataFrame, spec: TableSpec
 ) -> tuple[np.ndarray | None, np.ndarray | None, pd.Series | None, set[str]]:
-    """Return x, y (geometry centroids or x/y columns), the WKT series, and the columns used."""
+    """Return x, y (geometry centroids or x/y columns), the WKT series, and the columns used.
+
+    Columns that give positions are not covariates: raw coordinates would let a model learn
+    places by heart, which does not carry to a new area.
+    """
     used: set[str] = set()
     if spec.geometry and spec.geometry in df.columns:
         raw = df[spec.geometry].to_numpy(dtype=object)
@@ -154,7 +158,7 @@ def _coordinates(
         if xc in df.columns and yc in df.columns:
             x = pd.to_numeric(df[xc], errors="coerce").to_numpy(np.float64)
             y = pd.to_numeric(df[yc], errors="coerce").to_numpy(np.float64)
-            return x, y, None, used
+            return x, y, None, {xc, yc}
     if spec.xy:
         raise RiskDataError(f"coordinate columns {spec.xy[0]!r}/{spec.xy[1]!r} not in the table")
     return None, None, None, used
@@ -179,7 +183,7 @@ def prepare_table(
     for col in spec.ignore:
         if col not in df.columns:
             raise RiskDataError(f"ignored column {col!r} is not in the table")
-    x, y, geometry, used = _coordinates(df, spec)
+    x, y, geometry, used = coordinates(df, spec)
 
     label: np.ndarray | None = None
     if spec.label is not None:
@@ -215,9 +219,9 @@ def prepare_table(
         reserved = {spec.label, spec.group, *spec.ignore, *used}
         cols = [c for c in df.columns if c not in reserved and not _is_index_column(str(c))]
         for c in cols:
-            col = df[c]
-            if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-                sample = col.dropna()
+            series = df[c]
+            if not (pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)):
+                sample = series.dropna()
                 example = f" (e.g. {sample.iloc[0]!r})" if len(sample) else ""
                 raise RiskDataError(
                     f"column {c!r} is not numeric{example}: pass it as --group, --ignore it, "
@@ -236,5 +240,11 @@ def prepare_table(
         geometry=geometry,
         spec=spec,
     )
-    table.matrix()  # type check now, with the column's name
+    missing = [c for c in table.covariates if c not in df.columns]
+    if missing:
+        raise RiskDataError(f"column {missing[0]!r} used by the model is not in the table")
+    for c in table.covariates:
+        values = df[c]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            raise RiskDataError(f"column {c!r} is not numeric (dtype {values.dtype})")
     return table

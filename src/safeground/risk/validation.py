@@ -20,7 +20,7 @@ import numpy as np
 from safeground.risk.baselines import BASELINES, FoldData, Learner
 from safeground.risk.features import block_ids
 from safeground.risk.metrics import score
-from safeground.risk.model import ModelConfig, RiskModel, SpatialInputs, fit_model, prepare_inputs
+from safeground.risk.model import ModelConfig, SpatialInputs, fit_model, prepare_inputs
 from safeground.risk.table import Projection, RiskDataError, RiskTable
 
 Protocol = Literal["group", "blocks"]
@@ -166,10 +166,14 @@ def evaluate(
         names.remove("kde")
 
     learners: dict[str, Learner] = {
-        m: (safeground_learner(config, inputs, projection, group_mode) if m == SAFEGROUND else BASELINES[m])
+        m: (
+            safeground_learner(config, inputs, projection, group_mode)
+            if m == SAFEGROUND
+            else BASELINES[m]
+        )
         for m in names
     }
-    fold_data = FoldData(xy=xy, groups=groups, seed=seed, n_jobs=config.n_jobs)
+    fold_data = FoldData(xy=xy, groups=groups, seed=seed, n_jobs=config.threads(int(lab.sum())))
     oof = {m: np.full(table.n, np.nan) for m in names}
     per_fold: dict[str, list[dict[str, Any]]] = {m: [] for m in names}
     fold_of_row = np.full(table.n, -1)

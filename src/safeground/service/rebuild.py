@@ -35,15 +35,12 @@ def rebuild_all(register: Register, conn: Connection) -> dict[str, int]:
     the rows get the fids they had when the register was built approval by approval.
     """
     order = (
-        select(
-            report.c.record_id,
-            report.c.record_type,
-            func.min(report.c.approval_seq).label("first_approval"),
-            func.min(report.c.report_id).label("first_report"),
-        )
+        select(report.c.record_id, report.c.record_type)
         .group_by(report.c.record_id, report.c.record_type)
         .order_by(
-            func.coalesce(func.min(report.c.approval_seq), 2**62), func.min(report.c.report_id)
+            # Never-approved records (drafts only) last; they have no view to rebuild.
+            func.coalesce(func.min(report.c.approval_seq), 2**62),
+            func.min(report.c.report_id),
         )
     )
     by_type: dict[str, list[str]] = defaultdict(list)

@@ -8,9 +8,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import TypeAdapter
 from sqlalchemy import Connection, bindparam, select
 
 from safeground.domain import ids
@@ -21,7 +20,14 @@ from safeground.domain.errors import (
     ValidationFailed,
     WorkflowError,
 )
-from safeground.domain.records import Activity, Record, Task, record_model
+from safeground.domain.records import (
+    Activity,
+    Record,
+    Task,
+    field_adapter,
+    record_model,
+    to_payload,
+)
 from safeground.domain.reports import (
     Operation,
     Report,
@@ -143,8 +149,9 @@ class Register:
         operation = item.operation or (
             Operation.CREATE if item.record_id is None else Operation.UPDATE
         )
+        record = None
         if operation is Operation.CREATE:
-            build_record(item.record_type, item.changes, record_id)
+            record = build_record(item.record_type, item.changes, record_id)
         else:
             if not record_id:
                 raise ValidationFailed([Problem("record_id", f"an {operation} report needs one")])
@@ -159,12 +166,15 @@ class Register:
         if record_id is None:
             raise ValidationFailed([Problem("record_id", "a new record needs an identifier")])
         return Report(
+            built=record,
             report_id=0,
             record_id=record_id,
             record_type=item.record_type,
             operation=operation,
             date_of_information=item.date_of_information,
-            changes=json_changes(model, item.changes, record_id),
+            changes=(
+                to_payload(record) if record else json_changes(model, item.changes, record_id)
+            ),
             author=user,
             reason=item.reason,
             created_at=now(),
@@ -244,10 +254,12 @@ class Register:
                 return self.file(user, items, reason, import_batch, conn)
         reports = self._new_reports(conn, user, items)
         stamp = now()
-        for rep in reports:
-            rep.status, rep.submitted_at = ReportStatus.SUBMITTED, stamp
+        for r in reports:
+            r.submitted_at = stamp
+        # Stored already approved: one write per report rather than an insert and an update.
+        self._stamp_approved(conn, reports, user, reason)
         insert_reports(conn, reports, import_batch)
-        return self._approve_in(conn, reports, user, reason=reason)
+        return self._approve_in(conn, reports, user, reason=reason, stored=True)
 
     def _load(self, conn: Connection, report_id: int) -> Report:
         rep = load_report(conn, report_id, include_personal=True)
@@ -255,17 +267,31 @@ class Register:
             raise NotFound(f"no report {report_id}")
         return rep
 
-    def _approve_in(
-        self, conn: Connection, reports: list[Report], user: str, reason: str | None = None
-    ) -> Approval:
-        """Approve reports inside ``conn``; raise (so the transaction rolls back) on any problem."""
-        tolerance = float(self.store.settings(conn).get("tolerance_m", DEFAULT_TOLERANCE_M))
+    def _stamp_approved(
+        self, conn: Connection, reports: list[Report], user: str, reason: str | None
+    ) -> None:
         stamp = now()
         sequence = self.store.next_numbers(conn, "approval", len(reports))
-        for rep, seq in zip(reports, sequence, strict=True):
-            rep.status, rep.approval_seq = ReportStatus.APPROVED, seq
-            rep.reviewed_by, rep.reviewed_at, rep.review_reason = user, stamp, reason
-        _mark_approved(conn, reports)
+        for r, seq in zip(reports, sequence, strict=True):
+            r.status, r.approval_seq = ReportStatus.APPROVED, seq
+            r.reviewed_by, r.reviewed_at, r.review_reason = user, stamp, reason
+
+    def _approve_in(
+        self,
+        conn: Connection,
+        reports: list[Report],
+        user: str,
+        reason: str | None = None,
+        stored: bool = False,
+    ) -> Approval:
+        """Approve reports inside ``conn``; raise (so the transaction rolls back) on any problem.
+
+        ``stored``: the reports were written already approved (``file``).
+        """
+        tolerance = float(self.store.settings(conn).get("tolerance_m", DEFAULT_TOLERANCE_M))
+        if not stored:
+            self._stamp_approved(conn, reports, user, reason)
+            _mark_approved(conn, reports)
 
         previous_hazards = _previous_hazards(conn, reports)
         single = _created_alone(reports)
@@ -339,7 +365,7 @@ def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report])
     insert_new_records(
         conn,
         [
-            (build_record(r.record_type, r.changes, r.record_id), r)
+            (r.built or build_record(r.record_type, r.changes, r.record_id), r)
             for r in single.values()
             if r.record_type != "hazardous_area"
         ],
@@ -360,7 +386,7 @@ def _current(
 ) -> dict[str, Record]:
     """The batch's records as they now stand (retired ones left out)."""
     found: dict[str, Record] = {
-        i: build_record(r.record_type, r.changes, i) for i, r in single.items()
+        i: r.built or build_record(r.record_type, r.changes, i) for i, r in single.items()
     }
     others = {r.record_id for r in reports} - set(single)
     for record_id, reps in load_reports(conn, others, include_personal=True).items():
@@ -419,7 +445,7 @@ def json_changes(
         if value is None:
             out[key] = None
             continue
-        adapter = _field_adapter(model, key)
+        adapter = field_adapter(model, key)
         try:
             out[key] = adapter.dump_python(adapter.validate_python(value), mode="json")
         except Exception as exc:  # pydantic's ValidationError or a geometry parse error
@@ -427,20 +453,6 @@ def json_changes(
     if problems:
         raise ValidationFailed(problems)
     return out
-
-
-_ADAPTERS: dict[tuple[type[Record], str], TypeAdapter[Any]] = {}
-
-
-def _field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:
-    key = (model, name)
-    if key not in _ADAPTERS:
-        info = model.model_fields[name]
-        annotation: Any = info.annotation
-        if info.metadata:
-            annotation = Annotated[(annotation, *info.metadata)]
-        _ADAPTERS[key] = TypeAdapter(annotation, config={"arbitrary_types_allowed": True})
-    return _ADAPTERS[key]
 
 
 def _mark_approved(conn: Connection, reports: list[Report]) -> None:

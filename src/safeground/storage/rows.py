@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Any
 
-import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Table, bindparam, select
 
-from safeground.domain.records import Record
-from safeground.storage.schema import record_tables, stored_fields
-from safeground.storage.types import Geometry, JsonValue
+from safeground.domain.records import RECORD_TYPES, Record
+from safeground.storage.schema import record_tables, stored_fields, unwrap
+from safeground.storage.types import JsonValue
 
 
 def record_row(record: Record) -> dict[str, Any]:
     """A record's stored fields as column values (its personal fields are left out)."""
-    table = record_tables[record.record_type]
-    as_json = record.model_dump(mode="json")
-    row: dict[str, Any] = {}
-    for name in stored_fields(type(record)):
-        value = getattr(record, name)
-        column_type = table.c[name].type
-        if isinstance(column_type, JsonValue):
-            row[name] = as_json[name]
-        elif isinstance(value, shapely.Geometry) and not isinstance(column_type, Geometry):
-            row[name] = value.wkt
-        else:
-            row[name] = value
+    json_fields, wkt_fields = _special_fields(record.record_type)
+    row = {name: getattr(record, name) for name in stored_fields(type(record))}
+    if json_fields:
+        row.update(record.model_dump(mode="json", include=json_fields))
+    for name in wkt_fields:
+        if row[name] is not None:
+            row[name] = row[name].wkt
     return row
+
+
+@cache
+def _special_fields(record_type: str) -> tuple[set[str], tuple[str, ...]]:
+    """Fields stored as JSON, and geometry fields stored as WKT text, of a record type."""
+    table = record_tables[record_type]
+    json_fields = {c.name for c in table.c if isinstance(c.type, JsonValue)}
+    wkt_fields = tuple(
+        name
+        for name, info in RECORD_TYPES[record_type].model_fields.items()
+        if name != "geometry" and name in table.c and _is_geometry(unwrap(info.annotation))
+    )
+    return json_fields, wkt_fields
+
+
+def _is_geometry(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseGeometry)
 
 
 def personal_row(record: Record) -> dict[str, Any]:

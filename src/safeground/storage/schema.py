@@ -112,7 +112,7 @@ HAZARD_LEDGER_COLUMNS = (
 )
 
 
-def _unwrap(annotation: Any) -> Any:
+def unwrap(annotation: Any) -> Any:
     """``X | None`` and ``Annotated[X, ...]`` to ``X``."""
     while True:
         origin = typing.get_origin(annotation)
@@ -126,7 +126,7 @@ def _unwrap(annotation: Any) -> Any:
 
 
 def column_type(name: str, annotation: Any, record_type: str) -> TypeEngine[Any]:
-    kind = _unwrap(annotation)
+    kind = unwrap(annotation)
     if isinstance(kind, type) and issubclass(kind, BaseGeometry):
         if name == "geometry":
             return Geometry(LAYER_GEOMETRY[record_type])

@@ -31,9 +31,8 @@ def gpkg_encode(geom: BaseGeometry) -> bytes:
     if geom.is_empty:
         header = struct.pack("<2sBBi", b"GP", 0, _FLAGS_NO_ENVELOPE | _FLAG_EMPTY, SRID)
         return header + shapely.to_wkb(geom, byte_order=1)
-    if geom.geom_type == "Point":
-        header = struct.pack("<2sBBi", b"GP", 0, _FLAGS_NO_ENVELOPE, SRID)
-        return header + shapely.to_wkb(geom, byte_order=1)
+    # Every non-empty geometry gets an envelope, points too: the R-tree triggers then read the
+    # bounds from the header instead of parsing the geometry.
     minx, miny, maxx, maxy = geom.bounds
     header = struct.pack("<2sBBi4d", b"GP", 0, _FLAGS_ENVELOPE, SRID, minx, maxx, miny, maxy)
     return header + shapely.to_wkb(geom, byte_order=1)

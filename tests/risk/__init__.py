@@ -1,0 +1,1 @@
+"""Tests of safeground.risk and the ``risk`` commands."""
