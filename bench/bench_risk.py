@@ -70,12 +70,19 @@ class PeakRSS:
         self.peak = max(self.peak, self.current())
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, int]:
+CPU_SECONDS: dict[str, float] = {}
+
+
+def timed(fn: Callable[[], Any], label: str = "") -> tuple[Any, float, int]:
+    """Wall time and peak memory of ``fn()``; its CPU seconds (all threads) go to CPU_SECONDS,
+    so that a run slowed by other processes on the machine shows as a low CPU/wall ratio."""
     gc.collect()
     with PeakRSS() as mem:
+        c0 = time.process_time()
         t0 = time.perf_counter()
         out = fn()
         dt = time.perf_counter() - t0
+        CPU_SECONDS[label] = time.process_time() - c0
     return out, dt, mem.peak
 
 
@@ -106,7 +113,7 @@ def bench_fit(rows: int, k: int, seed: int) -> dict[str, Any]:
     frame = synthetic_grid(rows, k, seed, labels=True)
     table = prepare_table(frame, TableSpec(label="label"), require_label=True)
     config = ModelConfig(seed=seed)
-    model, t_fit, m_fit = timed(lambda: fit_model(table, config))
+    model, t_fit, m_fit = timed(lambda: fit_model(table, config), "fit")
     lab = table.labelled
     X = table.matrix()[lab]
     assert table.label is not None
@@ -116,14 +123,16 @@ def bench_fit(rows: int, k: int, seed: int) -> dict[str, Any]:
     def plain() -> lgb.Booster:
         return lgb.train(params, lgb.Dataset(X, label=y), num_boost_round=config.n_estimators)
 
-    _, t_plain, _ = timed(plain)
+    _, t_plain, _ = timed(plain, "plain")
     return {
         "rows": rows,
         "labelled": int(lab.sum()),
         "features": len(model.feature_names),
         "inner_folds": config.inner_folds,
         "safeground_fit_s": round(t_fit, 2),
+        "safeground_fit_cpu_s": round(CPU_SECONDS["fit"], 2),
         "plain_lightgbm_train_s": round(t_plain, 2),
+        "plain_lightgbm_train_cpu_s": round(CPU_SECONDS["plain"], 2),
         "ratio": round(t_fit / t_plain, 2),
         "peak_rss_gib": round(m_fit / 2**30, 2),
         "goal_s": 60,
@@ -139,15 +148,16 @@ def bench_predict(
     gc.collect()
     base_rss = PeakRSS.current()
     out, t_ours, peak_ours = timed(
-        lambda: predict_chunked(model, frame, rows_per_tile=rows_per_tile, num_threads=threads)
+        lambda: predict_chunked(model, frame, rows_per_tile=rows_per_tile, workers=threads),
+        "ours",
     )
     risk = out["risk"].to_numpy()
     del out
     gc.collect()
 
-    # Floor: the same features, prebuilt (untimed) as one float32 matrix, then one predict.
+    # Floor: the same features, prebuilt (untimed) as one matrix, then one predict.
     nfeat = len(model.feature_names)
-    X = np.empty((cells, nfeat), dtype=np.float32)
+    X = np.empty((cells, nfeat), dtype=np.float64)  # what the model is fed, for a fair floor
     step = rows_per_tile
     xy = frame[["x", "y"]].to_numpy() / 1000.0
     vals = frame[model.covariates].to_numpy(dtype=np.float64)
@@ -170,15 +180,20 @@ def bench_predict(
     del vals
     gc.collect()
     booster = model.boosters[0]
-    raw, t_floor, _ = timed(lambda: booster.predict(X, raw_score=True, num_threads=threads))
+    raw, t_floor, _ = timed(
+        lambda: booster.predict(X, raw_score=True, num_threads=threads), "floor"
+    )
     agree = float(np.max(np.abs(model.calibrator(np.asarray(raw, dtype=np.float64)) - risk)))
     return {
         "cells": cells,
         "features": nfeat,
         "rows_per_tile": rows_per_tile,
         "threads": threads,
+        "tiles_in_parallel": threads,
         "safeground_features_and_predict_s": round(t_ours, 2),
+        "safeground_cpu_s": round(CPU_SECONDS["ours"], 2),
         "floor_lightgbm_predict_prebuilt_s": round(t_floor, 2),
+        "floor_cpu_s": round(CPU_SECONDS["floor"], 2),
         "ratio": round(t_ours / t_floor, 2),
         "peak_rss_gib": round(peak_ours / 2**30, 2),
         "input_table_gib": round(base_rss / 2**30, 2),
@@ -199,6 +214,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
+    print(json.dumps({"load_average_at_start": os.getloadavg(), "cores": os.cpu_count()}))
     fit = bench_fit(args.fit_rows, args.covariates, args.seed)
     model = fit.pop("_model")
     print(json.dumps({"fit": fit}, indent=2), flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from safeground.risk import ModelConfig, RiskTable, fit_model, prepare_table
+from safeground.risk import ModelConfig, RiskModel, RiskTable, TableSpec, fit_model, prepare_table
 from safeground.risk.chunked import plan_tiles, predict_chunked
 
 
@@ -21,9 +21,7 @@ def _grid(n_side: int = 40, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"x": x, "y": y, "a": a, "b": b, "label": label})
 
 
-def _model_and_frame() -> tuple[object, pd.DataFrame, RiskTable]:
-    from safeground.risk import TableSpec
-
+def _model_and_frame() -> tuple[RiskModel, pd.DataFrame, RiskTable]:
     frame = _grid()
     table = prepare_table(frame, TableSpec(label="label"), require_label=True)
     model = fit_model(table, ModelConfig(n_estimators=30, inner_folds=2, block_km=10.0))
@@ -45,8 +43,8 @@ def test_chunked_equals_one_pass_and_dask() -> None:
     from distributed import Client, LocalCluster
 
     model, frame, table = _model_and_frame()
-    one_pass = model.predict(table)  # type: ignore[attr-defined]
-    tiled = predict_chunked(model, frame, rows_per_tile=150)  # type: ignore[arg-type]
+    one_pass = model.predict(table)
+    tiled = predict_chunked(model, frame, rows_per_tile=150)
     assert np.allclose(tiled["risk"].to_numpy(), one_pass, rtol=0, atol=1e-9)
     with (
         LocalCluster(
@@ -54,17 +52,17 @@ def test_chunked_equals_one_pass_and_dask() -> None:
         ) as cluster,
         Client(cluster) as client,
     ):
-        on_dask = predict_chunked(model, frame, rows_per_tile=150, client=client)  # type: ignore[arg-type]
+        on_dask = predict_chunked(model, frame, rows_per_tile=150, client=client)
     pd.testing.assert_frame_equal(on_dask, tiled)
 
 
 def test_chunked_explain_keeps_order() -> None:
     model, frame, _ = _model_and_frame()
     shuffled = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
-    out = predict_chunked(model, shuffled, rows_per_tile=200, explain=3)  # type: ignore[arg-type]
+    out = predict_chunked(model, shuffled, rows_per_tile=200, explain=3)
     assert len(out) == len(shuffled)
     assert {"risk", "factor_1", "factor_3_effect"} <= set(out.columns)
-    ref = predict_chunked(model, frame, rows_per_tile=200)  # type: ignore[arg-type]
+    ref = predict_chunked(model, frame, rows_per_tile=200)
     # Row i of the shuffled frame is row idx[i] of the original.
     idx = shuffled[["x", "y"]].merge(frame.reset_index(), on=["x", "y"], how="left")["index"]
     assert np.allclose(ref["risk"].to_numpy()[idx.to_numpy()], out["risk"].to_numpy(), atol=1e-9)

@@ -38,7 +38,7 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
     # Score the rows shuffled: the output must follow the input's order, not the model's.
     frame = pd.read_csv(cut_path).sample(frac=1.0, random_state=3).reset_index(drop=True)
     shuffled = tmp_path / "shuffled.csv"
-    frame.to_csv(shuffled, index=False)
+    frame.to_csv(shuffled, index=True)  # with a blank-header index column, as RELand's files
     out = tmp_path / "pred.csv"
     res = runner.invoke(
         risk_app,
@@ -54,6 +54,7 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
         ],
     )
     assert res.exit_code == 0, res.output
+    assert out.read_text(encoding="utf-8").startswith(",")  # the blank header is kept
     pred = pd.read_csv(out)
     assert len(pred) == len(frame)
     assert (pred["geometry"] == frame["geometry"]).all()
@@ -64,7 +65,19 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
     out2 = tmp_path / "pred2.csv"
     res = runner.invoke(
         risk_app,
-        ["predict", "--model", str(model), "--table", str(cut_path), "--out", str(out2)],
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--table",
+            str(cut_path),
+            "--out",
+            str(out2),
+            "--rows-per-tile",
+            "100",
+            "--workers",
+            "2",
+        ],
     )
     assert res.exit_code == 0, res.output
     pred2 = pd.read_csv(out2).set_index("geometry")["risk"]

@@ -123,19 +123,26 @@ def predict_cmd(
     rows_per_tile: Annotated[
         int, typer.Option("--rows-per-tile", help="cells scored at a time (memory bound)")
     ] = 250_000,
+    workers: Annotated[int, typer.Option("--workers", help="tiles scored in parallel")] = 1,
 ) -> None:
     """Write every input row, in the same order, with a calibrated 'risk' in [0, 1]."""
     try:
         fitted = RiskModel.load(model)
         frame = read_table(table)
         scored = predict_chunked(
-            fitted, frame, rows_per_tile=rows_per_tile, explain=3 if explain else 0
+            fitted,
+            frame,
+            rows_per_tile=rows_per_tile,
+            explain=3 if explain else 0,
+            workers=workers,
         )
     except (RiskDataError, ValueError) as exc:
         raise _fail(exc) from exc
     result = frame.copy()
     for col in scored.columns:
         result[col] = scored[col].to_numpy()
+    # A blank header (a CSV index column) comes back blank, not as pandas' "Unnamed: 0".
+    result.columns = ["" if str(c).startswith("Unnamed: ") else c for c in result.columns]
     result.to_csv(out, index=False)
     typer.echo(f"wrote {len(result)} rows to {out}")
 

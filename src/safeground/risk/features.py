@@ -24,6 +24,8 @@ from sklearn.neighbors import KDTree
 # How many nearest positives are checked before falling back to a per-group search.
 _K_PROBE = 16
 _K_MAX_PROBE = 1024
+# Block indices are offset to stay positive; 2**30 keeps the packed code inside int64.
+_BLOCK_OFFSET = 1 << 30
 DISTANCE_FEATURE = "km to nearest known positive (other group)"
 # Beyond this many raster nodes for one table, window means must be computed in chunks.
 MAX_RASTER_NODES = 50_000_000
@@ -70,13 +72,16 @@ def window_means(
 
     Works on a raster of the lattice with separable running box filters (scipy.ndimage): linear
     in the number of cells whatever the window, which lets a country-size grid be scored in
-    minutes. Values agree across chunkings to rounding (about 1e-12), not bit for bit.
+    minutes. Means are kept to float32 precision so that chunkings agree exactly.
     """
     n, f = values.shape
-    out = [np.full((n, f), np.nan) for _ in halfwidths]
     ix, iy, ok = lattice(xy, cell_km)
     if not ok.any() or not halfwidths:
-        return out
+        return [np.full((n, f), np.nan) for _ in halfwidths]
+    out = [np.empty((n, f)) for _ in halfwidths]
+    if not ok.all():
+        for o in out:
+            o[~ok] = np.nan
     x0, y0 = int(ix[ok].min()), int(iy[ok].min())
     w, h = int(ix[ok].max()) - x0 + 1, int(iy[ok].max()) - y0 + 1
     if w * h > max(MAX_RASTER_NODES, 8 * n):
@@ -106,7 +111,10 @@ def window_means(
         with np.errstate(invalid="ignore", divide="ignore"):
             m = s / c
         m[np.broadcast_to(empty, m.shape)] = np.nan
-        out[k][ok] = m
+        # Running sums leave rounding noise (about 1e-16) that depends on the raster's extent;
+        # a mean such as 0.75 could then fall either side of a tree threshold depending on how
+        # the grid was tiled. Float32 precision (7 digits) removes the noise.
+        out[k][ok] = m.astype(np.float32)
     return out
 
 
@@ -131,8 +139,9 @@ def distance_to_positive(
         out[ok] = d[:, 0]
         return out
     rest = np.flatnonzero(ok)
-    k = _K_PROBE
-    # Probe ever more neighbours for the cells whose nearest positives all share their group.
+    k = 1
+    # Most cells' nearest positive is of another group; probe ever more neighbours only for
+    # the cells whose nearest positives all share their group.
     while rest.size and k <= _K_MAX_PROBE:
         kk = min(k, len(pos_xy))
         d, ind = tree.query(xy[rest], k=kk)
@@ -143,7 +152,7 @@ def distance_to_positive(
         rest = rest[~has]
         if kk == len(pos_xy):
             return out  # no positive of another group at all for what is left
-        k *= 8
+        k = _K_PROBE if k == 1 else k * 8
     for g in np.unique(groups[rest]):
         q = rest[groups[rest] == g]
         keep = pos_groups != g
@@ -161,15 +170,15 @@ def block_ids(xy: np.ndarray, block_km: float) -> np.ndarray:
     """
     ok = np.isfinite(xy).all(axis=1)
     out = np.full(len(xy), -1, dtype=np.int64)
-    ix = np.floor(xy[ok, 0] / block_km).astype(np.int64) + (1 << 31)
-    iy = np.floor(xy[ok, 1] / block_km).astype(np.int64) + (1 << 31)
+    ix = np.floor(xy[ok, 0] / block_km).astype(np.int64) + _BLOCK_OFFSET
+    iy = np.floor(xy[ok, 1] / block_km).astype(np.int64) + _BLOCK_OFFSET
     out[ok] = (ix << 32) | iy
     return out
 
 
 def block_index(code: int) -> tuple[int, int]:
     """The (column, row) of a block code, for people and tests."""
-    return (code >> 32) - (1 << 31), (code & 0xFFFFFFFF) - (1 << 31)
+    return (code >> 32) - _BLOCK_OFFSET, (code & 0xFFFFFFFF) - _BLOCK_OFFSET
 
 
 @dataclass(frozen=True)
