@@ -94,6 +94,9 @@ def _read_data(data: str) -> dict[str, Any]:
     return value
 
 
+IncludePersonalOption = Annotated[
+    bool, typer.Option(help="Include victims' personal data (names, phones, addresses)")
+]
 DataOption = Annotated[str, typer.Option("--data", help="Field values as JSON, or @file.json")]
 DateOption = Annotated[
     str, typer.Option("--date", help="Date of information, YYYY-MM-DD [default: today]")
@@ -469,9 +472,7 @@ def export(
     out: Path,
     format: Annotated[str, typer.Option("--format", help="gpkg, geojson or csv")] = "gpkg",
     layer: Annotated[list[str] | None, typer.Option(help="Only these layers")] = None,
-    include_personal: Annotated[
-        bool, typer.Option(help="Include victims' personal data (names, phones, addresses)")
-    ] = False,
+    include_personal: IncludePersonalOption = False,
     store: StoreOption = None,
 ) -> None:
     """Export the current views as GeoPackage, GeoJSON or CSV."""
@@ -486,9 +487,7 @@ def export(
 @app.command()
 def dump(
     out: Path,
-    include_personal: Annotated[
-        bool, typer.Option(help="Include victims' personal data (names, phones, addresses)")
-    ] = False,
+    include_personal: IncludePersonalOption = False,
     store: StoreOption = None,
 ) -> None:
     """Write a full dump (every report and setting) that `safeground import` restores."""
