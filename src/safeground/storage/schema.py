@@ -232,14 +232,3 @@ hazard_change = Table(
     Column("reason", Text, nullable=False),
     Column("cause", Text, nullable=False),
 )
-
-SPATIAL_LAYERS = {
-    name: table
-    for name, table in {**record_tables, "processed_land": processed_land}.items()
-    if "geometry" in table.c and name in LAYER_GEOMETRY
-}
-ATTRIBUTE_TABLES = [
-    t
-    for name, t in {**record_tables, "hazard_change": hazard_change}.items()
-    if name not in SPATIAL_LAYERS
-]

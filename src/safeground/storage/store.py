@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from safeground.domain.errors import SafegroundError
 from safeground.storage import gpkg, migrations
-from safeground.storage.schema import SPATIAL_LAYERS, id_sequence, setting
+from safeground.storage.schema import id_sequence, setting
 
 DEFAULT_STORE = "safeground.gpkg"
 
@@ -82,7 +82,7 @@ class Store:
         raise NotImplementedError
 
     def after_write(self, conn: Connection) -> None:
-        """Backend bookkeeping after a write transaction (GeoPackage layer extents)."""
+        """Backend bookkeeping after a write transaction (GeoPackage layer metadata)."""
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         raise NotImplementedError
@@ -114,7 +114,7 @@ class GeoPackageStore(Store):
         return sqlite.insert(table).on_conflict_do_nothing()
 
     def after_write(self, conn: Connection) -> None:
-        gpkg.update_extents(conn, list(SPATIAL_LAYERS))
+        gpkg.mark_layers_changed(conn)
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
