@@ -66,6 +66,9 @@ class HazardView:
     # Each problem with its cause (a report number or record ID), so that an approval can refuse
     # exactly the problems it would introduce.
     problems: list[tuple[str, Problem]] = field(default_factory=list)
+    # What the view was projected from, for whoever stores it.
+    reports: list[Report] = field(default_factory=list)
+    activities: dict[str, ApprovedActivity] = field(default_factory=dict)
 
     @property
     def status_date(self) -> date | None:
@@ -243,7 +246,16 @@ def project_hazard(
         balance, credits = running.balance, running.credits
     else:
         balance, credits = account(geometry, record.estimated_area_m2 if record else None, pieces)
-    return HazardView(hazard_id, record, balance, credits, changes, problems)
+    return HazardView(
+        hazard_id,
+        record,
+        balance,
+        credits,
+        changes,
+        problems,
+        reports,
+        {a.activity_id: a for a in activities},
+    )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from safeground.domain.errors import Problem
 from safeground.domain.records import RECORD_TYPES, Activity, Record, Task
-from safeground.domain.reports import Report, ReportStatus, replay
+from safeground.domain.reports import Report
 from safeground.domain.rules import (
     Credential,
     Deployable,
@@ -19,7 +19,6 @@ from safeground.domain.rules import (
     deployment_problems,
     processed_land_problems,
 )
-from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import chunked_in
 from safeground.storage.schema import processed_land, record_tables
 
@@ -58,19 +57,16 @@ def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) 
     return problems
 
 
-def hazard_geometries(conn: Connection, hazard_ids: set[str]) -> dict[str, BaseGeometry | None]:
-    """Each hazard's polygon as its approved reports (in this transaction) define it."""
-    found: dict[str, BaseGeometry | None] = {}
-    for hazard_id, reports in load_reports(conn, hazard_ids).items():
-        approved = any(r.status is ReportStatus.APPROVED for r in reports)
-        found[hazard_id] = getattr(replay(reports).record, "geometry", None) if approved else None
-    return found
-
-
 def processed_land_check(
-    conn: Connection, activities: list[tuple[str, Activity]], tolerance_m: float
+    conn: Connection,
+    activities: list[tuple[str, Activity]],
+    outlines: dict[str, BaseGeometry | None],
+    tolerance_m: float,
 ) -> list[Problem]:
-    """Outside-the-hazard and overlap checks for the processed polygons of new activities."""
+    """Outside-the-hazard and overlap checks for the processed polygons of new activities.
+
+    ``outlines``: each hazard's polygon as the batch leaves it (from its projection).
+    """
     with_land = [(i, a) for i, a in activities if a.processed and a.hazard_id]
     hazard_ids = {a.hazard_id for _, a in with_land if a.hazard_id}
     in_batch = {i for i, _ in with_land}
@@ -82,7 +78,6 @@ def processed_land_check(
             if row.activity_id not in in_batch:
                 label = f"{row.activity_id} processed[{row.piece}]"
                 approved.setdefault(row.hazard_id, []).append(LandToCheck(label, row.geometry))
-    hazards = hazard_geometries(conn, hazard_ids)
     problems: list[Problem] = []
     for activity_id, activity in with_land:
         hazard_id = str(activity.hazard_id)
@@ -91,7 +86,7 @@ def processed_land_check(
             for i, p in enumerate(activity.processed)
         ]
         found = processed_land_problems(
-            hazard_id, hazards.get(hazard_id), new, approved.get(hazard_id, []), tolerance_m
+            hazard_id, outlines.get(hazard_id), new, approved.get(hazard_id, []), tolerance_m
         )
         problems += [Problem(p.field, p.reason, activity_id) for p in found]
         # Later activities of the batch are checked against this one's land too.

@@ -150,16 +150,14 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
     for chunk in chunked_in(ids):
         conn.execute(delete(processed_land).where(processed_land.c.hazard_id.in_(chunk)))
         conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
-    reports = load_reports(conn, ids)
     rows, pieces, changes, retired = [], [], [], []
-    activity_rows = _activity_rows(conn, views)
     for hazard_id, view in views.items():
         if view.record is None:
             retired.append(hazard_id)
             continue
         balance = view.balance
         row = record_row(view.record)
-        row.update(_meta(reports[hazard_id], hazard_id))
+        row.update(_meta(view.reports, hazard_id))
         row.update(
             estimated_area_m2=balance.estimated_m2,
             cancelled_m2=balance.released_m2[LandType.CANCELLED],
@@ -172,21 +170,21 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
         rows.append(row)
         for credit in view.credits:
             piece = credit.piece
-            activity = activity_rows[piece.activity_id]
-            detail = activity.processed[piece.index]
+            activity = view.activities[piece.activity_id]
+            detail = activity.record.processed[piece.index]
             pieces.append(
                 {
                     "activity_id": piece.activity_id,
                     "piece": piece.index,
                     "hazard_id": hazard_id,
                     "land_type": piece.land_type,
-                    "activity_type": activity.activity_type,
-                    "organisation_id": activity.organisation_id,
-                    "method": detail.get("method"),
-                    "asset": detail.get("asset"),
-                    "technical_asset": detail.get("technical_asset"),
-                    "depth_cm": detail.get("depth_cm"),
-                    "date_of_information": activity.date_of_information,
+                    "activity_type": activity.record.activity_type,
+                    "organisation_id": activity.record.organisation_id,
+                    "method": detail.method,
+                    "asset": detail.asset,
+                    "technical_asset": detail.technical_asset,
+                    "depth_cm": detail.depth_cm,
+                    "date_of_information": activity.order_key[0],
                     "area_m2": geodesic_area(piece.geometry),
                     "credited_m2": credit.area_m2,
                     "geometry": piece.geometry,
@@ -212,25 +210,6 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
         conn.execute(processed_land.insert(), pieces)
     if changes:
         conn.execute(hazard_change.insert(), changes)
-
-
-class _ActivityRow:
-    def __init__(self, row: Any, on: date):
-        self.activity_type = row.activity_type
-        self.organisation_id = row.organisation_id
-        self.processed = row.processed or []
-        self.date_of_information = on
-
-
-def _activity_rows(conn: Connection, views: dict[str, HazardView]) -> dict[str, _ActivityRow]:
-    ids = sorted({c.piece.activity_id for v in views.values() for c in v.credits})
-    table = record_tables["activity"]
-    keys = _creation_keys(conn, ids)
-    found = {}
-    for chunk in chunked_in(ids):
-        for row in conn.execute(select(table).where(table.c.record_id.in_(chunk))):
-            found[row.record_id] = _ActivityRow(row, keys[row.record_id][0])
-    return found
 
 
 def hazard_problems_caused_by(views: dict[str, HazardView], causes: set[str]) -> list[Problem]:

@@ -298,13 +298,14 @@ class Register:
         notices = _rebuild(conn, reports, single)
         records = _current(conn, reports, single)
 
+        views = project_hazards(conn, _affected_hazards(reports, records, previous_hazards))
         problems = checks.missing_references(conn, records.items())
         activities = [(i, r) for i, r in records.items() if isinstance(r, Activity)]
-        problems += checks.processed_land_check(conn, activities, tolerance)
+        outlines = {h: v.record.geometry if v.record else None for h, v in views.items()}
+        problems += checks.processed_land_check(conn, activities, outlines, tolerance)
         by_record = {r.record_id: r for r in reports}
         deployed = [(i, r) for i, r in records.items() if isinstance(r, Activity | Task)]
         problems += checks.deployment_check(conn, deployed, by_record)
-        views = project_hazards(conn, _affected_hazards(reports, records, previous_hazards))
         causes = {f"report {r.report_id}" for r in reports} | set(records)
         problems += hazard_problems_caused_by(views, causes)
         if problems:
