@@ -384,3 +384,20 @@ def test_ledger_totals_agree_with_a_recount(hazard):
         geodesic_area(g.HAZARD), abs=1
     )
     assert [r.key for r in by_period] == ["2021"]
+
+
+def test_release_on_an_area_without_polygon_is_a_rule_error(register):
+    hazard_id = add(
+        register,
+        "hazardous_area",
+        D(2021, 1, 1),
+        reference_point="POINT (46.9 39.9)",
+        estimated_area_m2=5000.0,
+    )
+    with pytest.raises(
+        RuleViolation, match=f"hazardous area {hazard_id} has no polygon to release land from"
+    ):
+        register.file(
+            "im", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 2, 1))]
+        )
+    assert register.get(hazard_id)["remaining_m2"] == 5000.0

@@ -193,6 +193,10 @@ def project_hazard(
             _direct_evidence(move, state, on, item.description, item.source_id)
             continue
         act = item.record
+        if act.processed and state.get("geometry") is None:
+            reason = f"hazardous area {hazard_id} has no polygon to release land from"
+            problems.append((item.activity_id, Problem("processed", reason, item.activity_id)))
+            continue
         pieces += [
             ProcessedPiece(item.activity_id, i, p.land_type, p.geometry)
             for i, p in enumerate(act.processed)

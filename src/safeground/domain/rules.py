@@ -50,9 +50,7 @@ def processed_land_problems(
     if not new:
         return []
     if hazard is None:
-        return [
-            Problem("processed", f"hazardous area {hazard_id} has no polygon to release land from")
-        ]
+        return []  # an existing area without a polygon is reported by its projection
     problems = []
     for i, piece in enumerate(new):
         where = f"processed[{i}]"
