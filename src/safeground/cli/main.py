@@ -7,9 +7,10 @@ import hashlib
 import json
 import mimetypes
 import os
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -50,19 +51,19 @@ UserOption = Annotated[
 ]
 
 
+T = TypeVar("T")
+
+
 def _user(user: str | None) -> str:
     return user or os.environ.get("SAFEGROUND_USER") or getpass.getuser()
 
 
 def _register(store: str | None) -> Register:
-    try:
-        return Register.open(store)
-    except SafegroundError as error:
-        fail(error)
-        raise  # unreachable: fail exits
+    return _run(lambda: Register.open(store))
 
 
-def _run(action: Any) -> Any:
+def _run(action: Callable[[], T]) -> T:
+    """Run a service call; a user error is printed (one problem a line) and exits 1."""
     try:
         return action()
     except SafegroundError as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -48,7 +48,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(error: SafegroundError) -> None:
+def fail(error: SafegroundError) -> NoReturn:
     """Print a user error, one problem a line, and exit 1."""
     if isinstance(error, ValidationFailed) and error.problems:
         typer.secho(f"error: {type(error).__name__}", fg="red", err=True)

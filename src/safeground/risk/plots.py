@@ -17,6 +17,7 @@ import pandas as pd
 import shapely
 from matplotlib.cm import ScalarMappable
 from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
 from matplotlib.patches import Polygon as MplPolygon
 
 from safeground.risk.metrics import reliability_curve
@@ -40,10 +41,7 @@ def reliability_plot(
     ax.set_ylabel("observed share of positive cells")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def importance_plot(importance: pd.Series, path: Path, top: int = 20) -> Path:
@@ -53,10 +51,7 @@ def importance_plot(importance: pd.Series, path: Path, top: int = 20) -> Path:
     ax.barh([str(i)[:60] for i in s.index], s.to_numpy(), color="#b2182b")
     ax.set_xlabel("share of total split gain (covariate with its window means)")
     ax.set_title("Global feature importance")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def risk_map(
@@ -130,10 +125,7 @@ def risk_map(
     ax.set_title(title)
     ax.set_xlabel("x / longitude")
     ax.set_ylabel("y / latitude")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def evaluation_plots(
@@ -168,3 +160,10 @@ def evaluation_plots(
         )
     )
     return paths
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
