@@ -13,3 +13,4 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install --quiet -e '.[dev]'
     touch "$stamp"
 fi
+bash scripts/frontend.sh
