@@ -232,3 +232,52 @@ hazard_change = Table(
     Column("reason", Text, nullable=False),
     Column("cause", Text, nullable=False),
 )
+
+# Accounts of the web application. Not GeoPackage layers: QGIS users never see them.
+account = Table(
+    "account",
+    metadata,
+    Column("username", Text, primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("organisation_id", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("disabled_at", Timestamp),
+)
+
+# API tokens for scripts: only a SHA-256 of the secret is kept; the secret is shown once.
+api_token = Table(
+    "api_token",
+    metadata,
+    Column("token_id", Integer, primary_key=True, autoincrement=True),
+    Column("username", Text, ForeignKey("account.username"), nullable=False, index=True),
+    Column("token_hash", Text, nullable=False, unique=True),
+    Column("label", Text),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp),
+)
+
+# Server-side sessions, so that logging out or a role change takes effect at once. The cookie
+# holds a random id; only its SHA-256 is kept.
+web_session = Table(
+    "web_session",
+    metadata,
+    Column("session_hash", Text, primary_key=True),
+    Column("username", Text, ForeignKey("account.username"), nullable=False, index=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+)
+
+# Every write made through the web application or the account commands, and failed logins.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("audit_id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("username", Text),
+    Column("action", Text, nullable=False),
+    Column("target", Text),
+    Column("detail", JsonValue),
+    Column("client", Text),
+    Index("ix_audit_log_login", "action", "username", "at"),
+)

@@ -45,6 +45,18 @@ class Store:
         with self.engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction for reading: one consistent snapshot that does not block other readers.
+
+        On a GeoPackage it begins DEFERRED, so it takes only SQLite's shared lock and many web
+        requests read at once; ``begin`` takes the write lock at once (BEGIN IMMEDIATE).
+        """
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_OPTION: True})
+            with conn.begin():
+                yield conn
+
     def exists(self) -> bool:
         raise NotImplementedError
 
@@ -96,7 +108,7 @@ class GeoPackageStore(Store):
         event.listen(engine, "connect", _on_sqlite_connect)
         # pysqlite's own transaction handling defers BEGIN; take control so that a transaction
         # really starts at begin() and DDL is transactional too.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _begin_sqlite)
         super().__init__(path, engine)
         self.path = Path(path)
 
@@ -146,6 +158,15 @@ class PostgisStore(Store):
                 minx=minx, miny=miny, maxx=maxx, maxy=maxy
             )
         )
+
+
+_READ_OPTION = "safeground_read"
+
+
+def _begin_sqlite(conn: Connection) -> None:
+    """Writers take SQLite's write lock at BEGIN; readers (``Store.read``) defer it."""
+    read = conn.get_execution_options().get(_READ_OPTION, False)
+    conn.exec_driver_sql("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

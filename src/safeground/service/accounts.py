@@ -1,0 +1,363 @@
+"""Accounts, sessions, API tokens and the audit log of the web application.
+
+Passwords are hashed with Argon2id (argon2-cffi) and rehashed when its parameters change.
+Sessions and tokens are random secrets; only their SHA-256 is stored, so a copy of the
+database gives nobody a way in. A role change or logout takes effect on the next request,
+because every request looks its session up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, func, select
+
+from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
+from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
+from safeground.service.register import now
+from safeground.storage.schema import account, api_token, audit_log, record_tables, web_session
+from safeground.storage.store import Store
+
+_HASHER = PasswordHasher()
+USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+MIN_PASSWORD_LENGTH = 10
+LOGIN_FAILED = "login.failed"
+
+
+class TooManyAttempts(SafegroundError):
+    """Too many failed logins for this username from this client (HTTP 429)."""
+
+    def __init__(self, retry_after_s: int):
+        self.retry_after_s = retry_after_s
+        super().__init__(f"too many failed logins: try again in {retry_after_s} s")
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """At most ``attempts`` failed logins per username and client within ``window``."""
+
+    attempts: int = 5
+    window: timedelta = timedelta(minutes=5)
+    session_lifetime: timedelta = timedelta(hours=12)
+
+
+@dataclass
+class Account:
+    username: str
+    role: Role
+    organisation_id: str | None
+    created_at: datetime
+    disabled_at: datetime | None
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.username, self.role, self.organisation_id)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+# -- audit ----------------------------------------------------------------------------------
+
+
+def audit(
+    conn: Connection,
+    username: str | None,
+    action: str,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    client: str | None = None,
+) -> None:
+    """Append to the audit log, inside the caller's transaction so it lands with the change."""
+    conn.execute(
+        audit_log.insert().values(
+            at=now(), username=username, action=action, target=target, detail=detail, client=client
+        )
+    )
+
+
+def audit_entries(conn: Connection, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Newest first."""
+    rows = conn.execute(
+        select(audit_log).order_by(audit_log.c.audit_id.desc()).limit(limit).offset(offset)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+# -- accounts -------------------------------------------------------------------------------
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise ValidationFailed(
+            [Problem("role", f"unknown role {value!r}; one of {', '.join(Role)}")]
+        ) from None
+
+
+def _check_organisation(conn: Connection, role: Role, organisation_id: str | None) -> None:
+    if role is Role.DATA_ENTRY and not organisation_id:
+        raise ValidationFailed(
+            [Problem("organisation", "a data_entry account belongs to an organisation")]
+        )
+    if organisation_id is None:
+        return
+    table = record_tables["organisation"]
+    found = conn.execute(select(table.c.record_id).where(table.c.record_id == organisation_id))
+    if found.first() is None:
+        raise ValidationFailed(
+            [Problem("organisation", f"no organisation {organisation_id} in the register")]
+        )
+
+
+def get_account(conn: Connection, username: str) -> Account:
+    row = conn.execute(select(account).where(account.c.username == username)).first()
+    if row is None:
+        raise NotFound(f"no account {username!r}")
+    return _account(row)
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        row.username, Role(row.role), row.organisation_id, row.created_at, row.disabled_at
+    )
+
+
+def list_accounts(conn: Connection) -> list[Account]:
+    return [_account(r) for r in conn.execute(select(account).order_by(account.c.username))]
+
+
+def add_account(
+    conn: Connection,
+    username: str,
+    role: str,
+    password: str,
+    organisation_id: str | None = None,
+    by: str | None = None,
+) -> Account:
+    if not USERNAME.match(username):
+        raise ValidationFailed([Problem("username", "2-64 letters, digits or . _ @ - (no spaces)")])
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed([Problem("password", f"at least {MIN_PASSWORD_LENGTH} characters")])
+    chosen = _role(role)
+    _check_organisation(conn, chosen, organisation_id)
+    if conn.execute(select(account.c.username).where(account.c.username == username)).first():
+        raise ValidationFailed([Problem("username", f"{username!r} exists already")])
+    stamp = now()
+    conn.execute(
+        account.insert().values(
+            username=username,
+            password_hash=_HASHER.hash(password),
+            role=chosen,
+            organisation_id=organisation_id,
+            created_at=stamp,
+        )
+    )
+    audit(conn, by, "account.add", username, {"role": chosen, "organisation_id": organisation_id})
+    return Account(username, chosen, organisation_id, stamp, None)
+
+
+def set_role(
+    conn: Connection,
+    username: str,
+    role: str,
+    organisation_id: str | None = None,
+    by: str | None = None,
+) -> Account:
+    """Change an account's role (and organisation, when given); effective on the next request."""
+    current = get_account(conn, username)
+    chosen = _role(role)
+    organisation = organisation_id if organisation_id is not None else current.organisation_id
+    _check_organisation(conn, chosen, organisation)
+    conn.execute(
+        account.update()
+        .where(account.c.username == username)
+        .values(role=chosen, organisation_id=organisation)
+    )
+    audit(
+        conn,
+        by,
+        "account.role",
+        username,
+        {"from": current.role, "to": chosen, "organisation_id": organisation},
+    )
+    return get_account(conn, username)
+
+
+# -- logging in -----------------------------------------------------------------------------
+
+
+def login(
+    store: Store,
+    username: str,
+    password: str,
+    client: str | None,
+    policy: LoginPolicy = LoginPolicy(),
+) -> tuple[Principal, str]:
+    """Check a password and open a session; returns the principal and the session's secret.
+
+    A failure is written to the audit log (committed), and the count of recent failures for
+    this username from this client is the rate limit.
+    """
+    with store.begin() as conn:
+        _check_rate(conn, username, client, policy)
+        row = conn.execute(select(account).where(account.c.username == username)).first()
+        if row is not None and row.disabled_at is None and _verify(conn, row, password):
+            principal = _account(row).principal
+            session = _open_session(conn, username, policy.session_lifetime)
+            audit(conn, username, "login", username, None, client)
+            return principal, session
+        audit(conn, username, LOGIN_FAILED, username, None, client)
+    raise LoginRequired("wrong username or password")
+
+
+def _check_rate(conn: Connection, username: str, client: str | None, policy: LoginPolicy) -> None:
+    since = now() - policy.window
+    query = select(func.count(), func.min(audit_log.c.at)).where(
+        audit_log.c.action == LOGIN_FAILED,
+        audit_log.c.username == username,
+        audit_log.c.client == client if client is not None else audit_log.c.client.is_(None),
+        audit_log.c.at >= since,
+    )
+    failures, oldest = conn.execute(query).one()
+    if failures >= policy.attempts:
+        retry = int((oldest + policy.window - now()).total_seconds()) + 1
+        raise TooManyAttempts(max(retry, 1))
+
+
+def _verify(conn: Connection, row: Any, password: str) -> bool:
+    try:
+        _HASHER.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    if _HASHER.check_needs_rehash(row.password_hash):
+        conn.execute(
+            account.update()
+            .where(account.c.username == row.username)
+            .values(password_hash=_HASHER.hash(password))
+        )
+    return True
+
+
+def set_password(conn: Connection, username: str, password: str, by: str | None) -> None:
+    get_account(conn, username)
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed([Problem("password", f"at least {MIN_PASSWORD_LENGTH} characters")])
+    conn.execute(
+        account.update()
+        .where(account.c.username == username)
+        .values(password_hash=_HASHER.hash(password))
+    )
+    conn.execute(web_session.delete().where(web_session.c.username == username))
+    audit(conn, by, "account.password", username)
+
+
+def _open_session(conn: Connection, username: str, lifetime: timedelta) -> str:
+    secret = secrets.token_urlsafe(32)
+    stamp = now()
+    conn.execute(
+        web_session.insert().values(
+            session_hash=digest(secret),
+            username=username,
+            created_at=stamp,
+            expires_at=stamp + lifetime,
+        )
+    )
+    return secret
+
+
+def logout(conn: Connection, session: str, client: str | None) -> None:
+    found = conn.execute(
+        web_session.delete()
+        .where(web_session.c.session_hash == digest(session))
+        .returning(web_session.c.username)
+    ).first()
+    if found is not None:
+        audit(conn, found.username, "logout", found.username, None, client)
+
+
+def principal_for_session(conn: Connection, session: str) -> Principal | None:
+    """The account behind a session cookie, if the session is live and the account enabled."""
+    row = conn.execute(
+        select(account)
+        .join(web_session, web_session.c.username == account.c.username)
+        .where(
+            web_session.c.session_hash == digest(session),
+            web_session.c.expires_at > now(),
+            account.c.disabled_at.is_(None),
+        )
+    ).first()
+    return None if row is None else _account(row).principal
+
+
+# -- API tokens -----------------------------------------------------------------------------
+
+
+def create_token(
+    conn: Connection, username: str, label: str | None = None, client: str | None = None
+) -> tuple[int, str]:
+    """A new API token for an account: (its id, the secret, shown only now)."""
+    get_account(conn, username)
+    secret = "sg_" + secrets.token_urlsafe(32)
+    token_id = conn.execute(
+        api_token.insert()
+        .values(username=username, token_hash=digest(secret), label=label, created_at=now())
+        .returning(api_token.c.token_id)
+    ).scalar_one()
+    audit(conn, username, "token.create", str(token_id), {"label": label}, client)
+    return token_id, secret
+
+
+def revoke_token(
+    conn: Connection, principal: Principal, token_id: int, client: str | None = None
+) -> None:
+    """Revoke one of the principal's tokens (an administrator may revoke anyone's)."""
+    row = conn.execute(
+        select(api_token).where(api_token.c.token_id == token_id, api_token.c.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        raise NotFound(f"no live token {token_id}")
+    if row.username != principal.username and not principal.can_manage_users:
+        raise AccessDenied(f"token {token_id} belongs to another account")
+    conn.execute(
+        api_token.update().where(api_token.c.token_id == token_id).values(revoked_at=now())
+    )
+    audit(conn, principal.username, "token.revoke", str(token_id), None, client)
+
+
+def principal_for_token(conn: Connection, token: str) -> Principal | None:
+    row = conn.execute(
+        select(account)
+        .join(api_token, api_token.c.username == account.c.username)
+        .where(
+            api_token.c.token_hash == digest(token),
+            api_token.c.revoked_at.is_(None),
+            account.c.disabled_at.is_(None),
+        )
+    ).first()
+    return None if row is None else _account(row).principal
+
+
+def organisations_of(conn: Connection, usernames: set[str]) -> dict[str, str | None]:
+    """Each author's organisation (authors without an account, e.g. CLI users, have none)."""
+    if not usernames:
+        return {}
+    rows = conn.execute(
+        select(account.c.username, account.c.organisation_id).where(
+            account.c.username.in_(sorted(usernames))
+        )
+    )
+    return {r.username: r.organisation_id for r in rows}

@@ -1,0 +1,99 @@
+"""FastAPI dependencies: the register, the acting principal, permission checks, CSRF.
+
+A request is authenticated by an ``Authorization: Bearer`` API token or by the session cookie;
+otherwise it acts as the anonymous public. Cookie-authenticated requests that change something
+must carry the session's CSRF token in the ``X-CSRF-Token`` header (a cross-site form cannot
+set a header, and cannot read the token); token-authenticated requests need no CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
+from safeground.service import accounts
+from safeground.service.register import Register
+from safeground.web.settings import Settings
+
+SESSION_COOKIE = "safeground_session"
+CSRF_COOKIE = "safeground_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_register(request: Request) -> Register:
+    """The application's register (one per application, opened by ``create_app``)."""
+    register: Register = request.app.state.register
+    return register
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def csrf_token(settings: Settings, session: str) -> str:
+    """The CSRF token of a session: derived from it, so nothing more is stored."""
+    return hmac.new(
+        settings.secret_key.encode(), b"csrf:" + session.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def csrf_protect(request: Request, session: str) -> None:
+    """Refuse an unsafe cookie-authenticated request without the session's CSRF token."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent, csrf_token(get_settings(request), session)):
+        raise AccessDenied(f"missing or wrong CSRF token: send the {CSRF_HEADER} header")
+
+
+def current_principal(request: Request) -> Principal:
+    """Who makes the request; cached on the request so that it is looked up once."""
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    register = get_register(request)
+    principal = Principal.anonymous()
+    header = request.headers.get("Authorization", "")
+    session = request.cookies.get(SESSION_COOKIE)
+    if header.lower().startswith("bearer "):
+        with register.store.read() as conn:
+            found = accounts.principal_for_token(conn, header[7:].strip())
+        if found is None:
+            raise LoginRequired("unknown or revoked API token")
+        principal = found
+    elif session:
+        with register.store.read() as conn:
+            found = accounts.principal_for_session(conn, session)
+        if found is not None:
+            csrf_protect(request, session)
+            principal = found
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def require(predicate: Callable[[Principal], bool], action: str) -> Callable[..., Principal]:
+    """A dependency returning the principal if ``predicate`` holds; 401 or 403 otherwise."""
+
+    def dependency(principal: CurrentPrincipal) -> Principal:
+        principal.require(predicate(principal), action)
+        return principal
+
+    return dependency
+
+
+def require_role(*roles: Role) -> Callable[..., Principal]:
+    return require(lambda p: p.role in roles, f"do this (needs {' or '.join(roles)})")

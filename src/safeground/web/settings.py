@@ -1,0 +1,35 @@
+"""Settings of the web application, from arguments or ``SAFEGROUND_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from safeground.storage.store import default_location
+
+
+class Settings(BaseModel):
+    store: str = Field(default_factory=default_location, description="GeoPackage path or URL")
+    # Derives the CSRF tokens of sessions. Random per process unless set: set it when several
+    # server processes share sessions, or sessions' CSRF tokens change on restart.
+    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    base_map: Path | None = Field(None, description="A local .mbtiles or .pmtiles base map")
+    max_upload_bytes: int = 20 * 1024 * 1024
+    cookie_secure: bool = Field(False, description="Send cookies over HTTPS only")
+    session_hours: float = 12.0
+    login_attempts: int = 5
+    login_window_s: int = 300
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``SAFEGROUND_<NAME>`` variables, then explicit overrides."""
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            found = os.environ.get(f"SAFEGROUND_{name.upper()}")
+            if found is not None:
+                values[name] = found
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(values)
