@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from safeground.cli.forms import forms_app
 from safeground.cli.output import fail, table
 from safeground.cli.risk import risk_app
 from safeground.domain.errors import SafegroundError
@@ -37,6 +38,7 @@ report_app = typer.Typer(
 app.add_typer(record_app, name="record")
 app.add_typer(report_app, name="report")
 app.add_typer(risk_app, name="risk")
+app.add_typer(forms_app, name="forms")
 
 StoreOption = Annotated[
     str | None,
