@@ -1,0 +1,170 @@
+"""The HTML pages: the map, record pages, the review queue, report forms, the dashboard, login.
+
+Pages are Jinja2 templates with plain ES modules; the data they show comes from the REST API
+(``/api/...``) and the vector tiles (``/tiles/...``), so that permissions and organisation
+scoping are enforced in one place, the API. A page itself carries only what every visitor of it
+may see: the district and operator lists for the map's filters, and the form definitions.
+Report forms are the field forms (``io/fieldforms``), which derive their questions from the
+record models, so the browser form and the KoboToolbox form ask the same questions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import shapely
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Connection, select
+
+from safeground.domain import codes
+from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound
+from safeground.io.fieldforms import FORMS, get_form
+from safeground.storage.schema import record_tables
+from safeground.web import basemap, dashboard
+from safeground.web.deps import CurrentPrincipal, get_register, get_settings
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+
+# The map's layers, bottom to top, with the legend's wording.
+MAP_LAYERS = (
+    ("admin_area", "Districts"),
+    ("hazardous_area", "Hazardous areas"),
+    ("processed_land", "Processed land"),
+    ("task", "Tasks"),
+    ("eo_item", "Items found"),
+    ("accident", "Accidents"),
+)
+# Whole world, until the register has admin areas or hazards to frame.
+WORLD = (-180.0, -60.0, 180.0, 75.0)
+# Hazards sampled to frame the map when there are no admin areas.
+FRAME_SAMPLE = 5000
+
+
+def add_pages(app: FastAPI) -> None:
+    """The pages, their static files, the base map and the dashboard API, on ``app``."""
+    app.include_router(router)
+    app.include_router(basemap.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+
+def _render(request: Request, template: str, principal: Principal, **context: Any) -> Response:
+    return templates.TemplateResponse(
+        request,
+        template,
+        {"me": principal, "forms": FORMS, "page": template.removesuffix(".html"), **context},
+    )
+
+
+def _login_first(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, principal: CurrentPrincipal, next: str = "/") -> Response:
+    # Only a path on this site, never another host.
+    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    return _render(request, "login.html", principal, next=target)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
+    store = get_register(request).store
+
+    def read() -> dict[str, Any]:
+        with store.read() as conn:
+            return {
+                "districts": _names(conn, "admin_area"),
+                "operators": _names(conn, "organisation") if principal.sees_records else [],
+                "bounds": _frame(conn),
+            }
+
+    context = await run_in_threadpool(read)
+    base = basemap.describe(get_settings(request).base_map)
+    return _render(
+        request,
+        "map.html",
+        principal,
+        layers=MAP_LAYERS,
+        statuses=list(codes.HazardStatus),
+        classifications=list(codes.Classification),
+        land_types=list(codes.LandType),
+        base_map=base.as_dict() if base else None,
+        **context,
+    )
+
+
+def _names(conn: Connection, record_type: str) -> list[tuple[str, str]]:
+    table = record_tables[record_type]
+    query = select(table.c.record_id, table.c.name).order_by(table.c.name)
+    return [(row.record_id, row.name) for row in conn.execute(query)]
+
+
+def _frame(conn: Connection) -> tuple[float, float, float, float]:
+    """Bounds to open the map on: the admin areas, else (a sample of) the hazardous areas."""
+    for record_type, limit in (("admin_area", None), ("hazardous_area", FRAME_SAMPLE)):
+        table = record_tables[record_type]
+        query = select(table.c.geometry).where(table.c.geometry.is_not(None)).limit(limit)
+        geometries = [g for g in conn.scalars(query) if g is not None]
+        if geometries:
+            minx, miny, maxx, maxy = shapely.total_bounds(geometries)
+            return (float(minx), float(miny), float(maxx), float(maxy))
+    return WORLD
+
+
+@router.get("/records/{record_id}", response_class=HTMLResponse)
+def record_page(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
+    if not principal.is_authenticated:
+        return _login_first(request)
+    return _render(request, "record.html", principal, record_id=record_id)
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports_page(request: Request, principal: CurrentPrincipal) -> Response:
+    if not principal.is_authenticated:
+        return _login_first(request)
+    return _render(request, "reports.html", principal)
+
+
+@router.get("/reports/new", response_class=HTMLResponse)
+async def report_form_page(
+    request: Request,
+    principal: CurrentPrincipal,
+    form: str = "clearance_progress",
+) -> Response:
+    if not principal.is_authenticated:
+        return _login_first(request)
+    principal.require(principal.can_draft, "write reports")
+    try:
+        definition = get_form(form)
+    except NotFound:
+        return _render(request, "not_found.html", principal, message=f"No form {form!r}.")
+    store = get_register(request).store
+
+    def frame() -> tuple[float, float, float, float]:
+        with store.read() as conn:
+            return _frame(conn)
+
+    return _render(
+        request,
+        "form.html",
+        principal,
+        form=definition,
+        bounds=await run_in_threadpool(frame),
+        prefill={k: v for k, v in request.query_params.items() if k != "form"},
+    )
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard_page(request: Request, principal: CurrentPrincipal) -> Response:
+    return _render(request, "dashboard.html", principal)

@@ -1,0 +1,97 @@
+// Safeground pages: shared helpers, and the page module for the page being shown.
+
+const CSRF_COOKIE = "safeground_csrf";
+
+/** The session's CSRF token, sent back as a header with every write (see the web contract). */
+export function csrfToken() {
+  const found = document.cookie.split("; ").find((c) => c.startsWith(`${CSRF_COOKIE}=`));
+  return found ? decodeURIComponent(found.slice(CSRF_COOKIE.length + 1)) : "";
+}
+
+/** An API error with the register's problems: [{field, message}], for showing beside fields. */
+export class ApiError extends Error {
+  constructor(status, detail, problems) {
+    super(detail || `request failed (${status})`);
+    this.status = status;
+    this.problems = problems || [];
+  }
+}
+
+/** Call the REST API; JSON in and out, CSRF header on writes, ApiError on a 4xx/5xx. */
+export async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  const init = { method, headers, credentials: "same-origin" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 204) return null;
+  const type = response.headers.get("content-type") || "";
+  const data = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const detail = typeof data === "string" ? data : data.detail;
+    throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), data.problems);
+  }
+  return data;
+}
+
+/** Create an element: el("td", {class: "x"}, "text", child...). */
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+const area = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
+const hectares = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
+
+/** An area in m² as people read it: "12,345 m² (1.23 ha)". */
+export function formatArea(m2) {
+  if (m2 === null || m2 === undefined) return "—";
+  return `${area.format(m2)} m² (${hectares.format(m2 / 10000)} ha)`;
+}
+
+/** A code as a label: "worked_on" → "Worked on". */
+export function label(value) {
+  if (value === null || value === undefined) return "—";
+  const known = { sha: "SHA", cha: "CHA", nts: "NTS", ts: "TS", uxo: "UXO", ied: "IED", eod: "EOD", eore: "EORE" };
+  const text = String(value);
+  return known[text] || (text.charAt(0).toUpperCase() + text.slice(1)).replaceAll("_", " ");
+}
+
+async function logout() {
+  await api("POST", "/api/logout");
+  window.location.assign("/");
+}
+
+document.getElementById("logout")?.addEventListener("click", logout);
+
+const PAGES = {
+  login: "./login.js",
+  map: "./map.js",
+  record: "./record.js",
+  reports: "./reports.js",
+  form: "./form.js",
+  dashboard: "./dashboard.js",
+};
+const page = document.body.dataset.page;
+if (PAGES[page]) {
+  import(PAGES[page]).then((module) => module.start()).catch((error) => {
+    console.error(error);
+    const main = document.querySelector("main");
+    main.prepend(el("p", { class: "error", role: "alert" }, `This page failed to start: ${error.message}`));
+  });
+}

@@ -1,0 +1,397 @@
+// Report forms: the questions come from the field-form definitions (one per record field); this
+// module turns the answers into draft reports, lets the user draw or upload polygons and pick
+// points, saves drafts, submits them, and shows the register's problems next to their fields.
+import * as maplibregl from "maplibre-gl";
+import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
+import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
+import { api, el } from "./app.js";
+import { addRegisterLayers, tileCatalogue } from "./symbology.js";
+
+let form;
+let map;
+let draw;
+let drawTarget = null; // the geoshape question being drawn
+let pickTarget = null; // the geopoint question waiting for a click
+// Report IDs of the drafts saved so far: the main report first, then one per repeat entry
+// that becomes a record of its own (items found, victims).
+let drafts = { main: null, others: [] };
+
+export async function start() {
+  form = document.getElementById("report-form");
+  setUpRepeats();
+  prefill();
+  await setUpMap();
+  form.addEventListener("click", onClick);
+  form.addEventListener("change", onFileChosen);
+  document.getElementById("save-draft").addEventListener("click", () => save(false));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    save(true);
+  });
+}
+
+// -- questions ----------------------------------------------------------------------------
+
+function setUpRepeats() {
+  for (const repeat of form.querySelectorAll("fieldset.repeat")) {
+    const wanted = Math.max(1, Number(repeat.dataset.min || 0));
+    for (let i = 0; i < wanted; i += 1) addEntry(repeat);
+  }
+}
+
+function addEntry(repeat) {
+  const entries = repeat.querySelector(".entries");
+  const entry = repeat.querySelector("template").content.firstElementChild.cloneNode(true);
+  entries.append(entry);
+  renumber(repeat);
+  return entry;
+}
+
+function renumber(repeat) {
+  repeat.querySelectorAll(".entry").forEach((entry, i) => {
+    entry.dataset.index = String(i);
+    entry.querySelector(".entry-title").textContent = `${repeat.querySelector("legend").textContent}: entry ${i + 1}`;
+  });
+}
+
+function prefill() {
+  const today = new Date().toISOString().slice(0, 10);
+  const dateOfInformation = form.querySelector('[data-question="date_of_information"] input');
+  if (dateOfInformation && !dateOfInformation.value) dateOfInformation.value = today;
+  const values = JSON.parse(form.dataset.prefill || "{}");
+  for (const [name, value] of Object.entries(values)) {
+    const input = form.querySelector(`:scope > .question[data-question="${CSS.escape(name)}"] [name]`);
+    if (input) input.value = value;
+  }
+}
+
+/** The question's answer as the register wants it, or undefined when left empty. */
+function answer(question) {
+  const kind = question.dataset.kind;
+  if (kind === "select_multiple") {
+    const checked = [...question.querySelectorAll("input:checked")].map((i) => i.value);
+    return checked.length ? checked : undefined;
+  }
+  if (kind === "geoshape") {
+    const text = question.querySelector("textarea.geometry").value;
+    return text ? JSON.parse(text) : undefined;
+  }
+  if (kind === "geopoint") {
+    const lon = question.querySelector(".lon").value;
+    const lat = question.querySelector(".lat").value;
+    return lon !== "" && lat !== "" ? { type: "Point", coordinates: [Number(lon), Number(lat)] } : undefined;
+  }
+  const input = question.querySelector("[name]");
+  const raw = input.value.trim();
+  if (raw === "") return undefined;
+  if (kind === "integer" || kind === "beneficiary") return Number.parseInt(raw, 10);
+  if (kind === "decimal") return Number(raw);
+  if (kind === "yes_no") return raw === "yes";
+  if (kind === "id_list") return raw.split(/[\s,]+/).filter(Boolean);
+  return raw;
+}
+
+/** Answers of the questions directly inside ``scope``, keyed by record field. */
+function answers(scope) {
+  const found = {};
+  for (const question of scope.querySelectorAll(":scope > .question, :scope > fieldset.beneficiaries > .question")) {
+    const value = answer(question);
+    if (value === undefined) continue;
+    const field = question.dataset.field;
+    if (question.dataset.kind === "beneficiary") {
+      found[field] = { ...(found[field] || {}), [question.dataset.groupKey]: value };
+    } else {
+      found[field] = value;
+    }
+  }
+  return found;
+}
+
+/** The reports this form makes: the main one, and records of their own from repeats. */
+function reportsToFile() {
+  const top = answers(form);
+  const dateOfInformation = top.date_of_information;
+  const recordId = top.record_id;
+  delete top.date_of_information;
+  delete top.record_id;
+  const fixed = JSON.parse(form.dataset.fixed || "{}");
+  const main = { record_type: form.dataset.recordType, changes: { ...fixed, ...top } };
+  if (recordId) main.record_id = recordId;
+  const others = [];
+  for (const repeat of form.querySelectorAll("fieldset.repeat")) {
+    const entries = [...repeat.querySelectorAll(".entry")].map((entry) => answers(entry));
+    const filled = entries.filter((e) => Object.keys(e).length > 0);
+    if (repeat.dataset.mode === "into") {
+      main.changes[repeat.dataset.target] = filled;
+    } else if (repeat.dataset.mode === "each") {
+      filled.forEach((entry) => others.push({ record_type: form.dataset.recordType, changes: { ...fixed, ...top, ...entry }, repeat: repeat.dataset.repeat }));
+    } else {
+      filled.forEach((entry) => others.push({ record_type: repeat.dataset.recordType, changes: entry, link: repeat.dataset.target, repeat: repeat.dataset.repeat }));
+    }
+  }
+  return { dateOfInformation, main: form.dataset.createsMain === "true" ? main : null, others };
+}
+
+// -- saving and submitting ----------------------------------------------------------------
+
+async function save(submit) {
+  clearProblems();
+  const status = document.getElementById("form-status");
+  const { dateOfInformation, main, others } = reportsToFile();
+  if (!dateOfInformation) {
+    showProblem({ field: "date_of_information", message: "give the date of information" });
+    return;
+  }
+  status.textContent = submit ? "Submitting…" : "Saving…";
+  const saved = [];
+  try {
+    if (main) {
+      drafts.main = await saveOne(drafts.main, main, dateOfInformation);
+      saved.push({ report: drafts.main, scope: form });
+    }
+    const entries = [...form.querySelectorAll("fieldset.repeat:not([data-mode=into]) .entry")];
+    for (const [i, other] of others.entries()) {
+      const body = { record_type: other.record_type, changes: { ...other.changes } };
+      if (other.link) body.changes[other.link] = drafts.main.record_id;
+      drafts.others[i] = await saveOne(drafts.others[i], body, dateOfInformation, entries[i]);
+      saved.push({ report: drafts.others[i], scope: entries[i] });
+    }
+    await attachPhotos(saved[0]?.report, main?.changes || others[0]?.changes || {});
+    if (submit) {
+      for (const { report, scope } of saved) {
+        if (report.status !== "draft") continue;
+        try {
+          Object.assign(report, await api("POST", `/api/reports/${report.report_id}/submit`));
+        } catch (failure) {
+          failure.scope = scope;
+          throw failure;
+        }
+      }
+    }
+  } catch (failure) {
+    status.textContent = "";
+    showFailure(failure);
+    return;
+  }
+  const ids = saved.map(({ report }) => report.report_id);
+  status.replaceChildren(
+    submit ? `Submitted for review: report ${ids.join(", ")}. ` : `Draft saved: report ${ids.join(", ")}. `,
+    el("a", { href: submit ? "/reports?status=submitted" : "/reports?status=draft" }, submit ? "See the queue" : "See your drafts"),
+  );
+  form.dataset.saved = ids.join(",");
+  if (submit) form.dataset.submitted = "true";
+}
+
+async function saveOne(existing, body, dateOfInformation, scope) {
+  try {
+    if (existing && existing.status === "draft") {
+      return await api("PATCH", `/api/reports/${existing.report_id}`, { changes: body.changes, date_of_information: dateOfInformation });
+    }
+    if (existing) return existing; // submitted already: nothing more to save
+    return await api("POST", "/api/reports", { ...body, date_of_information: dateOfInformation });
+  } catch (failure) {
+    failure.scope = scope || form;
+    throw failure;
+  }
+}
+
+async function attachPhotos(report, changes) {
+  const input = document.getElementById("photos");
+  if (!input.files.length || !report) return;
+  const target = report.operation === "update" ? report.record_id : changes.hazard_id;
+  if (!target) {
+    throw Object.assign(new Error("photos can be attached to the record once it is approved (from its page)"), { problems: [{ field: "photos", message: "attach them from the record's page once it is approved" }] });
+  }
+  for (const file of input.files) {
+    const body = new FormData();
+    body.append("file", file);
+    body.append("caption", `report ${report.report_id}: ${file.name}`);
+    await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
+  }
+  input.value = "";
+}
+
+function clearProblems() {
+  for (const p of form.querySelectorAll(".problem, #form-error")) {
+    p.hidden = true;
+    p.textContent = "";
+  }
+  for (const q of form.querySelectorAll(".has-problem")) q.classList.remove("has-problem");
+}
+
+function showFailure(failure) {
+  const problems = failure.problems && failure.problems.length ? failure.problems : [{ field: null, message: failure.message }];
+  const unplaced = problems.filter((p) => !showProblem(p, failure.scope || form));
+  if (unplaced.length || !failure.problems?.length) {
+    const box = document.getElementById("form-error");
+    box.replaceChildren(failure.message, ...unplaced.map((p) => el("div", {}, p.field ? `${p.field}: ${p.message}` : p.message)));
+    box.hidden = false;
+  }
+  form.querySelector(".has-problem")?.scrollIntoView({ block: "center" });
+}
+
+/** Show a problem next to the question it names; false if no question matches. */
+function showProblem(problem, scope = form) {
+  if (!problem.field) return false;
+  const parts = problem.field.replace(/\[(\d+)\]/g, ".$1").split(".").filter((p) => p !== "body" && p !== "changes");
+  let place = null;
+  const repeat = form.querySelector(`fieldset.repeat[data-target="${CSS.escape(parts[0])}"][data-mode=into]`);
+  if (repeat) {
+    const entry = repeat.querySelectorAll(".entry")[Number(parts[1])];
+    place = (entry && parts[2] && entry.querySelector(`.question[data-field="${CSS.escape(parts[2])}"]`)) || entry || repeat;
+  } else if (parts[0] === "photos") {
+    place = form.querySelector("fieldset.photos");
+  } else {
+    const within = scope.classList?.contains("entry") ? scope : form;
+    place = within.querySelector(`.question[data-field="${CSS.escape(parts[0])}"]`) || form.querySelector(`.question[data-field="${CSS.escape(parts[0])}"]`);
+  }
+  if (!place) return false;
+  const box = place.querySelector(":scope > .problem") || place.appendChild(el("p", { class: "problem", role: "alert" }));
+  box.textContent = box.textContent ? `${box.textContent} ${problem.message}` : problem.message;
+  box.hidden = false;
+  place.classList.add("has-problem");
+  return true;
+}
+
+// -- map: drawing polygons, picking points, uploading GeoJSON --------------------------------
+
+async function setUpMap() {
+  const container = document.getElementById("form-map");
+  map = new maplibregl.Map({
+    container,
+    style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#dfe7ea" } }] },
+    bounds: await initialBounds(),
+    fitBoundsOptions: { padding: 30, maxZoom: 17 },
+    attributionControl: false,
+  });
+  window.safegroundFormMap = map;
+  map.addControl(new maplibregl.NavigationControl(), "top-right");
+  await map.once("load");
+  addRegisterLayers(map, await tileCatalogue(), { layers: ["admin_area", "hazardous_area", "processed_land", "task"] });
+  map.addSource("answers", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
+  map.addLayer({ id: "answers-fill", type: "fill", source: "answers", filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#0050b3", "fill-opacity": 0.25 } });
+  map.addLayer({ id: "answers-line", type: "line", source: "answers", paint: { "line-color": "#0050b3", "line-width": 2.5 } });
+  map.addLayer({ id: "answers-point", type: "circle", source: "answers", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-radius": 6, "circle-color": "#0050b3" } });
+  draw = new TerraDraw({
+    adapter: new TerraDrawMapLibreGLAdapter({ map }),
+    modes: [new TerraDrawPolygonMode()],
+  });
+  draw.start();
+  draw.setMode("static");
+  draw.on("finish", (id) => {
+    const feature = draw.getSnapshotFeature(id);
+    draw.clear();
+    draw.setMode("static");
+    if (drawTarget && feature) setShape(drawTarget, feature.geometry);
+    drawTarget = null;
+    document.getElementById("draw-help").textContent = "Polygon drawn.";
+  });
+  map.on("click", (event) => {
+    if (!pickTarget) return;
+    pickTarget.querySelector(".lon").value = event.lngLat.lng.toFixed(6);
+    pickTarget.querySelector(".lat").value = event.lngLat.lat.toFixed(6);
+    pickTarget = null;
+    map.getCanvas().style.cursor = "";
+    refreshAnswers();
+  });
+}
+
+async function initialBounds() {
+  const hazard = JSON.parse(form.dataset.prefill || "{}").hazard_id;
+  if (hazard) {
+    try {
+      const record = await api("GET", `/api/records/${encodeURIComponent(hazard)}`);
+      if (record.geometry) return boundsOf([record.geometry]);
+    } catch {
+      // an unknown hazard is reported when the draft is saved
+    }
+  }
+  const [minX, minY, maxX, maxY] = form.dataset.bounds.split(",").map(Number);
+  return [[minX, minY], [maxX, maxY]];
+}
+
+function boundsOf(geometries) {
+  let minX = 180, minY = 90, maxX = -180, maxY = -90;
+  const walk = (c) => {
+    if (typeof c[0] === "number") {
+      minX = Math.min(minX, c[0]); maxX = Math.max(maxX, c[0]);
+      minY = Math.min(minY, c[1]); maxY = Math.max(maxY, c[1]);
+    } else c.forEach(walk);
+  };
+  geometries.forEach((g) => walk(g.coordinates));
+  return [[minX, minY], [maxX, maxY]];
+}
+
+function onClick(event) {
+  const button = event.target.closest("button");
+  if (!button) return;
+  const question = button.closest(".question");
+  if (button.classList.contains("draw")) {
+    drawTarget = question;
+    draw.setMode("polygon");
+    document.getElementById("draw-help").textContent = "Click the corners on the map; click the first corner again (or press Enter) to close the polygon.";
+    document.getElementById("form-map").scrollIntoView({ block: "nearest" });
+  } else if (button.classList.contains("clear")) {
+    setShape(question, null);
+  } else if (button.classList.contains("pick")) {
+    pickTarget = question;
+    map.getCanvas().style.cursor = "crosshair";
+  } else if (button.classList.contains("add")) {
+    addEntry(button.closest("fieldset.repeat"));
+  } else if (button.classList.contains("remove")) {
+    const repeat = button.closest("fieldset.repeat");
+    button.closest(".entry").remove();
+    renumber(repeat);
+    refreshAnswers();
+  }
+}
+
+async function onFileChosen(event) {
+  const input = event.target;
+  if (input.classList.contains("geojson-file") && input.files.length) {
+    const question = input.closest(".question");
+    try {
+      setShape(question, polygonFromGeoJSON(JSON.parse(await input.files[0].text())));
+    } catch (failure) {
+      showProblem({ field: question.dataset.field, message: `${input.files[0].name}: ${failure.message}` }, question.closest(".entry") || form);
+    }
+    input.value = "";
+  } else if (input.closest(".kind-geopoint")) {
+    refreshAnswers();
+  }
+}
+
+/** The one polygon in a GeoJSON file (geometry, feature or collection of one feature). */
+function polygonFromGeoJSON(data) {
+  let geometry = data;
+  if (data.type === "FeatureCollection") {
+    if (data.features.length !== 1) throw new Error(`has ${data.features.length} features; give exactly one polygon`);
+    geometry = data.features[0].geometry;
+  } else if (data.type === "Feature") {
+    geometry = data.geometry;
+  }
+  if (!geometry || !["Polygon", "MultiPolygon"].includes(geometry.type)) {
+    throw new Error(`is a ${geometry ? geometry.type : "file without geometry"}, not a polygon`);
+  }
+  return geometry;
+}
+
+function setShape(question, geometry) {
+  question.querySelector("textarea.geometry").value = geometry ? JSON.stringify(geometry) : "";
+  const rings = geometry ? (geometry.type === "Polygon" ? [geometry.coordinates] : geometry.coordinates) : [];
+  const corners = rings.reduce((n, polygon) => n + polygon[0].length - 1, 0);
+  question.querySelector(".shape-status").textContent = geometry ? `${geometry.type} with ${corners} corners.` : "No polygon yet.";
+  question.querySelector(".clear").hidden = !geometry;
+  question.dataset.hasShape = geometry ? "true" : "false";
+  refreshAnswers();
+}
+
+/** Show every polygon and point answered so far on the map. */
+function refreshAnswers() {
+  const features = [];
+  for (const question of form.querySelectorAll(".kind-geoshape, .kind-geopoint")) {
+    const geometry = answer(question);
+    if (geometry) features.push({ type: "Feature", geometry, properties: {} });
+  }
+  map?.getSource("answers")?.setData({ type: "FeatureCollection", features });
+}

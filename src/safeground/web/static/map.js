@@ -1,0 +1,72 @@
+// The map page: the register's layers as vector tiles, filters, layer toggles, click to open.
+import * as maplibregl from "maplibre-gl";
+import { addBaseMap } from "./basemap.js";
+import { addRegisterLayers, setFilters, tileCatalogue } from "./symbology.js";
+
+// Layers a click can open, topmost first.
+const CLICKABLE = [
+  "accident-points", "eo_item-points", "processed-fill", "task-outline", "hazard-fill",
+];
+
+export async function start() {
+  const container = document.getElementById("map");
+  const bounds = container.dataset.bounds.split(",").map(Number);
+  const baseMap = JSON.parse(container.dataset.baseMap);
+  const map = new maplibregl.Map({
+    container,
+    style: {
+      version: 8,
+      sources: {},
+      layers: [{ id: "background", type: "background", paint: { "background-color": "#dfe7ea" } }],
+    },
+    bounds: [[bounds[0], bounds[1]], [bounds[2], bounds[3]]],
+    fitBoundsOptions: { padding: 20 },
+    attributionControl: { compact: true },
+  });
+  window.safegroundMap = map; // for the browser tests and the curious
+  map.addControl(new maplibregl.NavigationControl(), "top-right");
+  map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
+  await map.once("load");
+  const hasBase = await addBaseMap(map, baseMap);
+  const filters = document.getElementById("filters");
+  const groups = addRegisterLayers(map, await tileCatalogue(), {
+    query: filterQuery(filters),
+    plainBackground: !hasBase,
+    layers: container.dataset.layers.split(","),
+  });
+
+  filters.addEventListener("change", () => setFilters(map, groups, filterQuery(filters)));
+  filters.addEventListener("reset", () => setTimeout(() => setFilters(map, groups, ""), 0));
+
+  for (const toggle of document.querySelectorAll("#legend input[name=layer]")) {
+    toggle.addEventListener("change", () => {
+      for (const [id, group] of Object.entries(groups)) {
+        if (group === toggle.value) map.setLayoutProperty(id, "visibility", toggle.checked ? "visible" : "none");
+      }
+    });
+  }
+
+  const clickable = CLICKABLE.filter((id) => map.getLayer(id));
+  map.on("click", (event) => {
+    const [feature] = map.queryRenderedFeatures(event.point, { layers: clickable });
+    const id = feature && (feature.properties.record_id || feature.properties.activity_id);
+    if (id) window.location.assign(`/records/${encodeURIComponent(id)}`);
+  });
+  map.on("mousemove", (event) => {
+    const hit = map.queryRenderedFeatures(event.point, { layers: clickable }).length > 0;
+    map.getCanvas().style.cursor = hit ? "pointer" : "";
+  });
+  // What is drawn, for people and tests alike: the number of hazardous areas on screen.
+  map.on("idle", () => {
+    const shown = map.getLayer("hazard-fill") ? map.queryRenderedFeatures({ layers: ["hazard-fill"] }) : [];
+    container.dataset.renderedHazards = String(new Set(shown.map((f) => f.properties.record_id)).size);
+  });
+}
+
+function filterQuery(form) {
+  const params = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) {
+    if (key !== "layer" && value) params.set(key, value);
+  }
+  return params.toString();
+}

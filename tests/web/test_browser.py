@@ -1,0 +1,288 @@
+"""The pages in a real browser: Playwright driving Debian's Chromium against a served application.
+
+The scenario of the issue: a data entry clerk logs in, sees the hazardous areas on the map,
+reports clearance with a polygon drawn on the map and submits it; the IM officer approves it;
+the hazard's remaining area on its record page falls by the area of that polygon. Screenshots
+of each step go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+from shapely.geometry import box, shape
+
+from safeground.domain.geometry import geodesic_area
+from safeground.service import accounts
+from safeground.service.register import Register
+from tests import geometries as g
+from tests.helpers import add
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # WebGL (MapLibre) on the CPU: headless Chromium without a GPU needs SwiftShader allowed.
+    "--enable-unsafe-swiftshader",
+]
+PASSWORD = "correct horse battery"
+# Where the clerk draws, inside the hazard: the western half, kept 10 % clear of its edges.
+DRAWN = box(g.X0 + 0.1 * g.D, g.Y0 + 0.1 * g.D, g.X0 + 0.5 * g.D, g.Y0 + 0.9 * g.D)
+
+
+def chromium_path() -> str:
+    found = os.environ.get("SAFEGROUND_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(found).exists():
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium: scripts/chromium.sh installs it (make test runs it)")
+        pytest.skip("no Chromium: run scripts/chromium.sh")
+    return found
+
+
+@dataclass
+class Site:
+    url: str
+    hazard_id: str
+    other_hazard_id: str
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A small demo-like register served by uvicorn on a free loopback port."""
+    import uvicorn
+
+    from safeground.web.app import create_app
+    from safeground.web.settings import Settings
+
+    path = tmp_path_factory.mktemp("site") / "register.gpkg"
+    register = Register.create(str(path), country="AZ")
+    on = date(2021, 1, 1)
+    district = add(
+        register,
+        "admin_area",
+        on,
+        name="Aghdam",
+        level=2,
+        geometry=box(g.X0 - 0.02, g.Y0 - 0.02, g.X0 + 0.08, g.Y0 + 0.03).wkt,
+    )
+    operator = add(register, "organisation", on, name="Demo Demining", acronym="DD")
+    hazard = add(
+        register,
+        "hazardous_area",
+        date(2021, 2, 1),
+        name="Field 1",
+        classification="cha",
+        geometry=g.HAZARD.wkt,
+        evidence=["mine_sign_or_fence"],
+        admin_area_id=district,
+        organisation_id=operator,
+    )
+    other = add(
+        register,
+        "hazardous_area",
+        date(2021, 2, 1),
+        name="Orchard",
+        geometry=box(g.X0 + 0.03, g.Y0, g.X0 + 0.03 + g.D, g.Y0 + g.D).wkt,
+        evidence=["front_line"],
+        admin_area_id=district,
+    )
+    register.store.migrate()  # the web's tables (accounts) come with the latest migrations
+    with register.store.begin() as conn:
+        accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
+        accounts.add_account(conn, "officer", "im_officer", PASSWORD)
+    register.store.engine.dispose()
+
+    port = _free_port()
+    app = create_app(Settings(store=str(path), secret_key="browser-test"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the application did not start")
+        time.sleep(0.05)
+    yield Site(f"http://127.0.0.1:{port}", hazard, other)
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # Printed on failure: what the browser said.
+    page.on("console", lambda message: print("console:", message.type, message.text))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page, site: Site, username: str) -> None:
+    page.goto(f"{site.url}/login?next=/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{site.url}/")
+    page.wait_for_selector("[data-testid=user]")
+
+
+def log_out(page) -> None:
+    page.click("#logout")
+    page.wait_for_selector("a[href='/login']")
+
+
+def remaining_on_record_page(page, site: Site, hazard_id: str) -> float:
+    page.goto(f"{site.url}/records/{hazard_id}")
+    cell = page.wait_for_selector("dd[data-field=remaining_m2][data-value]")
+    return float(cell.get_attribute("data-value"))
+
+
+def draw_polygon(page, map_name: str, polygon) -> None:
+    """Click the polygon's corners on the map, then the first corner again to close it."""
+    canvas = page.locator(f"#{'form-map' if map_name == 'safegroundFormMap' else 'map'} canvas")
+    frame = canvas.bounding_box()
+    corners = list(polygon.exterior.coords)[:-1]
+    points = page.evaluate(
+        f"(corners) => corners.map((c) => window.{map_name}.project(c)).map((p) => [p.x, p.y])",
+        corners,
+    )
+    for x, y in [*points, points[0]]:
+        page.mouse.click(frame["x"] + x, frame["y"] + y)
+        page.wait_for_timeout(250)
+
+
+def test_clearance_report_from_map_to_approval(page, site: Site) -> None:
+    # 1. The clerk logs in and sees the hazardous areas drawn on the map.
+    log_in(page, site, "clerk")
+    page.wait_for_function(
+        "Number(document.getElementById('map').dataset.renderedHazards) >= 2", timeout=30_000
+    )
+    drawn = page.evaluate(
+        "window.safegroundMap.queryRenderedFeatures({layers: ['hazard-fill']})"
+        ".map((f) => [f.properties.record_id, f.properties.classification, f.properties.status])"
+    )
+    assert {(i, c, s) for i, c, s in drawn} >= {
+        (site.hazard_id, "cha", "open"),
+        (site.other_hazard_id, "sha", "open"),
+    }
+    shot(page, "1-map-data-entry")
+
+    before = remaining_on_record_page(page, site, site.hazard_id)
+    assert before == pytest.approx(geodesic_area(g.HAZARD), abs=1)
+    shot(page, "2-hazard-before")
+
+    # 2. A clearance progress report: a rule error first, shown next to its field.
+    page.goto(f"{site.url}/reports/new?form=clearance_progress&hazard_id={site.hazard_id}")
+    page.wait_for_function("window.safegroundFormMap && window.safegroundFormMap.loaded()")
+    page.click("#submit-report")
+    problem = page.locator(".question[data-field=activity_type] .problem")
+    problem.wait_for(state="visible")
+    assert "required" in problem.inner_text().lower()
+    shot(page, "3-form-error-next-to-field")
+
+    page.select_option(".question[data-field=activity_type] select", "clearance")
+    entry = page.locator("fieldset.repeat[data-repeat=processed] .entry").first
+    entry.locator(".question[data-field=land_type] select").select_option("cleared")
+    entry.locator(".question[data-field=method] select").select_option("manual")
+    entry.locator("button.draw").click()
+    page.wait_for_timeout(300)
+    draw_polygon(page, "safegroundFormMap", DRAWN)
+    page.wait_for_selector(".entry .question[data-field=geometry][data-has-shape=true]")
+    geometry = shape(json.loads(entry.locator("textarea.geometry").input_value()))
+    assert geometry.is_valid and geometry.geom_type == "Polygon"
+    # Clicks land on whole pixels: the polygon is the one intended, to a pixel's width.
+    assert geometry.symmetric_difference(DRAWN).area < 0.05 * DRAWN.area
+    shot(page, "4-form-polygon-drawn")
+    page.click("#submit-report")
+    page.wait_for_selector("#report-form[data-submitted=true]", timeout=30_000)
+    shot(page, "5-form-submitted")
+    log_out(page)
+
+    # 3. The IM officer approves it from the queue.
+    log_in(page, site, "officer")
+    page.goto(f"{site.url}/reports")
+    card = page.locator("li.card", has_text="clearance").first
+    card.wait_for()
+    shot(page, "6-review-queue")
+    card.locator("button.approve").click()
+    page.wait_for_selector("li.card .done")
+    shot(page, "7-approved")
+
+    # 4. The hazard's remaining area fell by the area of the drawn polygon.
+    after = remaining_on_record_page(page, site, site.hazard_id)
+    assert before - after == pytest.approx(geodesic_area(geometry), abs=1)
+    page.wait_for_selector("#history li.report")
+    page.wait_for_selector("#links a")
+    shot(page, "8-hazard-after")
+    page.goto(f"{site.url}/")
+    page.wait_for_function(
+        "Number(document.getElementById('map').dataset.renderedHazards) >= 2", timeout=30_000
+    )
+    processed = page.evaluate(
+        "window.safegroundMap.queryRenderedFeatures({layers: ['processed-fill']})"
+        ".map((f) => f.properties.land_type)"
+    )
+    assert "cleared" in processed
+    shot(page, "9-map-after-approval")
+
+
+def test_dashboard_charts_and_downloads(page, site: Site) -> None:
+    log_in(page, site, "officer")
+    page.goto(f"{site.url}/dashboard")
+    page.wait_for_selector("body[data-charts-ready=true]", timeout=30_000)
+    remaining = page.locator("figure[data-chart=remaining_by_district]")
+    assert remaining.get_attribute("data-rows") == "1"
+    with page.expect_download() as download:
+        remaining.locator("a.csv").click()
+    text = Path(download.value.path()).read_text()
+    assert text.splitlines()[0] == "admin_area_id,district,hazardous_areas,remaining_m2"
+    assert "Aghdam" in text
+    with page.expect_download() as picture:
+        remaining.locator("a.png").click()
+    assert Path(picture.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shot(page, "10-dashboard")
