@@ -16,6 +16,7 @@ lint: bootstrap
 	$(BIN)/lint-imports
 
 test: lint
+	bash scripts/chromium.sh >/dev/null
 	url="$$(bash scripts/postgis.sh up)" && \
 	SAFEGROUND_TEST_POSTGIS_URL="$$url" $(BIN)/python -m pytest --run-slow
 
