@@ -22,6 +22,7 @@ from safeground.domain.errors import (
 from safeground.service.accounts import TooManyAttempts
 from safeground.service.register import Register
 from safeground.web.api import router as api_router
+from safeground.web.fieldforms import router as fieldforms_router
 from safeground.web.pages import add_pages
 from safeground.web.settings import Settings
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _add_error_handlers(app)
     _limit_request_size(app, settings.max_upload_bytes)
     app.include_router(api_router)
+    app.include_router(fieldforms_router)
     add_pages(app)
     return app
 

@@ -25,6 +25,7 @@ import math
 import re
 import zipfile
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 import pandas as pd
 from shapely.geometry import Point, Polygon
+from sqlalchemy import Connection
 
 from safeground.domain.errors import NotFound, Problem, ValidationFailed
 from safeground.domain.records import RECORD_TYPES
@@ -715,12 +717,15 @@ def import_submissions(
     skip_invalid: bool = False,
     rejects: Path | None = None,
     name: str | None = None,
+    after_draft: Callable[[Connection, FieldImport], None] | None = None,
 ) -> FieldImport:
     """Draft a report for each new submission of an export; all or nothing.
 
     With invalid submissions and ``skip_invalid`` False, raise ImportFailed and write nothing.
     With ``skip_invalid``, draft the valid ones and, when ``rejects`` is given, write the
-    rejected rows there with ``_row, _submission, _field, _reason``.
+    rejected rows there with ``_row, _submission, _field, _reason``. ``name`` is the file's
+    name in messages (an upload's); ``after_draft`` runs inside the drafting transaction
+    (the web application's audit entry lands with the drafts).
     """
     export = read_export(path, form, name)
     source = f"{export.flavour}:{form.form_id}"
@@ -752,7 +757,7 @@ def import_submissions(
     valid = [s for s in fresh if not s.problems]
     written = _write_rejects(original, invalid, rejects) if invalid and rejects else None
     try:
-        _draft(register, form, export, valid, user, source, result)
+        _draft(register, form, export, valid, user, source, result, after_draft)
     except BaseException:
         if written is not None:
             written.unlink(missing_ok=True)
@@ -775,6 +780,7 @@ def _draft(
     user: str,
     source: str,
     result: FieldImport,
+    after_draft: Callable[[Connection, FieldImport], None] | None,
 ) -> None:
     with register.store.begin() as conn:
         # Again inside the write transaction: another import may have landed meanwhile.
@@ -813,9 +819,11 @@ def _draft(
                     )
                 )
         reports = register.draft(user, items, conn=conn) if items else []
-    result.drafted = len(todo)
-    result.report_ids = [r.report_id for r in reports]
-    result.record_ids = [r.record_id for r in reports]
+        result.drafted = len(todo)
+        result.report_ids = [r.report_id for r in reports]
+        result.record_ids = [r.record_id for r in reports]
+        if after_draft is not None:
+            after_draft(conn, result)
 
 
 def _write_rejects(main: pd.DataFrame, subs: list[_Submission], path: Path) -> Path:
