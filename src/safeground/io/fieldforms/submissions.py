@@ -28,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from io import StringIO
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,13 +46,12 @@ from safeground.io.fieldforms.definitions import (
     Question,
     Repeat,
 )
-from safeground.io.importer import ImportFailed, RowProblem
+from safeground.io.importer import SHOWN_PROBLEMS, ImportFailed, RowProblem
 from safeground.io.mapping import is_missing
 from safeground.service.register import Register, Submission, json_changes
 from safeground.storage.reportlog import reports_by_source
 
 Flavour = Literal["kobo", "odk"]
-SHOWN_PROBLEMS = 20
 
 # Columns the servers add to every export; never questions of the form.
 KOBO_META = {"_id", "_uuid", "_submission_time", "_index", "_parent_index", "_parent_table_name"}
@@ -97,10 +97,6 @@ class Export:
     main: pd.DataFrame
     repeats: dict[str, pd.DataFrame]
     unknown_columns: list[str] = field(default_factory=list)
-
-    @property
-    def source_prefix(self) -> str:
-        return self.flavour
 
 
 @dataclass
@@ -213,8 +209,6 @@ def _read_csv(content: bytes) -> pd.DataFrame:
     text = content.decode("utf-8-sig")
     header = text.split("\n", 1)[0]
     separator = ";" if header.count(";") > header.count(",") else ","
-    from io import StringIO
-
     return pd.read_csv(StringIO(text), dtype=str, keep_default_na=False, sep=separator)
 
 
