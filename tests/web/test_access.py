@@ -25,6 +25,8 @@ def test_anonymous_is_public_and_sees_no_records():
     assert anonymous.role is Role.PUBLIC and not anonymous.is_authenticated
     assert not anonymous.may_read_report(ReportStatus.APPROVED, None)
     assert not anonymous.may_read_record("hazardous_area", None)
+    assert not anonymous.may_read_record("victim", None)
+    assert anonymous.may_read_record("admin_area", None)
 
 
 def test_data_entry_reads_only_its_organisations_unapproved_reports_and_tasks():

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
-import mimetypes
 import os
 from collections.abc import Callable
 from datetime import date
@@ -410,28 +408,15 @@ def attach(
     user: UserOption = None,
 ) -> None:
     """Attach a photo or scanned form to a record; kept in the register with its SHA-256."""
-    from safeground.storage.schema import blob
+    from safeground.service.attachments import attach as attach_file
 
     register = _register(store)
     content = file.read_bytes()
-    digest = hashlib.sha256(content).hexdigest()
-    item = Submission(
-        "attachment",
-        {
-            "target_id": record_id,
-            "filename": file.name,
-            "media_type": mimetypes.guess_type(file.name)[0] or "application/octet-stream",
-            "sha256": digest,
-            "size_bytes": len(content),
-            "caption": caption,
-        },
-        date.today(),
-    )
     with register.store.begin() as conn:
-        if conn.execute(blob.select().where(blob.c.sha256 == digest)).first() is None:
-            conn.execute(blob.insert().values(sha256=digest, content=content))
-        result = _run(lambda: register.file(_user(user), [item], conn=conn))
-    typer.echo(f"{result.record_ids[0]}: {file.name} ({len(content):,} bytes, sha256 {digest})")
+        done = _run(
+            lambda: attach_file(register, conn, _user(user), record_id, file.name, content, caption)
+        )
+    typer.echo(f"{done.record_id}: {file.name} ({done.size_bytes:,} bytes, sha256 {done.sha256})")
 
 
 @app.command("import")

@@ -25,6 +25,9 @@ class Role(StrEnum):
 
 _RANK = {role: rank for rank, role in enumerate(Role)}
 
+# Record types anyone may read: the admin areas that aggregates are drawn on.
+PUBLIC_RECORD_TYPES = frozenset({"admin_area"})
+
 
 class AccessDenied(SafegroundError):
     """The principal may not do this (HTTP 403)."""
@@ -98,7 +101,10 @@ class Principal:
         return self.can_draft and author == self.username
 
     def may_read_record(self, record_type: str, organisation_id: str | None) -> bool:
-        """Current views: all of them for trusted roles; data entry sees only its own tasks."""
+        """Current views: all for trusted roles; data entry sees only its own organisation's
+        tasks; the public sees admin areas (the background of the aggregates) only."""
+        if record_type in PUBLIC_RECORD_TYPES:
+            return True
         if not self.sees_records:
             return False
         if self.is_organisation_scoped and record_type == "task":

@@ -18,6 +18,7 @@ from typing import Any
 
 import shapely
 from pyproj import CRS, Geod, Transformer
+from shapely.errors import GEOSException
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
@@ -29,7 +30,18 @@ DENSIFY_DEGREES = 1e-4  # about 11 m of latitude
 
 
 def parse_geometry(value: Any) -> BaseGeometry:
-    """Accept a shapely geometry, WKT, hex WKB, WKB bytes or a GeoJSON mapping/string."""
+    """Accept a shapely geometry, WKT, hex WKB, WKB bytes or a GeoJSON mapping/string.
+
+    Anything unreadable raises ValueError, which validation reports against the field.
+    """
+    try:
+        return _parse_geometry(value)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, GEOSException) as error:
+        reason = str(error) or type(error).__name__
+        raise ValueError(f"not a geometry (WKT, WKB or GeoJSON): {reason}") from None
+
+
+def _parse_geometry(value: Any) -> BaseGeometry:
     if isinstance(value, BaseGeometry):
         return value
     if isinstance(value, bytes | bytearray | memoryview):

@@ -361,3 +361,11 @@ def organisations_of(conn: Connection, usernames: set[str]) -> dict[str, str | N
         )
     )
     return {r.username: r.organisation_id for r in rows}
+
+
+def members_of(conn: Connection, organisation_id: str | None) -> list[str]:
+    """Usernames of an organisation's accounts."""
+    if organisation_id is None:
+        return []
+    query = select(account.c.username).where(account.c.organisation_id == organisation_id)
+    return list(conn.scalars(query))

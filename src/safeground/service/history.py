@@ -50,7 +50,7 @@ def history(register: Register, record_id: str, include_personal: bool = False) 
                 entry.diff[name] = (mask(old), mask(new))
     changes = []
     if reports[0].record_type == "hazardous_area":
-        with register.store.begin() as conn:
+        with register.store.read() as conn:
             rows = conn.execute(
                 select(hazard_change)
                 .where(hazard_change.c.hazard_id == record_id)

@@ -44,7 +44,13 @@ from safeground.service.projection import (
     rebuild_records,
     write_hazards,
 )
-from safeground.storage.reportlog import insert_reports, load_report, load_reports, update_report
+from safeground.storage.reportlog import (
+    insert_reports,
+    load_report,
+    load_reports,
+    rewrite_draft,
+    update_report,
+)
 from safeground.storage.rows import chunked_in
 from safeground.storage.schema import record_tables, report, victim_personal
 from safeground.storage.store import Store, open_store
@@ -190,51 +196,96 @@ class Register:
 
     # -- workflow ---------------------------------------------------------------------------
 
-    def submit(self, user: str, report_id: int) -> Report:
+    def submit(self, user: str, report_id: int, conn: Connection | None = None) -> Report:
         """Submit a draft for review, after running the approval checks on it."""
-        with self.store.begin() as conn:
-            rep = self._load(conn, report_id)
-            if rep.status is not ReportStatus.DRAFT:
-                raise WorkflowError(f"report {report_id} is {rep.status}, not a draft")
-            if rep.author != user:
-                raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
-            update_report(conn, report_id, status=ReportStatus.SUBMITTED, submitted_at=now())
-            rep.status = ReportStatus.SUBMITTED
-            # The author learns of problems now rather than at review; nothing of the trial lands.
-            trial = conn.begin_nested()
-            try:
-                self._approve_in(conn, [copy.copy(rep)], user)
-            finally:
-                trial.rollback()
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.submit(user, report_id, conn)
+        rep = self._load(conn, report_id)
+        if rep.status is not ReportStatus.DRAFT:
+            raise WorkflowError(f"report {report_id} is {rep.status}, not a draft")
+        if rep.author != user:
+            raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
+        update_report(conn, report_id, status=ReportStatus.SUBMITTED, submitted_at=now())
+        rep.status = ReportStatus.SUBMITTED
+        # The author learns of problems now rather than at review; nothing of the trial lands.
+        trial = conn.begin_nested()
+        try:
+            self._approve_in(conn, [copy.copy(rep)], user)
+        finally:
+            trial.rollback()
         return rep
 
-    def approve(self, user: str, report_ids: list[int], reason: str | None = None) -> Approval:
-        with self.store.begin() as conn:
-            reports = [self._load(conn, i) for i in report_ids]
-            for rep in reports:
-                if rep.status is not ReportStatus.SUBMITTED:
-                    raise WorkflowError(
-                        f"report {rep.report_id} is {rep.status}: only a submitted report "
-                        "can be approved"
-                    )
-            return self._approve_in(conn, reports, user, reason=reason)
+    def edit(
+        self,
+        user: str,
+        report_id: int,
+        changes: dict[str, Any] | None = None,
+        date_of_information: date | None = None,
+        reason: str | None = None,
+        conn: Connection | None = None,
+    ) -> Report:
+        """Revise one's own draft: its changes, date of information or reason, validated anew."""
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.edit(user, report_id, changes, date_of_information, reason, conn)
+        rep = self._load(conn, report_id)
+        if rep.status is not ReportStatus.DRAFT:
+            raise WorkflowError(f"report {report_id} is {rep.status}: only a draft can be edited")
+        if rep.author != user:
+            raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
+        item = Submission(
+            rep.record_type,
+            rep.changes if changes is None else changes,
+            date_of_information or rep.date_of_information,
+            record_id=None if rep.operation is Operation.CREATE else rep.record_id,
+            operation=rep.operation,
+            reason=rep.reason if reason is None else reason,
+        )
+        revised = self._new_report(user, item, rep.record_id)
+        revised.report_id, revised.created_at = rep.report_id, rep.created_at
+        rewrite_draft(conn, revised)
+        return revised
 
-    def reject(self, user: str, report_id: int, reason: str) -> Report:
+    def approve(
+        self,
+        user: str,
+        report_ids: list[int],
+        reason: str | None = None,
+        conn: Connection | None = None,
+    ) -> Approval:
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.approve(user, report_ids, reason, conn)
+        reports = [self._load(conn, i) for i in report_ids]
+        for rep in reports:
+            if rep.status is not ReportStatus.SUBMITTED:
+                raise WorkflowError(
+                    f"report {rep.report_id} is {rep.status}: only a submitted report "
+                    "can be approved"
+                )
+        return self._approve_in(conn, reports, user, reason=reason)
+
+    def reject(
+        self, user: str, report_id: int, reason: str, conn: Connection | None = None
+    ) -> Report:
         if not reason.strip():
             raise ValidationFailed([Problem("reason", "say why the report is rejected")])
-        with self.store.begin() as conn:
-            rep = self._load(conn, report_id)
-            if rep.status is not ReportStatus.SUBMITTED:
-                raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
-            update_report(
-                conn,
-                report_id,
-                status=ReportStatus.REJECTED,
-                reviewed_by=user,
-                reviewed_at=now(),
-                review_reason=reason,
-            )
-            rep.status = ReportStatus.REJECTED
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.reject(user, report_id, reason, conn)
+        rep = self._load(conn, report_id)
+        if rep.status is not ReportStatus.SUBMITTED:
+            raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
+        update_report(
+            conn,
+            report_id,
+            status=ReportStatus.REJECTED,
+            reviewed_by=user,
+            reviewed_at=now(),
+            review_reason=reason,
+        )
+        rep.status = ReportStatus.REJECTED
         return rep
 
     def file(
@@ -318,7 +369,7 @@ class Register:
 
     def get(self, record_id: str, include_personal: bool = False) -> dict[str, Any]:
         """The current view of a record, with ``record_type``."""
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             record_type = self.record_type_of(conn, record_id)
             table = record_tables[record_type]
             row = conn.execute(select(table).where(table.c.record_id == record_id)).first()
@@ -343,14 +394,14 @@ class Register:
         return str(found)
 
     def reports(self, record_id: str, include_personal: bool = False) -> list[Report]:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             found = load_reports(conn, [record_id], include_personal).get(record_id)
         if not found:
             raise NotFound(f"no record {record_id}")
         return found
 
     def pending(self, status: ReportStatus = ReportStatus.SUBMITTED) -> list[Report]:
-        with self.store.begin() as conn:
+        with self.store.read() as conn:
             record_ids = conn.scalars(
                 select(report.c.record_id).where(report.c.status == status).distinct()
             ).all()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
@@ -66,6 +66,31 @@ def load_reports(
     return found
 
 
+def find_reports(
+    conn: Connection,
+    status: ReportStatus | None = None,
+    record_type: str | None = None,
+    visible_authors: list[str] | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    include_personal: bool = False,
+) -> list[Report]:
+    """A page of reports, newest first. ``visible_authors``: only approved reports and these
+    authors' others (an organisation's view of the queue)."""
+    query = select(report).order_by(report.c.report_id.desc()).limit(limit).offset(offset)
+    if status is not None:
+        query = query.where(report.c.status == status)
+    if record_type is not None:
+        query = query.where(report.c.record_type == record_type)
+    if visible_authors is not None:
+        query = query.where(
+            or_(report.c.status == ReportStatus.APPROVED, report.c.author.in_(visible_authors))
+        )
+    rows = conn.execute(query).all()
+    personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
+    return [_to_report(row, personal) for row in rows]
+
+
 def load_report(conn: Connection, report_id: int, include_personal: bool = False) -> Report | None:
     row = conn.execute(select(report).where(report.c.report_id == report_id)).first()
     if row is None:
@@ -81,6 +106,22 @@ def _personal(conn: Connection, report_ids: list[int]) -> dict[int, dict[str, An
         ):
             found[row.report_id] = row.changes
     return found
+
+
+def rewrite_draft(conn: Connection, rep: Report) -> None:
+    """Store a revised draft's changes, date and reason (personal fields apart, as on insert)."""
+    hidden = set(record_model(rep.record_type).personal_fields)
+    update_report(
+        conn,
+        rep.report_id,
+        changes={k: v for k, v in rep.changes.items() if k not in hidden},
+        date_of_information=rep.date_of_information,
+        reason=rep.reason,
+    )
+    conn.execute(report_personal.delete().where(report_personal.c.report_id == rep.report_id))
+    private = {k: v for k, v in rep.changes.items() if k in hidden}
+    if private:
+        conn.execute(report_personal.insert().values(report_id=rep.report_id, changes=private))
 
 
 def update_report(conn: Connection, report_id: int, **values: Any) -> None:

@@ -6,11 +6,13 @@ Errors the register raises become 4xx JSON answers of one shape, ``{"detail": ..
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from safeground.domain.access import AccessDenied, LoginRequired
 from safeground.domain.errors import (
@@ -53,7 +55,7 @@ def problem_response(
     status: int,
     detail: str,
     problems: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(
         {"detail": detail, "problems": problems or []}, status_code=status, headers=headers
@@ -84,6 +86,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     ]
     for kind, status in statuses:
         app.add_exception_handler(kind, _plain(status))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem_response(error.status_code, str(error.detail), headers=error.headers)
 
     @app.exception_handler(TooManyAttempts)
     async def too_many(_request: Request, error: TooManyAttempts) -> JSONResponse:

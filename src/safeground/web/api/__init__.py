@@ -2,7 +2,10 @@
 
 from fastapi import APIRouter
 
-from safeground.web.api import auth
+from safeground.web.api import auth, ledger, records, reports
 
 router = APIRouter(prefix="/api")
 router.include_router(auth.router)
+router.include_router(records.router)
+router.include_router(reports.router)
+router.include_router(ledger.router)

@@ -1,0 +1,284 @@
+"""Records: lists, current views, history, links and attachments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import func, or_, select
+
+from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound, Problem, ValidationFailed
+from safeground.domain.records import RECORD_TYPES, record_model
+from safeground.service import accounts
+from safeground.service import attachments as attachment_service
+from safeground.service.history import history as record_history
+from safeground.storage.schema import record_tables
+from safeground.web.api.views import (
+    check_record_visible,
+    record_json,
+    report_json,
+    visible_reports,
+)
+from safeground.web.deps import (
+    CurrentPrincipal,
+    client_address,
+    get_register,
+    get_settings,
+    require,
+)
+
+router = APIRouter(tags=["records"])
+
+# Query filters and the column each reads.
+FILTERS = {"admin_area": "admin_area_id", "operator": "organisation_id", "status": "status"}
+LINKED_PER_TYPE = 200
+
+
+class RecordPage(BaseModel):
+    record_type: str
+    total: int
+    limit: int
+    offset: int
+    items: list[dict[str, Any]]
+
+
+@router.get("/records", response_model=RecordPage)
+def list_records(
+    request: Request,
+    principal: CurrentPrincipal,
+    record_type: Annotated[str, Query(alias="type")] = "hazardous_area",
+    admin_area: str | None = None,
+    operator: str | None = None,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RecordPage:
+    """Current records of one type, filtered by admin area, operator (organisation) and status."""
+    model = record_model(record_type)
+    principal.require(principal.may_read_record(record_type, principal.organisation_id), "list")
+    table = record_tables[record_type]
+    conditions = []
+    wanted = {"admin_area": admin_area, "operator": operator, "status": status}
+    for name, value in wanted.items():
+        if value is None:
+            continue
+        if FILTERS[name] not in table.c:
+            raise ValidationFailed([Problem(name, f"{record_type} has no {FILTERS[name]}")])
+        conditions.append(table.c[FILTERS[name]] == value)
+    if principal.is_organisation_scoped and record_type == "task":
+        conditions.append(table.c.organisation_id == principal.organisation_id)
+    query = select(table).where(*conditions)
+    with get_register(request).store.read() as conn:
+        total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = conn.execute(query.order_by(table.c.record_id).limit(limit).offset(offset)).all()
+    items = [record_json({**r._mapping, "record_type": record_type}, principal) for r in rows]
+    return RecordPage(
+        record_type=model.record_type, total=total, limit=limit, offset=offset, items=items
+    )
+
+
+@router.get("/records/{record_id}")
+def get_record(request: Request, record_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+    """A record's current view, with ``record_type``; personal fields only for roles allowed."""
+    values = get_register(request).get(record_id, include_personal=principal.can_see_personal)
+    check_record_visible(principal, values)
+    return record_json(values, principal)
+
+
+@router.get("/records/{record_id}/history")
+def get_history(request: Request, record_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Every report of the record the principal may read: who, when, why, and what changed."""
+    register = get_register(request)
+    found = record_history(register, record_id, include_personal=principal.can_see_personal)
+    _check_type_visible(principal, found.record_type)
+    if found.record_type == "task" and principal.is_organisation_scoped:
+        check_record_visible(principal, register.get(record_id))
+    hidden = (
+        set()
+        if principal.can_see_personal
+        else set(record_model(found.record_type).personal_fields)
+    )
+    with register.store.read() as conn:
+        readable = {
+            r.report_id for r in visible_reports(conn, principal, [e.report for e in found.entries])
+        }
+    entries = [
+        {
+            **report_json(e.report, principal),
+            "diff": {
+                k: {"old": old, "new": new} for k, (old, new) in e.diff.items() if k not in hidden
+            },
+            "notice": e.notice,
+        }
+        for e in found.entries
+        if e.report.report_id in readable
+    ]
+    return {
+        "record_id": record_id,
+        "record_type": found.record_type,
+        "entries": _encoded(entries),
+        "status_changes": _encoded(found.changes),
+    }
+
+
+def _encoded(value: Any) -> Any:
+    return jsonable_encoder(value, custom_encoder={bytes: bytes.hex})
+
+
+def _check_type_visible(principal: Principal, record_type: str) -> None:
+    principal.require(principal.sees_records or record_type == "admin_area", f"read {record_type}")
+
+
+@router.get("/records/{record_id}/links")
+def get_links(request: Request, record_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Records this one names, records that name it, free links, and its attachments."""
+    register = get_register(request)
+    values = register.get(record_id)
+    check_record_visible(principal, values)
+    model = record_model(values["record_type"])
+    references = [
+        {"field": field, "record_type": target, "record_id": values.get(field)}
+        for field, target in model.references.items()
+        if isinstance(values.get(field), str)
+    ]
+    referenced_by: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    attachments: list[dict[str, Any]] = []
+    if not principal.sees_records:  # the public: an admin area's own references only
+        return {
+            "record_id": record_id,
+            "references": references,
+            "referenced_by": [],
+            "links": [],
+            "attachments": [],
+        }
+    with register.store.read() as conn:
+        for other_type, other in RECORD_TYPES.items():
+            table = record_tables[other_type]
+            for field, target in other.references.items():
+                if (
+                    target != values["record_type"]
+                    or field not in table.c
+                    or field.endswith("_ids")
+                ):
+                    continue
+                if other_type == "task" and principal.is_organisation_scoped:
+                    continue
+                query = (
+                    select(table.c.record_id)
+                    .where(table.c[field] == record_id)
+                    .order_by(table.c.record_id)
+                    .limit(LINKED_PER_TYPE)
+                )
+                referenced_by += [
+                    {"field": field, "record_type": other_type, "record_id": i}
+                    for i in conn.scalars(query)
+                ]
+        link = record_tables["link"]
+        for row in conn.execute(
+            select(link).where(or_(link.c.from_id == record_id, link.c.to_id == record_id))
+        ):
+            links.append(
+                {
+                    "link_id": row.record_id,
+                    "from_id": row.from_id,
+                    "to_id": row.to_id,
+                    "relation": row.relation,
+                }
+            )
+        attachment = record_tables["attachment"]
+        for row in conn.execute(
+            select(attachment)
+            .where(attachment.c.target_id == record_id)
+            .order_by(attachment.c.record_id)
+        ):
+            attachments.append(
+                {
+                    "record_id": row.record_id,
+                    "filename": row.filename,
+                    "media_type": row.media_type,
+                    "size_bytes": row.size_bytes,
+                    "sha256": row.sha256,
+                    "caption": row.caption,
+                    "content_url": f"/api/attachments/{row.record_id}/content",
+                }
+            )
+    return {
+        "record_id": record_id,
+        "references": references,
+        "referenced_by": referenced_by,
+        "links": links,
+        "attachments": attachments,
+    }
+
+
+class Attached(BaseModel):
+    record_id: str
+    report_id: int
+    status: str
+    sha256: str
+    size_bytes: int
+
+
+Drafter = Annotated[Principal, Depends(require(lambda p: p.can_draft, "attach files"))]
+
+
+@router.post("/records/{record_id}/attachments", status_code=201, response_model=Attached)
+def add_attachment(
+    request: Request,
+    record_id: str,
+    principal: Drafter,
+    file: Annotated[UploadFile, File(description="The photo or scanned form")],
+    caption: Annotated[str | None, Form()] = None,
+) -> Attached:
+    """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it."""
+    limit = get_settings(request).max_upload_bytes
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise HTTPException(413, f"the file is larger than {limit:,} bytes")
+    register = get_register(request)
+    check_record_visible(principal, register.get(record_id))
+    assert principal.username is not None
+    with register.store.begin() as conn:
+        done = attachment_service.attach(
+            register,
+            conn,
+            principal.username,
+            record_id,
+            file.filename or "upload",
+            content,
+            caption,
+            file.content_type,
+            approve=principal.can_approve,
+        )
+        accounts.audit(
+            conn,
+            principal.username,
+            "attachment.add",
+            done.record_id,
+            {"target_id": record_id, "sha256": done.sha256, "report_id": done.report_id},
+            client_address(request),
+        )
+    return Attached(
+        record_id=done.record_id,
+        report_id=done.report_id,
+        status=done.status,
+        sha256=done.sha256,
+        size_bytes=done.size_bytes,
+    )
+
+
+@router.get("/attachments/{record_id}/content", response_class=Response)
+def attachment_content(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
+    register = get_register(request)
+    values = register.get(record_id)
+    if values["record_type"] != "attachment":
+        raise NotFound(f"{record_id} is not an attachment")
+    principal.require(principal.sees_records, "download attachments")
+    with register.store.read() as conn:
+        data = attachment_service.content(conn, values["sha256"])
+    return Response(data, media_type=values["media_type"] or "application/octet-stream")

@@ -1,0 +1,207 @@
+"""Reports and the approval workflow: draft, edit, submit, approve, reject.
+
+Each write lands with its audit entry in one transaction: the register's change and the record
+of who made it are never apart.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection
+
+from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound
+from safeground.domain.reports import Operation, Report, ReportStatus
+from safeground.service import accounts
+from safeground.service.register import Register, Submission
+from safeground.storage.reportlog import find_reports, load_report
+from safeground.web.api.views import check_record_visible, check_report_visible, report_json
+from safeground.web.deps import client_address, get_register, require
+
+router = APIRouter(tags=["reports"])
+
+Drafter = Annotated[Principal, Depends(require(lambda p: p.can_draft, "draft reports"))]
+Reviewer = Annotated[
+    Principal, Depends(require(lambda p: p.can_approve, "approve or reject reports"))
+]
+Reader = Annotated[Principal, Depends(require(lambda p: p.sees_records, "read reports"))]
+
+
+class NewReport(BaseModel):
+    record_type: str = Field(examples=["hazardous_area"])
+    changes: dict[str, Any] = Field(
+        description="Field values; geometries as GeoJSON geometry objects in WGS84"
+    )
+    date_of_information: date
+    record_id: str | None = Field(None, description="The record to update or retire")
+    operation: Operation | None = None
+    reason: str | None = None
+
+
+class DraftEdit(BaseModel):
+    changes: dict[str, Any] | None = None
+    date_of_information: date | None = None
+    reason: str | None = None
+
+
+class Approve(BaseModel):
+    reason: str | None = None
+
+
+class Reject(BaseModel):
+    reason: str = Field(min_length=1, description="Why: the author reads it")
+
+
+def _username(principal: Principal) -> str:
+    assert principal.username is not None  # the require() dependencies ensure it
+    return principal.username
+
+
+def _loaded(conn: Connection, principal: Principal, report_id: int) -> Report:
+    rep = load_report(conn, report_id, include_personal=principal.can_see_personal)
+    if rep is None:
+        raise NotFound(f"no report {report_id}")
+    check_report_visible(conn, principal, rep)
+    return rep
+
+
+def _audit(
+    conn: Connection,
+    request: Request,
+    principal: Principal,
+    action: str,
+    rep: Report,
+    **detail: Any,
+) -> None:
+    accounts.audit(
+        conn,
+        principal.username,
+        action,
+        f"report {rep.report_id}",
+        {"record_id": rep.record_id, **detail},
+        client_address(request),
+    )
+
+
+@router.get("/reports")
+def list_reports(
+    request: Request,
+    principal: Reader,
+    status: ReportStatus | None = None,
+    record_type: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Reports, newest first; data entry staff see their organisation's and approved ones."""
+    with get_register(request).store.read() as conn:
+        authors = (
+            accounts.members_of(conn, principal.organisation_id)
+            if principal.is_organisation_scoped
+            else None
+        )
+        found = find_reports(
+            conn, status, record_type, authors, limit, offset, principal.can_see_personal
+        )
+    return {
+        "limit": limit,
+        "offset": offset,
+        "items": [report_json(r, principal) for r in found],
+    }
+
+
+@router.get("/reports/{report_id}")
+def get_report(request: Request, report_id: int, principal: Reader) -> dict[str, Any]:
+    with get_register(request).store.read() as conn:
+        return report_json(_loaded(conn, principal, report_id), principal)
+
+
+def _check_may_file(register: Register, principal: Principal, body: NewReport) -> None:
+    """Data entry may touch only its own organisation's tasks."""
+    if body.record_type != "task" or not principal.is_organisation_scoped:
+        return
+    if body.record_id is not None:
+        check_record_visible(principal, register.get(body.record_id))
+    elif body.changes.get("organisation_id") != principal.organisation_id:
+        principal.require(False, "plan tasks for another organisation")
+
+
+@router.post("/reports", status_code=201)
+def create_report(request: Request, body: NewReport, principal: Drafter) -> dict[str, Any]:
+    """A new draft report; the register's field rules run now, its approval rules at submit."""
+    register = get_register(request)
+    _check_may_file(register, principal, body)
+    item = Submission(
+        body.record_type,
+        body.changes,
+        body.date_of_information,
+        record_id=body.record_id,
+        operation=body.operation,
+        reason=body.reason,
+    )
+    with register.store.begin() as conn:
+        (rep,) = register.draft(_username(principal), [item], conn=conn)
+        _audit(conn, request, principal, "report.draft", rep, record_type=rep.record_type)
+    return report_json(rep, principal)
+
+
+@router.patch("/reports/{report_id}")
+def edit_report(
+    request: Request, report_id: int, body: DraftEdit, principal: Drafter
+) -> dict[str, Any]:
+    """Revise one's own draft."""
+    register = get_register(request)
+    with register.store.begin() as conn:
+        _loaded(conn, principal, report_id)
+        rep = register.edit(
+            _username(principal),
+            report_id,
+            body.changes,
+            body.date_of_information,
+            body.reason,
+            conn=conn,
+        )
+        _audit(conn, request, principal, "report.edit", rep)
+    return report_json(rep, principal)
+
+
+@router.post("/reports/{report_id}/submit")
+def submit_report(request: Request, report_id: int, principal: Drafter) -> dict[str, Any]:
+    """Submit one's draft for review; the approval checks run now (422 with their problems)."""
+    register = get_register(request)
+    with register.store.begin() as conn:
+        _loaded(conn, principal, report_id)
+        rep = register.submit(_username(principal), report_id, conn=conn)
+        _audit(conn, request, principal, "report.submit", rep)
+    return report_json(rep, principal)
+
+
+@router.post("/reports/{report_id}/approve")
+def approve_report(
+    request: Request, report_id: int, principal: Reviewer, body: Approve | None = None
+) -> dict[str, Any]:
+    """Approve a submitted report: the register, the ledger and the map change now."""
+    register = get_register(request)
+    reason = body.reason if body else None
+    with register.store.begin() as conn:
+        rep = _loaded(conn, principal, report_id)
+        approval = register.approve(_username(principal), [report_id], reason, conn=conn)
+        _audit(conn, request, principal, "report.approve", rep, reason=reason)
+        approved = _loaded(conn, principal, report_id)
+    return {**report_json(approved, principal), "notices": approval.notices}
+
+
+@router.post("/reports/{report_id}/reject")
+def reject_report(
+    request: Request, report_id: int, body: Reject, principal: Reviewer
+) -> dict[str, Any]:
+    register = get_register(request)
+    with register.store.begin() as conn:
+        _loaded(conn, principal, report_id)
+        register.reject(_username(principal), report_id, body.reason, conn=conn)
+        rep = _loaded(conn, principal, report_id)
+        _audit(conn, request, principal, "report.reject", rep, reason=body.reason)
+    return report_json(rep, principal)

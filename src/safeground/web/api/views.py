@@ -1,0 +1,102 @@
+"""JSON views of records and reports for the API: geometry as GeoJSON, personal data only for
+roles allowed to see it, organisation scoping applied."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import shapely
+from fastapi.encoders import jsonable_encoder
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection
+
+from safeground.domain.access import Principal
+from safeground.domain.geometry import parse_geometry
+from safeground.domain.records import Record, record_model
+from safeground.domain.reports import Report
+from safeground.service import accounts
+from safeground.storage.schema import unwrap
+
+HIDDEN_COLUMNS = frozenset({"fid"})
+
+
+@cache
+def geometry_fields(model: type[Record]) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if isinstance(unwrap(info.annotation), type)
+        and issubclass(unwrap(info.annotation), BaseGeometry)
+    )
+
+
+def geojson(value: Any) -> Any:
+    """A stored geometry (shapely, WKT or hex WKB) as a GeoJSON geometry object."""
+    if value is None:
+        return None
+    geom = value if isinstance(value, BaseGeometry) else parse_geometry(value)
+    return mapping(shapely.force_2d(geom))
+
+
+def values_json(model: type[Record], values: dict[str, Any], personal: bool) -> dict[str, Any]:
+    """Field values for output: geometries as GeoJSON; personal fields dropped unless allowed."""
+    spatial = geometry_fields(model)
+    hidden = set() if personal else set(model.personal_fields)
+    out = {
+        k: geojson(v) if k in spatial else v
+        for k, v in values.items()
+        if k not in HIDDEN_COLUMNS and k not in hidden
+    }
+    return dict(jsonable_encoder(out))
+
+
+def record_json(values: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    model = record_model(values["record_type"])
+    return values_json(model, values, principal.can_see_personal)
+
+
+def report_json(rep: Report, principal: Principal) -> dict[str, Any]:
+    model = record_model(rep.record_type)
+    return {
+        "report_id": rep.report_id,
+        "record_id": rep.record_id,
+        "record_type": rep.record_type,
+        "operation": rep.operation,
+        "status": rep.status,
+        "date_of_information": rep.date_of_information.isoformat(),
+        "changes": values_json(model, rep.changes, principal.can_see_personal),
+        "author": rep.author,
+        "reason": rep.reason,
+        "created_at": _iso(rep.created_at),
+        "submitted_at": _iso(rep.submitted_at),
+        "reviewed_by": rep.reviewed_by,
+        "reviewed_at": _iso(rep.reviewed_at),
+        "review_reason": rep.review_reason,
+        "approval_seq": rep.approval_seq,
+        "source": rep.source,
+    }
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def visible_reports(conn: Connection, principal: Principal, reports: list[Report]) -> list[Report]:
+    """The reports the principal may read (organisation scoping for data entry)."""
+    if not principal.is_organisation_scoped:
+        return [r for r in reports if principal.may_read_report(r.status, None)]
+    organisations = accounts.organisations_of(conn, {r.author for r in reports})
+    return [r for r in reports if principal.may_read_report(r.status, organisations.get(r.author))]
+
+
+def check_report_visible(conn: Connection, principal: Principal, rep: Report) -> None:
+    if not visible_reports(conn, principal, [rep]):
+        principal.require(False, f"read report {rep.report_id}")
+
+
+def check_record_visible(principal: Principal, values: dict[str, Any]) -> None:
+    record_type = values["record_type"]
+    if not principal.may_read_record(record_type, values.get("organisation_id")):
+        principal.require(False, f"read this {record_type}")

@@ -1,0 +1,506 @@
+"""The REST API, endpoint by endpoint and role by role, on GeoPackage and PostGIS."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from safeground.storage.schema import audit_log, blob, record_tables, report
+from tests.web.conftest import PASSWORD
+
+
+def _audit(scenario, action: str) -> list[dict]:
+    with scenario.register.store.read() as conn:
+        rows = conn.execute(select(audit_log).where(audit_log.c.action == action))
+        return [dict(r._mapping) for r in rows]
+
+
+# -- who am I, login, logout --------------------------------------------------------------------
+
+
+def test_me_for_each_role(client, login):
+    assert client.get("/api/me").json()["role"] == "public"
+    for username, role in [
+        ("clerk", "data_entry"),
+        ("reviewer", "reviewer"),
+        ("officer", "im_officer"),
+        ("admin", "admin"),
+    ]:
+        me = login(username).get("/api/me").json()
+        assert (me["username"], me["role"]) == (username, role)
+        assert me["csrf_token"]
+
+
+def test_login_sets_secure_cookies_and_logout_ends_the_session(client, scenario):
+    response = client.post("/api/login", data={"username": "officer", "password": PASSWORD})
+    assert response.status_code == 200
+    cookie = response.headers.get_list("set-cookie")
+    session_cookie = next(c for c in cookie if c.startswith("safeground_session="))
+    assert "HttpOnly" in session_cookie and "SameSite=lax" in session_cookie
+    assert any(c.startswith("safeground_csrf=") for c in cookie)
+    csrf = response.json()["csrf_token"]
+    assert client.get("/api/me").json()["username"] == "officer"
+    assert client.post("/api/logout").status_code == 403  # no CSRF token
+    assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get("/api/me").json()["role"] == "public"
+    assert _audit(scenario, "logout")[0]["username"] == "officer"
+
+
+def test_a_stolen_session_id_is_useless_after_logout(app, login):
+    from fastapi.testclient import TestClient
+
+    officer = login("officer")
+    session_id = officer.cookies.get("safeground_session")
+    assert officer.post("/api/logout").status_code == 204
+    thief = TestClient(app, cookies={"safeground_session": session_id})
+    assert thief.get("/api/me").json()["role"] == "public"
+
+
+def test_wrong_password_is_401_and_audited(client, scenario):
+    response = client.post("/api/login", json={"username": "clerk", "password": "nope"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "wrong username or password", "problems": []}
+    assert [r["username"] for r in _audit(scenario, "login.failed")] == ["clerk"]
+
+
+def test_login_is_rate_limited_per_username_and_client(client, scenario):
+    for _ in range(scenario.settings.login_attempts):
+        assert (
+            client.post("/api/login", json={"username": "clerk", "password": "x"}).status_code
+            == 401
+        )
+    blocked = client.post("/api/login", json={"username": "clerk", "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked.headers["Retry-After"]) <= scenario.settings.login_window_s + 1
+    # another username from the same client is not blocked
+    assert (
+        client.post("/api/login", json={"username": "officer", "password": PASSWORD}).status_code
+        == 200
+    )
+
+
+def test_login_needs_username_and_password(client):
+    response = client.post("/api/login", json={"username": "clerk"})
+    assert response.status_code == 422
+    assert response.json()["problems"]
+
+
+def test_a_role_change_takes_effect_on_the_next_request(login, scenario):
+    from safeground.service import accounts
+
+    clerk = login("clerk")
+    assert clerk.get("/api/me").json()["can_approve"] is False
+    with scenario.register.store.begin() as conn:
+        accounts.set_role(conn, "clerk", "reviewer", by="admin")
+    assert clerk.get("/api/me").json()["can_approve"] is True
+
+
+# -- CSRF and tokens ----------------------------------------------------------------------------
+
+
+def test_csrf_is_required_for_cookie_sessions_but_not_for_bearer_tokens(app, login, draft_hazard):
+    from fastapi.testclient import TestClient
+
+    clerk = login("clerk")
+    body = {
+        "record_type": "organisation",
+        "date_of_information": "2022-01-01",
+        "changes": {"name": "X"},
+    }
+    no_token = TestClient(app, cookies=dict(clerk.cookies))
+    refused = no_token.post("/api/reports", json=body)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    wrong = no_token.post("/api/reports", json=body, headers={"X-CSRF-Token": "0" * 64})
+    assert wrong.status_code == 403
+    assert no_token.get("/api/reports").status_code == 200  # reading needs no token
+
+    token = clerk.post("/api/tokens", json={"label": "script"})
+    assert token.status_code == 201
+    secret = token.json()["token"]
+    script = TestClient(app, headers={"Authorization": f"Bearer {secret}"})
+    assert script.get("/api/me").json()["username"] == "clerk"
+    assert script.post("/api/reports", json=body).status_code == 201
+    assert clerk.delete(f"/api/tokens/{token.json()['token_id']}").status_code == 204
+    assert script.get("/api/me").status_code == 401
+
+
+def test_tokens_are_stored_hashed_and_only_their_owner_revokes_them(login, scenario):
+    from safeground.storage.schema import api_token
+
+    created = login("clerk").post("/api/tokens").json()
+    with scenario.register.store.read() as conn:
+        stored = conn.execute(select(api_token.c.token_hash)).scalars().all()
+    assert created["token"] not in stored and len(stored) == 1
+    assert login("clerk2").delete(f"/api/tokens/{created['token_id']}").status_code == 403
+    assert login("admin").delete(f"/api/tokens/{created['token_id']}").status_code == 204
+    assert login("admin").delete("/api/tokens/999").status_code == 404
+
+
+def test_anonymous_cannot_create_tokens(client):
+    assert client.post("/api/tokens").status_code == 401
+
+
+# -- records ------------------------------------------------------------------------------------
+
+
+def test_public_sees_no_records_but_admin_areas_and_the_ledger(client, scenario):
+    assert client.get("/api/records").status_code == 401
+    assert client.get(f"/api/records/{scenario.hazard}").status_code == 401
+    assert client.get(f"/api/records/{scenario.hazard}/history").status_code == 401
+    assert client.get(f"/api/records/{scenario.victim}").status_code == 401
+    assert client.get("/api/reports").status_code == 401
+    assert client.get("/api/records?type=admin_area").status_code == 200
+    ledger = client.get("/api/ledger?by=classification")
+    assert ledger.status_code == 200
+    assert ledger.json()["rows"][0]["hazards"] == 1
+
+
+def test_records_list_and_filters(login, scenario):
+    officer = login("officer")
+    page = officer.get("/api/records?type=hazardous_area").json()
+    assert page["total"] == 1
+    hazard = page["items"][0]
+    assert hazard["record_id"] == scenario.hazard
+    assert hazard["geometry"]["type"] == "Polygon"
+    assert hazard["remaining_m2"] > 0
+    assert officer.get("/api/records?type=hazardous_area&status=closed").json()["total"] == 0
+    assert (
+        officer.get(f"/api/records?type=task&operator={scenario.orgs['alpha']}").json()["total"]
+        == 1
+    )
+    bad = officer.get("/api/records?type=organisation&status=open")
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "status"
+    unknown = officer.get("/api/records?type=bunker")
+    assert unknown.status_code == 422 and unknown.json()["problems"][0]["field"] == "record_type"
+    assert officer.get("/api/records?limit=0").status_code == 422
+
+
+def test_data_entry_sees_only_its_organisations_tasks(login, scenario):
+    clerk = login("clerk")
+    tasks = clerk.get("/api/records?type=task").json()
+    assert [t["record_id"] for t in tasks["items"]] == [scenario.tasks["alpha"]]
+    assert clerk.get(f"/api/records/{scenario.tasks['alpha']}").status_code == 200
+    assert clerk.get(f"/api/records/{scenario.tasks['beta']}").status_code == 403
+    assert clerk.get(f"/api/records/{scenario.tasks['beta']}/history").status_code == 403
+    assert login("reviewer").get(f"/api/records/{scenario.tasks['beta']}").status_code == 200
+
+
+def test_victims_names_only_for_im_officer_and_admin(login, scenario):
+    for username in ("clerk", "reviewer"):
+        session = login(username)
+        victim = session.get(f"/api/records/{scenario.victim}").json()
+        assert "name" not in victim and "phone" not in victim
+        assert victim["outcome"] == "injured"
+        history = session.get(f"/api/records/{scenario.victim}/history").text
+        assert "Leyla" not in history and "Mammadova" not in history and "+994" not in history
+        reports = session.get("/api/reports?record_type=victim").text
+        assert "Leyla" not in reports
+    for username in ("officer", "admin"):
+        session = login(username)
+        assert session.get(f"/api/records/{scenario.victim}").json()["name"] == "Leyla Mammadova"
+        history = session.get(f"/api/records/{scenario.victim}/history").json()
+        assert history["entries"][0]["changes"]["name"] == "Leyla Mammadova"
+
+
+def test_record_history_and_links(login, scenario):
+    officer = login("officer")
+    history = officer.get(f"/api/records/{scenario.hazard}/history").json()
+    assert history["record_type"] == "hazardous_area"
+    (entry,) = history["entries"]
+    assert entry["status"] == "approved" and entry["author"] == "im"
+    assert entry["changes"]["geometry"]["type"] == "Polygon"
+    links = officer.get(f"/api/records/{scenario.hazard}/links").json()
+    linked = {(r["record_type"], r["record_id"]) for r in links["referenced_by"]}
+    assert ("accident", scenario.accident) not in linked  # the accident names no hazard
+    assert ("task", scenario.tasks["alpha"]) in linked and (
+        "task",
+        scenario.tasks["beta"],
+    ) in linked
+    victim_links = officer.get(f"/api/records/{scenario.victim}/links").json()
+    assert victim_links["references"] == [
+        {"field": "accident_id", "record_type": "accident", "record_id": scenario.accident}
+    ]
+
+
+def test_unknown_record_is_404(login):
+    response = login("officer").get("/api/records/AZ-HA-2099-00001")
+    assert response.status_code == 404
+    assert response.json()["problems"] == []
+
+
+# -- reports and the workflow -------------------------------------------------------------------
+
+
+def test_draft_submit_approve_updates_the_register_and_is_audited(login, draft_hazard, scenario):
+    draft = draft_hazard("clerk")
+    assert draft["status"] == "draft" and draft["author"] == "clerk"
+    assert draft["changes"]["geometry"]["type"] == "Polygon"
+    clerk = login("clerk")
+    edited = clerk.patch(f"/api/reports/{draft['report_id']}", json={"reason": "from the field"})
+    assert edited.status_code == 200 and edited.json()["reason"] == "from the field"
+    submitted = clerk.post(f"/api/reports/{draft['report_id']}/submit")
+    assert submitted.json()["status"] == "submitted"
+
+    assert clerk.post(f"/api/reports/{draft['report_id']}/approve").status_code == 403
+    officer = login("officer")
+    approved = officer.post(
+        f"/api/reports/{draft['report_id']}/approve", json={"reason": "checked"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+    assert approved.json()["reviewed_by"] == "officer"
+    record = officer.get(f"/api/records/{draft['record_id']}").json()
+    assert record["name"] == "Orchard" and record["remaining_m2"] > 900_000
+    again = officer.post(f"/api/reports/{draft['report_id']}/approve")
+    assert again.status_code == 409
+    actions = {
+        a: _audit(scenario, a)
+        for a in ("report.draft", "report.edit", "report.submit", "report.approve")
+    }
+    assert [r["username"] for r in actions["report.approve"]] == ["officer"]
+    assert all(len(rows) == 1 for rows in actions.values())
+    assert actions["report.approve"][0]["detail"]["record_id"] == draft["record_id"]
+
+
+def test_reject_needs_a_reason_and_a_reviewer(login, draft_hazard):
+    draft = draft_hazard("clerk", submit=True)
+    reviewer = login("reviewer")
+    no_reason = reviewer.post(f"/api/reports/{draft['report_id']}/reject", json={"reason": ""})
+    assert no_reason.status_code == 422
+    assert no_reason.json()["problems"][0]["field"] == "reason"
+    assert (
+        login("clerk")
+        .post(f"/api/reports/{draft['report_id']}/reject", json={"reason": "x"})
+        .status_code
+        == 403
+    )
+    rejected = reviewer.post(
+        f"/api/reports/{draft['report_id']}/reject", json={"reason": "wrong place"}
+    )
+    assert rejected.status_code == 200
+    assert (
+        rejected.json()["status"] == "rejected"
+        and rejected.json()["review_reason"] == "wrong place"
+    )
+
+
+def test_data_entry_cannot_read_or_touch_another_organisations_drafts(login, draft_hazard):
+    draft = draft_hazard("clerk")
+    other = login("clerk2")
+    assert other.get(f"/api/reports/{draft['report_id']}").status_code == 403
+    assert draft["report_id"] not in [
+        r["report_id"] for r in other.get("/api/reports").json()["items"]
+    ]
+    assert (
+        other.patch(f"/api/reports/{draft['report_id']}", json={"reason": "x"}).status_code == 403
+    )
+    assert other.post(f"/api/reports/{draft['report_id']}/submit").status_code == 403
+    # a colleague of the same organisation reads it; the reviewer (national) too
+    assert login("reviewer").get(f"/api/reports/{draft['report_id']}").status_code == 200
+    listed = login("clerk").get("/api/reports?status=draft").json()["items"]
+    assert [r["report_id"] for r in listed] == [draft["report_id"]]
+
+
+def test_data_entry_cannot_plan_tasks_for_another_organisation(login, scenario):
+    body = {
+        "record_type": "task",
+        "date_of_information": "2022-01-01",
+        "changes": {
+            "hazard_id": scenario.hazard,
+            "activity_type": "ts",
+            "organisation_id": scenario.orgs["beta"],
+        },
+    }
+    assert login("clerk").post("/api/reports", json=body).status_code == 403
+    body["changes"]["organisation_id"] = scenario.orgs["alpha"]
+    assert login("clerk").post("/api/reports", json=body).status_code == 201
+    update = {
+        "record_type": "task",
+        "record_id": scenario.tasks["beta"],
+        "date_of_information": "2022-01-01",
+        "changes": {"priority": 1},
+    }
+    assert login("clerk").post("/api/reports", json=update).status_code == 403
+
+
+def test_someone_elses_draft_cannot_be_submitted_is_409(login, scenario):
+    reviewer = login("reviewer")
+    body = {
+        "record_type": "organisation",
+        "date_of_information": "2022-01-01",
+        "changes": {"name": "Y"},
+    }
+    draft = reviewer.post("/api/reports", json=body).json()
+    assert login("officer").post(f"/api/reports/{draft['report_id']}/submit").status_code == 409
+
+
+def test_bad_geometry_and_wrong_types_are_422_naming_the_field_and_write_nothing(login, scenario):
+    clerk = login("clerk")
+    with scenario.register.store.read() as conn:
+        before = conn.execute(select(report.c.report_id)).all()
+    cases = [
+        (
+            {
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]],
+                }
+            },
+            "geometry",
+            "Self-intersection",
+        ),
+        ({"geometry": {"type": "Polygon"}}, "geometry", "not a geometry"),
+        ({"geometry": {"type": "Point", "coordinates": [500000, 4400000]}}, "geometry", "WGS84"),
+        ({"reliability": "very"}, "reliability", ""),
+        ({"classification": "dangerous"}, "classification", ""),
+    ]
+    for changes, field, words in cases:
+        response = clerk.post(
+            "/api/reports",
+            json={
+                "record_type": "hazardous_area",
+                "date_of_information": "2022-01-01",
+                "changes": changes,
+            },
+        )
+        assert response.status_code == 422, (changes, response.text)
+        problems = response.json()["problems"]
+        assert any(p["field"] == field and words in p["message"] for p in problems), problems
+    wrong_date = clerk.post(
+        "/api/reports",
+        json={"record_type": "organisation", "date_of_information": "soon", "changes": {}},
+    )
+    assert wrong_date.status_code == 422
+    assert wrong_date.json()["problems"][0]["field"] == "date_of_information"
+    with scenario.register.store.read() as conn:
+        assert conn.execute(select(report.c.report_id)).all() == before
+    assert _audit(scenario, "report.draft") == []
+
+
+def test_a_rule_violation_at_submit_is_422_and_leaves_the_draft_a_draft(login, scenario):
+    clerk = login("clerk")
+    body = {
+        "record_type": "eo_item",
+        "date_of_information": "2022-01-01",
+        "changes": {
+            "category": "ap_mine",
+            "hazard_id": "AZ-HA-2099-00009",
+            "geometry": {"type": "Point", "coordinates": [46.9, 39.9]},
+        },
+    }
+    draft = clerk.post("/api/reports", json=body)
+    assert draft.status_code == 201, draft.text
+    report_id = draft.json()["report_id"]
+    refused = clerk.post(f"/api/reports/{report_id}/submit")
+    assert refused.status_code == 422
+    assert any(p["field"] == "hazard_id" for p in refused.json()["problems"])
+    assert clerk.get(f"/api/reports/{report_id}").json()["status"] == "draft"
+    assert _audit(scenario, "report.submit") == []
+
+
+def test_unknown_report_is_404(login):
+    assert login("officer").get("/api/reports/99999").status_code == 404
+    assert login("officer").post("/api/reports/99999/approve").status_code == 404
+
+
+# -- attachments --------------------------------------------------------------------------------
+
+
+def test_attachments_are_kept_with_their_sha256_and_listed(login, scenario):
+    import hashlib
+
+    photo = b"\x89PNG fake photo bytes" * 10
+    officer = login("officer")
+    response = officer.post(
+        f"/api/records/{scenario.hazard}/attachments",
+        files={"file": ("marking.png", photo, "image/png")},
+        data={"caption": "marking at the benchmark"},
+    )
+    assert response.status_code == 201, response.text
+    attached = response.json()
+    assert attached["sha256"] == hashlib.sha256(photo).hexdigest()
+    assert attached["status"] == "approved"
+    listed = officer.get(f"/api/records/{scenario.hazard}/links").json()["attachments"]
+    assert [a["record_id"] for a in listed] == [attached["record_id"]]
+    download = officer.get(listed[0]["content_url"])
+    assert download.content == photo and download.headers["content-type"] == "image/png"
+    assert _audit(scenario, "attachment.add")[0]["target"] == attached["record_id"]
+    drafted = login("clerk").post(
+        f"/api/records/{scenario.hazard}/attachments", files={"file": ("a.txt", b"note")}
+    )
+    assert drafted.json()["status"] == "draft"
+
+
+def test_an_oversize_upload_is_413_and_stores_nothing(login, scenario):
+    officer = login("officer")
+    big = b"x" * (scenario.settings.max_upload_bytes + 1)
+    response = officer.post(
+        f"/api/records/{scenario.hazard}/attachments", files={"file": ("big.bin", big)}
+    )
+    assert response.status_code == 413
+    assert "detail" in response.json()
+    with scenario.register.store.read() as conn:
+        assert conn.execute(select(blob.c.sha256)).all() == []
+        assert conn.execute(select(record_tables["attachment"].c.record_id)).all() == []
+
+
+def test_attaching_to_an_unknown_record_is_404(login):
+    response = login("officer").post(
+        "/api/records/AZ-HA-2099-00001/attachments", files={"file": ("a.txt", b"x")}
+    )
+    assert response.status_code == 404
+
+
+# -- ledger and audit ---------------------------------------------------------------------------
+
+
+def test_ledger_groupings(client):
+    for by in ("admin_area", "operator", "classification", "period"):
+        assert client.get(f"/api/ledger?by={by}").status_code == 200
+    assert client.get("/api/ledger?by=colour").status_code == 422
+
+
+def test_audit_log_for_im_officer_and_admin_only(login, client):
+    assert client.get("/api/audit").status_code == 401
+    assert login("clerk").get("/api/audit").status_code == 403
+    assert login("reviewer").get("/api/audit").status_code == 403
+    items = login("officer").get("/api/audit").json()["items"]
+    assert items[0]["action"] == "login" and items[0]["username"] == "officer"
+    assert login("admin").get("/api/audit").status_code == 200
+
+
+def test_openapi_document_lists_the_api(client):
+    paths = client.get("/api/openapi.json").json()["paths"]
+    for path in (
+        "/api/login",
+        "/api/records",
+        "/api/records/{record_id}/history",
+        "/api/reports/{report_id}/approve",
+        "/api/ledger",
+        "/api/audit",
+        "/api/tokens",
+    ):
+        assert path in paths
+
+
+def test_a_password_hashed_with_old_parameters_is_rehashed_at_login(client, scenario, monkeypatch):
+    from argon2 import PasswordHasher
+
+    from safeground.service import accounts
+    from safeground.storage.schema import account
+
+    def stored() -> str:
+        with scenario.register.store.read() as conn:
+            return conn.execute(
+                select(account.c.password_hash).where(account.c.username == "clerk")
+            ).scalar_one()
+
+    old = stored()
+    stronger = PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(accounts, "_HASHER", stronger)
+    assert (
+        client.post("/api/login", json={"username": "clerk", "password": PASSWORD}).status_code
+        == 200
+    )
+    new = stored()
+    assert new != old and not stronger.check_needs_rehash(new)
+    assert stronger.verify(new, PASSWORD)
