@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from shapely.geometry import box, shape
+from shapely.geometry import Point, box, shape
 
 from safeground.domain.geometry import geodesic_area
 from safeground.service import accounts
@@ -110,6 +110,36 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         evidence=["front_line"],
         admin_area_id=district,
     )
+    for category, quantity, x in [("ap_mine", 4, 0.015), ("at_mine", 1, 0.02), ("uxo", 2, 0.025)]:
+        add(
+            register,
+            "eo_item",
+            date(2021, 5, 1),
+            category=category,
+            quantity=quantity,
+            geometry=Point(g.X0 + x, g.Y0 + 0.002).wkt,
+        )
+    accident = add(
+        register,
+        "accident",
+        date(2021, 4, 3),
+        accident_type="mine",
+        accident_date="2021-04-02",
+        geometry=Point(g.X0 + 0.02, g.Y0 + 0.008).wkt,
+    )
+    for outcome, status in [
+        ("killed", "civilian"),
+        ("injured", "civilian"),
+        ("injured", "military"),
+    ]:
+        add(
+            register,
+            "victim",
+            date(2021, 4, 3),
+            accident_id=accident,
+            outcome=outcome,
+            victim_status=status,
+        )
     register.store.migrate()  # the web's tables (accounts) come with the latest migrations
     with register.store.begin() as conn:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
@@ -211,6 +241,12 @@ def test_clearance_report_from_map_to_approval(page, site: Site) -> None:
         (site.other_hazard_id, "sha", "open"),
     }
     shot(page, "1-map-data-entry")
+    # Filters reach the tiles: no hazard is closed yet, then both come back.
+    rendered = "Number(document.getElementById('map').dataset.renderedHazards)"
+    page.select_option("#filters select[name=status]", "closed")
+    page.wait_for_function(f"{rendered} === 0", timeout=30_000)
+    page.select_option("#filters select[name=status]", "open")
+    page.wait_for_function(f"{rendered} === 2", timeout=30_000)
 
     before = remaining_on_record_page(page, site, site.hazard_id)
     assert before == pytest.approx(geodesic_area(g.HAZARD), abs=1)
@@ -282,6 +318,8 @@ def test_dashboard_charts_and_downloads(page, site: Site) -> None:
     text = Path(download.value.path()).read_text()
     assert text.splitlines()[0] == "admin_area_id,district,hazardous_areas,remaining_m2"
     assert "Aghdam" in text
+    for chart, rows in [("land_released", 1), ("items_by_category", 3), ("casualties_by_month", 1)]:
+        assert page.locator(f"figure[data-chart={chart}]").get_attribute("data-rows") == str(rows)
     with page.expect_download() as picture:
         remaining.locator("a.png").click()
     assert Path(picture.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

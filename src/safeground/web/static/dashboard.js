@@ -40,6 +40,8 @@ async function load(figure, query = "") {
     return;
   }
   figure.querySelector(".empty").hidden = data.rows.length > 0;
+  const png = figure.querySelector("a.png");
+  if (png) png.hidden = data.rows.length === 0;
   if (name === "expiring_accreditations") {
     showExpiring(figure, data);
     return;
@@ -50,7 +52,7 @@ async function load(figure, query = "") {
   if (!data.rows.length) return;
   charts[name] = new Chart(canvas, CONFIGS[name](data));
   figure.dataset.rows = String(data.rows.length);
-  figure.querySelector("a.png").onclick = (event) => {
+  png.onclick = (event) => {
     event.currentTarget.href = pngWithBackground(canvas);
   };
 }

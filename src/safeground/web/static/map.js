@@ -29,14 +29,15 @@ export async function start() {
   await map.once("load");
   const hasBase = await addBaseMap(map, baseMap);
   const filters = document.getElementById("filters");
-  const groups = addRegisterLayers(map, await tileCatalogue(), {
-    query: filterQuery(filters),
+  const catalogue = await tileCatalogue();
+  const groups = addRegisterLayers(map, catalogue, {
+    filters: chosenFilters(filters),
     plainBackground: !hasBase,
     layers: container.dataset.layers.split(","),
   });
 
-  filters.addEventListener("change", () => setFilters(map, groups, filterQuery(filters)));
-  filters.addEventListener("reset", () => setTimeout(() => setFilters(map, groups, ""), 0));
+  filters.addEventListener("change", () => setFilters(map, catalogue, groups, chosenFilters(filters)));
+  filters.addEventListener("reset", () => setTimeout(() => setFilters(map, catalogue, groups, {}), 0));
 
   for (const toggle of document.querySelectorAll("#legend input[name=layer]")) {
     toggle.addEventListener("change", () => {
@@ -56,17 +57,19 @@ export async function start() {
     const hit = map.queryRenderedFeatures(event.point, { layers: clickable }).length > 0;
     map.getCanvas().style.cursor = hit ? "pointer" : "";
   });
-  // What is drawn, for people and tests alike: the number of hazardous areas on screen.
-  map.on("idle", () => {
-    const shown = map.getLayer("hazard-fill") ? map.queryRenderedFeatures({ layers: ["hazard-fill"] }) : [];
-    container.dataset.renderedHazards = String(new Set(shown.map((f) => f.properties.record_id)).size);
+  // What is drawn, for people and tests alike: the number of hazardous areas on screen,
+  // counted shortly after drawing settles (not on "idle": a failing layer would hold it back).
+  let counting = null;
+  map.on("render", () => {
+    clearTimeout(counting);
+    counting = setTimeout(() => {
+      const shown = map.getLayer("hazard-fill") ? map.queryRenderedFeatures({ layers: ["hazard-fill"] }) : [];
+      container.dataset.renderedHazards = String(new Set(shown.map((f) => f.properties.record_id)).size);
+    }, 150);
   });
 }
 
-function filterQuery(form) {
-  const params = new URLSearchParams();
-  for (const [key, value] of new FormData(form)) {
-    if (key !== "layer" && value) params.set(key, value);
-  }
-  return params.toString();
+/** The filters chosen in the panel, {name: value}; each layer takes those it knows. */
+function chosenFilters(form) {
+  return Object.fromEntries([...new FormData(form)].filter(([, value]) => value));
 }

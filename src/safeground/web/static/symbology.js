@@ -36,10 +36,12 @@ export const STATUS_OUTLINES = {
   closed: { "line-width": 1.2, "line-color": COLOURS.closed },
 };
 
-/** Tile URL of a register layer with the current filters as its query string. */
-export function tileUrl(layer, query = "") {
-  const base = `${window.location.origin}/tiles/${layer}/{z}/{x}/{y}.pbf`;
-  return query ? `${base}?${query}` : base;
+/** Tile URL of a register layer with those of ``filters`` ({name: value}) it accepts. */
+export function tileUrl(layer, filters = {}) {
+  const accepted = new Set(layer.filters || []);
+  const query = new URLSearchParams(Object.entries(filters).filter(([name, value]) => value && accepted.has(name)));
+  const base = `${window.location.origin}/tiles/${layer.id}/{z}/{x}/{y}.pbf`;
+  return query.size ? `${base}?${query}` : base;
 }
 
 /** The tile layers the caller's role may see, by id, from ``/tiles/layers.json``. */
@@ -52,7 +54,7 @@ export async function tileCatalogue() {
 /** Add the register's vector-tile sources and styled layers to ``map``: those in ``layers``
  *  that the catalogue offers (tiles past its maxzoom are drawn from the last level).
  *  Returns {layer id → register layer} so that toggles and clicks know what is what. */
-export function addRegisterLayers(map, catalogue, { query = "", plainBackground = true, layers } = {}) {
+export function addRegisterLayers(map, catalogue, { filters = {}, plainBackground = true, layers } = {}) {
   const groups = {};
   const wanted = new Set((layers || Object.keys(catalogue)).filter((id) => catalogue[id]));
   const add = (group, layer) => {
@@ -62,7 +64,7 @@ export function addRegisterLayers(map, catalogue, { query = "", plainBackground 
   };
   for (const layer of wanted) {
     const { minzoom = 0, maxzoom = 14 } = catalogue[layer];
-    map.addSource(layer, { type: "vector", tiles: [tileUrl(layer, query)], minzoom, maxzoom });
+    map.addSource(layer, { type: "vector", tiles: [tileUrl(catalogue[layer], filters)], minzoom, maxzoom });
   }
   add("admin_area", {
     id: "admin-fill",
@@ -141,8 +143,8 @@ export function addRegisterLayers(map, catalogue, { query = "", plainBackground 
 }
 
 /** Point the register's sources at new filters. */
-export function setFilters(map, groups, query) {
+export function setFilters(map, catalogue, groups, filters) {
   for (const group of new Set(Object.values(groups))) {
-    map.getSource(group)?.setTiles([tileUrl(group, query)]);
+    map.getSource(group)?.setTiles([tileUrl(catalogue[group], filters)]);
   }
 }
