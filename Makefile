@@ -6,8 +6,14 @@ BIN := .venv/bin
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# Builds the demo register, prints its summary and accounts, then serves it (Ctrl-C stops).
 demo: bootstrap
 	$(BIN)/safeground demo --out demo
+	$(BIN)/safeground serve --store demo/safeground.gpkg
+
+# Serves $(STORE) (default: $$SAFEGROUND_STORE or ./safeground.gpkg) on 127.0.0.1:8000.
+serve: bootstrap
+	$(BIN)/safeground serve $(if $(STORE),--store $(STORE))
 
 lint: bootstrap
 	$(BIN)/ruff check src tests bench

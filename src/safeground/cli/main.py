@@ -501,3 +501,11 @@ def demo(
     typer.echo("")
     typer.echo(f"The register is {out / 'safeground.gpkg'}: open it in QGIS (Layer > Add Layer >")
     typer.echo("Add Vector Layer), or explore it with `safeground --help` and --store.")
+
+
+# The web application's commands use this module's options and helpers, so they mount last.
+from safeground.cli.web import serve, token_app, user_app  # noqa: E402
+
+app.command()(serve)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")

@@ -11,9 +11,10 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from safeground.demo import scenario
+from safeground.domain.access import Role
 from safeground.io.importer import import_many
 from safeground.io.mapping import load_mapping
-from safeground.service import ledger
+from safeground.service import accounts, ledger
 from safeground.service.register import Register
 from safeground.storage.schema import processed_land, record_tables
 
@@ -34,6 +35,8 @@ class Demo:
     register: Register
     scenario: scenario.Scenario
     imports: list[str]
+    # username → (role, organisation ID, generated password), for the web application.
+    accounts: dict[str, tuple[str, str | None, str]]
 
 
 def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
@@ -56,7 +59,22 @@ def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
         echo(imports[-1])
     echo("filing the SYNTHETIC Karabakh scenario through the approval workflow ...")
     made = scenario.build(register)
-    return Demo(register, made, imports)
+    return Demo(register, made, imports, _accounts(register, made))
+
+
+def _accounts(
+    register: Register, made: scenario.Scenario
+) -> dict[str, tuple[str, str | None, str]]:
+    """One account per role, named after it; data entry and reviewer work for the NGO."""
+    ngo = made.organisations["ngo"]
+    wanted = {role: ngo if role in ("data_entry", "reviewer") else None for role in Role}
+    created = {}
+    with register.store.begin() as conn:
+        for role, organisation in wanted.items():
+            password = accounts.generate_password()
+            accounts.add_account(conn, role, role, password, organisation, by=USER)
+            created[str(role)] = (str(role), organisation, password)
+    return created
 
 
 def summary(demo: Demo) -> str:
@@ -101,4 +119,7 @@ def summary(demo: Demo) -> str:
     )
     for refusal in demo.scenario.refused:
         lines.append(f"Refused by the register's rules (as intended): {refusal}")
+    lines.append("Web accounts (generated passwords; change them with `safeground user`):")
+    for username, (role, organisation, password) in demo.accounts.items():
+        lines.append(f"  {username:<12} {password:<18} {role:<11} {organisation or ''}")
     return "\n".join(lines)

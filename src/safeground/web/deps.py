@@ -13,12 +13,19 @@ import hmac
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.service import accounts
 from safeground.service.register import Register
 from safeground.web.settings import Settings
+
+# Integer keys are 32-bit on PostgreSQL: larger numbers in a path or query are a 422, not a 500.
+MAX_ID = 2**31 - 1
+ReportId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TokenId = Annotated[int, Path(ge=1, le=MAX_ID)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
 
 SESSION_COOKIE = "safeground_session"
 CSRF_COOKIE = "safeground_csrf"

@@ -17,6 +17,7 @@ from safeground.web.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     CurrentPrincipal,
+    TokenId,
     client_address,
     csrf_token,
     get_register,
@@ -176,7 +177,7 @@ def create_token(
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
-def revoke_token(request: Request, token_id: int, principal: Authenticated) -> Response:
+def revoke_token(request: Request, token_id: TokenId, principal: Authenticated) -> Response:
     with get_register(request).store.begin() as conn:
         accounts.revoke_token(conn, principal, token_id, client_address(request))
     return Response(status_code=204)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 
 from safeground.domain.access import Principal
 from safeground.service import accounts
 from safeground.service import ledger as ledger_service
-from safeground.web.deps import CurrentPrincipal, get_register, require
+from safeground.web.deps import CurrentPrincipal, Limit, Offset, get_register, require
 
 router = APIRouter()
 
@@ -35,8 +35,8 @@ Auditor = Annotated[Principal, Depends(require(lambda p: p.can_read_audit, "read
 def audit_log(
     request: Request,
     _principal: Auditor,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Every write and login, newest first (IM officer and administrator)."""
     with get_register(request).store.read() as conn:

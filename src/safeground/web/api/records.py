@@ -25,6 +25,8 @@ from safeground.web.api.views import (
 )
 from safeground.web.deps import (
     CurrentPrincipal,
+    Limit,
+    Offset,
     client_address,
     get_register,
     get_settings,
@@ -54,8 +56,8 @@ def list_records(
     admin_area: str | None = None,
     operator: str | None = None,
     status: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> RecordPage:
     """Current records of one type, filtered by admin area, operator (organisation) and status."""
     model = record_model(record_type)

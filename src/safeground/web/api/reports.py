@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
@@ -20,7 +20,7 @@ from safeground.service import accounts
 from safeground.service.register import Register, Submission
 from safeground.storage.reportlog import find_reports, load_report
 from safeground.web.api.views import check_record_visible, check_report_visible, report_json
-from safeground.web.deps import client_address, get_register, require
+from safeground.web.deps import Limit, Offset, ReportId, client_address, get_register, require
 
 router = APIRouter(tags=["reports"])
 
@@ -93,8 +93,8 @@ def list_reports(
     principal: Reader,
     status: ReportStatus | None = None,
     record_type: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Reports, newest first; data entry staff see their organisation's and approved ones."""
     with get_register(request).store.read() as conn:
@@ -114,7 +114,7 @@ def list_reports(
 
 
 @router.get("/reports/{report_id}")
-def get_report(request: Request, report_id: int, principal: Reader) -> dict[str, Any]:
+def get_report(request: Request, report_id: ReportId, principal: Reader) -> dict[str, Any]:
     with get_register(request).store.read() as conn:
         return report_json(_loaded(conn, principal, report_id), principal)
 
@@ -150,7 +150,7 @@ def create_report(request: Request, body: NewReport, principal: Drafter) -> dict
 
 @router.patch("/reports/{report_id}")
 def edit_report(
-    request: Request, report_id: int, body: DraftEdit, principal: Drafter
+    request: Request, report_id: ReportId, body: DraftEdit, principal: Drafter
 ) -> dict[str, Any]:
     """Revise one's own draft."""
     register = get_register(request)
@@ -169,7 +169,7 @@ def edit_report(
 
 
 @router.post("/reports/{report_id}/submit")
-def submit_report(request: Request, report_id: int, principal: Drafter) -> dict[str, Any]:
+def submit_report(request: Request, report_id: ReportId, principal: Drafter) -> dict[str, Any]:
     """Submit one's draft for review; the approval checks run now (422 with their problems)."""
     register = get_register(request)
     with register.store.begin() as conn:
@@ -181,7 +181,7 @@ def submit_report(request: Request, report_id: int, principal: Drafter) -> dict[
 
 @router.post("/reports/{report_id}/approve")
 def approve_report(
-    request: Request, report_id: int, principal: Reviewer, body: Approve | None = None
+    request: Request, report_id: ReportId, principal: Reviewer, body: Approve | None = None
 ) -> dict[str, Any]:
     """Approve a submitted report: the register, the ledger and the map change now."""
     register = get_register(request)
@@ -196,7 +196,7 @@ def approve_report(
 
 @router.post("/reports/{report_id}/reject")
 def reject_report(
-    request: Request, report_id: int, body: Reject, principal: Reviewer
+    request: Request, report_id: ReportId, body: Reject, principal: Reviewer
 ) -> dict[str, Any]:
     register = get_register(request)
     with register.store.begin() as conn:

@@ -1,0 +1,140 @@
+"""Error answers of the web application: one JSON shape for every 4xx,
+``{"detail": ..., "problems": [{"field": ..., "message": ...}]}``, so that a form can show each
+problem next to its field, and the OpenAPI document that says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from safeground.domain.access import AccessDenied, LoginRequired
+from safeground.domain.errors import (
+    NotFound,
+    SafegroundError,
+    ValidationFailed,
+    WorkflowError,
+)
+from safeground.service.accounts import TooManyAttempts
+
+
+class FieldProblem(BaseModel):
+    field: str | None
+    message: str
+    record: str | None = None
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    problems: list[FieldProblem]
+
+
+# Declared on the API's routes so that the OpenAPI document describes the real error answers.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (401, "Not logged in, or an unknown API token"),
+        (403, "Not allowed for this role or organisation, or a missing CSRF token"),
+        (404, "No such record, report or token"),
+        (409, "A workflow step out of order"),
+        (413, "Upload larger than the limit"),
+        (422, "Invalid input: each problem names its field"),
+        (429, "Too many failed logins"),
+    ]
+}
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    problems: list[dict[str, Any]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail, "problems": problems or []}, status_code=status, headers=headers
+    )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ValidationFailed)
+    async def invalid(_request: Request, error: ValidationFailed) -> JSONResponse:
+        problems = [
+            {"field": p.field, "message": p.reason, "record": p.record} for p in error.problems
+        ]
+        return problem_response(422, str(error), problems)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in e["loc"][1:]) or None, "message": e["msg"]}
+            for e in error.errors()
+        ]
+        return problem_response(422, "the request is not valid", problems)
+
+    statuses: list[tuple[type[SafegroundError], int]] = [
+        (LoginRequired, 401),
+        (AccessDenied, 403),
+        (NotFound, 404),
+        (WorkflowError, 409),
+    ]
+    for kind, status in statuses:
+        app.add_exception_handler(kind, _plain(status))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return problem_response(error.status_code, str(error.detail), headers=error.headers)
+
+    @app.exception_handler(TooManyAttempts)
+    async def too_many(_request: Request, error: TooManyAttempts) -> JSONResponse:
+        return problem_response(429, str(error), headers={"Retry-After": str(error.retry_after_s)})
+
+    @app.exception_handler(SafegroundError)
+    async def other(_request: Request, error: SafegroundError) -> JSONResponse:
+        return problem_response(400, str(error))
+
+
+def _plain(status: int) -> Any:
+    async def handler(_request: Request, error: Exception) -> JSONResponse:
+        return problem_response(status, str(error))
+
+    return handler
+
+
+def limit_request_size(app: FastAPI, limit: int) -> None:
+    """Refuse a request whose declared body exceeds the upload limit before reading it."""
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Any) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return problem_response(413, f"the request is larger than {limit:,} bytes")
+        return await call_next(request)
+
+
+def describe_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document say what a 422 really is here (FastAPI's default describes
+    its own shape, which the handlers above replace), for every router, the API's or not."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in (FieldProblem, ErrorBody):
+            schemas[model.__name__] = model.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas[model.__name__].pop("$defs", None)
+        if "HTTPValidationError" in schemas:
+            schemas["HTTPValidationError"] = {"$ref": "#/components/schemas/ErrorBody"}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,99 @@
+"""``safeground user`` and ``safeground token`` through the command line, and serving."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from safeground.cli.main import app as cli
+from safeground.web.app import create_app
+from safeground.web.settings import Settings
+
+runner = CliRunner()
+
+
+def run(store: str, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = runner.invoke(cli, [*args, "--store", store], input=stdin)
+    return result.exit_code, result.output
+
+
+def test_user_add_role_list_and_token(scenario, store_location):
+    org = scenario.orgs["alpha"]
+    code, out = run(
+        store_location, "user", "add", "field1", "--role", "data_entry", "--organisation", org
+    )
+    assert code == 0, out
+    password = re.search(r"password: (\S+)", out).group(1)
+    code, out = run(
+        store_location,
+        "user",
+        "add",
+        "field2",
+        "--role",
+        "reviewer",
+        "--password-stdin",
+        stdin="a long secret phrase\n",
+    )
+    assert code == 0 and "password:" not in out
+
+    client = TestClient(create_app(Settings(store=store_location)))
+    assert (
+        client.post("/api/login", json={"username": "field1", "password": password}).json()["role"]
+        == "data_entry"
+    )
+    assert (
+        client.post(
+            "/api/login", json={"username": "field2", "password": "a long secret phrase"}
+        ).status_code
+        == 200
+    )
+
+    code, out = run(store_location, "user", "role", "field1", "im_officer")
+    assert code == 0 and "field1 is now im_officer" in out
+    # the session opened above sees the new role at once
+    client.post("/api/login", json={"username": "field1", "password": password})
+    assert client.get("/api/me").json()["role"] == "im_officer"
+
+    code, out = run(store_location, "user", "list")
+    assert code == 0
+    assert re.search(r"field1\s+im_officer\s+" + org, out)
+
+    code, out = run(store_location, "token", "create", "field2", "--label", "nightly export")
+    assert code == 0
+    token = re.search(r": (sg_\S+)", out).group(1)
+    me = TestClient(client.app, headers={"Authorization": f"Bearer {token}"}).get("/api/me").json()
+    assert me["username"] == "field2"
+    client.app.state.register.store.engine.dispose()
+
+
+def test_user_errors_are_clear_and_exit_1(scenario, store_location):
+    code, out = run(store_location, "user", "add", "x1", "--role", "data_entry")
+    assert code == 1 and "organisation" in out
+    code, out = run(store_location, "user", "add", "x2", "--role", "wizard")
+    assert code == 1 and "unknown role 'wizard'" in out
+    code, out = run(
+        store_location, "user", "add", "x3", "--role", "admin", "--password-stdin", stdin="short\n"
+    )
+    assert code == 1 and "at least 10 characters" in out
+    code, out = run(store_location, "user", "add", "clerk", "--role", "admin")
+    assert code == 1 and "exists already" in out
+    code, out = run(
+        store_location,
+        "user",
+        "add",
+        "x4",
+        "--role",
+        "data_entry",
+        "--organisation",
+        "AZ-ORG-1999-00001",
+    )
+    assert code == 1 and "no organisation AZ-ORG-1999-00001" in out
+    code, out = run(store_location, "user", "role", "nobody", "admin")
+    assert code == 1 and "no account 'nobody'" in out
+
+
+def test_serve_on_a_missing_register_is_a_clear_error(tmp_path):
+    code, out = run(str(tmp_path / "none.gpkg"), "serve")
+    assert code == 1 and "no register" in out
