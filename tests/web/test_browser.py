@@ -324,3 +324,30 @@ def test_dashboard_charts_and_downloads(page, site: Site) -> None:
         remaining.locator("a.png").click()
     assert Path(picture.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shot(page, "10-dashboard")
+
+
+def test_uploaded_polygon_breaking_a_rule_is_shown_in_its_entry(page, site: Site) -> None:
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=clearance_completion&hazard_id={site.other_hazard_id}")
+    page.wait_for_function("window.safegroundFormMap && window.safegroundFormMap.loaded()")
+    page.select_option(".question[data-field=activity_type] select", "clearance")
+    entry = page.locator("fieldset.repeat[data-repeat=processed] .entry").first
+    entry.locator(".question[data-field=land_type] select").select_option("cleared")
+    # The other hazard, shifted 0.002° (about 170 m) east: it leaves the hazard.
+    spills = box(g.X0 + 0.032, g.Y0, g.X0 + 0.032 + g.D, g.Y0 + g.D)
+    feature = {"type": "Feature", "properties": {}, "geometry": spills.__geo_interface__}
+    entry.locator("input.geojson-file").set_input_files(
+        files=[
+            {
+                "name": "cleared.geojson",
+                "mimeType": "application/geo+json",
+                "buffer": json.dumps({"type": "FeatureCollection", "features": [feature]}).encode(),
+            }
+        ]
+    )
+    page.wait_for_selector(".entry .question[data-field=geometry][data-has-shape=true]")
+    page.click("#submit-report")
+    problem = entry.locator(".question[data-field=geometry] .problem", has_text="leaves hazardous")
+    problem.wait_for(state="visible", timeout=30_000)
+    assert site.other_hazard_id in problem.inner_text()
+    shot(page, "11-rule-error-in-entry")

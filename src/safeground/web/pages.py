@@ -57,11 +57,14 @@ def add_pages(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
 
-def _render(request: Request, template: str, principal: Principal, **context: Any) -> Response:
+def _render(
+    request: Request, template: str, principal: Principal, status_code: int = 200, **context: Any
+) -> Response:
     return templates.TemplateResponse(
         request,
         template,
         {"me": principal, "forms": FORMS, "page": template.removesuffix(".html"), **context},
+        status_code=status_code,
     )
 
 
@@ -148,7 +151,9 @@ async def report_form_page(
     try:
         definition = get_form(form)
     except NotFound:
-        return _render(request, "not_found.html", principal, message=f"No form {form!r}.")
+        known = ", ".join(FORMS)
+        message = f"No form {form!r}; the forms are {known}."
+        return _render(request, "not_found.html", principal, status_code=404, message=message)
     store = get_register(request).store
 
     def frame() -> tuple[float, float, float, float]:

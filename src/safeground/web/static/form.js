@@ -154,12 +154,13 @@ async function save(submit) {
       const body = { record_type: other.record_type, changes: { ...other.changes } };
       if (other.link) body.changes[other.link] = drafts.main.record_id;
       drafts.others[i] = await saveOne(drafts.others[i], body, dateOfInformation, entries[i]);
-      saved.push({ report: drafts.others[i], scope: entries[i] });
+      saved.push({ report: drafts.others[i], scope: entries[i], waits: Boolean(other.link) });
     }
     await attachPhotos(saved[0]?.report, main?.changes || others[0]?.changes || {});
     if (submit) {
-      for (const { report, scope } of saved) {
-        if (report.status !== "draft") continue;
+      for (const { report, scope, waits } of saved) {
+        // A victim names its accident, which must be approved before the victim can be checked.
+        if (report.status !== "draft" || waits) continue;
         try {
           Object.assign(report, await api("POST", `/api/reports/${report.report_id}/submit`));
         } catch (failure) {
@@ -173,9 +174,11 @@ async function save(submit) {
     showFailure(failure);
     return;
   }
-  const ids = saved.map(({ report }) => report.report_id);
+  const ids = saved.filter(({ waits }) => !submit || !waits).map(({ report }) => report.report_id);
+  const waiting = submit ? saved.filter(({ waits }) => waits).map(({ report }) => report.report_id) : [];
   status.replaceChildren(
     submit ? `Submitted for review: report ${ids.join(", ")}. ` : `Draft saved: report ${ids.join(", ")}. `,
+    waiting.length ? `Kept as drafts until the accident is approved, then submit them from your drafts: report ${waiting.join(", ")}. ` : "",
     el("a", { href: submit ? "/reports?status=submitted" : "/reports?status=draft" }, submit ? "See the queue" : "See your drafts"),
   );
   form.dataset.saved = ids.join(",");
@@ -238,7 +241,9 @@ function showProblem(problem, scope = form) {
   const repeat = form.querySelector(`fieldset.repeat[data-target="${CSS.escape(parts[0])}"][data-mode=into]`);
   if (repeat) {
     const entry = repeat.querySelectorAll(".entry")[Number(parts[1])];
-    place = (entry && parts[2] && entry.querySelector(`.question[data-field="${CSS.escape(parts[2])}"]`)) || entry || repeat;
+    // A rule naming the whole piece (overlap, outside the hazard) is about its polygon.
+    const field = parts[2] || "geometry";
+    place = (entry && entry.querySelector(`.question[data-field="${CSS.escape(field)}"]`)) || entry || repeat;
   } else if (parts[0] === "photos") {
     place = form.querySelector("fieldset.photos");
   } else {
@@ -384,6 +389,7 @@ function setShape(question, geometry) {
   question.querySelector(".clear").hidden = !geometry;
   question.dataset.hasShape = geometry ? "true" : "false";
   refreshAnswers();
+  if (geometry) map.fitBounds(boundsOf([geometry]), { padding: 60, maxZoom: 17, duration: 0 });
 }
 
 /** Show every polygon and point answered so far on the map. */
