@@ -89,7 +89,7 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
             return {
                 "districts": _names(conn, "admin_area"),
                 "operators": _names(conn, "organisation") if principal.sees_records else [],
-                "bounds": _frame(conn),
+                "bounds": _frame(conn, principal.sees_records),
             }
 
     context = await run_in_threadpool(read)
@@ -113,9 +113,11 @@ def _names(conn: Connection, record_type: str) -> list[tuple[str, str]]:
     return [(row.record_id, row.name) for row in conn.execute(query)]
 
 
-def _frame(conn: Connection) -> tuple[float, float, float, float]:
-    """Bounds to open the map on: the admin areas, else (a sample of) the hazardous areas."""
-    for record_type, limit in (("admin_area", None), ("hazardous_area", FRAME_SAMPLE)):
+def _frame(conn: Connection, hazards: bool) -> tuple[float, float, float, float]:
+    """Bounds to open the map on: (a sample of) the hazardous areas for those who see them,
+    else the admin areas, else the world."""
+    sources = [("hazardous_area", FRAME_SAMPLE)] if hazards else []
+    for record_type, limit in [*sources, ("admin_area", None)]:
         table = record_tables[record_type]
         query = select(table.c.geometry).where(table.c.geometry.is_not(None)).limit(limit)
         geometries = [g for g in conn.scalars(query) if g is not None]
@@ -158,7 +160,7 @@ async def report_form_page(
 
     def frame() -> tuple[float, float, float, float]:
         with store.read() as conn:
-            return _frame(conn)
+            return _frame(conn, principal.sees_records)
 
     return _render(
         request,
