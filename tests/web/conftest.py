@@ -28,6 +28,7 @@ ACCOUNTS = {
     "reviewer": ("reviewer", "alpha"),
     "officer": ("im_officer", None),
     "admin": ("admin", None),
+    "visitor": ("public", None),
 }
 
 

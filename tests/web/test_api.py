@@ -504,3 +504,60 @@ def test_a_password_hashed_with_old_parameters_is_rehashed_at_login(client, scen
     new = stored()
     assert new != old and not stronger.check_needs_rehash(new)
     assert stronger.verify(new, PASSWORD)
+
+
+def test_role_matrix(client, login, draft_hazard, scenario):
+    """Who gets what, for one request of each kind (None: not logged in)."""
+    submitted = draft_hazard("clerk", submit=True)["report_id"]
+    rows = {
+        "GET /api/records": ("get", "/api/records", None),
+        "GET /api/reports": ("get", "/api/reports", None),
+        "POST /api/reports": (
+            "post",
+            "/api/reports",
+            {
+                "record_type": "organisation",
+                "date_of_information": "2022-01-01",
+                "changes": {"name": "Z"},
+            },
+        ),
+        "POST reject, empty reason": (
+            "post",
+            f"/api/reports/{submitted}/reject",
+            {"reason": ""},
+        ),
+        "GET /api/audit": ("get", "/api/audit", None),
+        "GET /api/ledger": ("get", "/api/ledger", None),
+    }
+    expected = {
+        None: [401, 401, 401, 401, 401, 200],
+        "visitor": [403, 403, 403, 403, 403, 200],
+        "clerk": [200, 200, 201, 403, 403, 200],
+        "reviewer": [200, 200, 201, 422, 403, 200],
+        "officer": [200, 200, 201, 422, 200, 200],
+        "admin": [200, 200, 201, 422, 200, 200],
+    }
+    for username, statuses in expected.items():
+        session = client if username is None else login(username)
+        got = [
+            getattr(session, method)(path, **({"json": body} if body else {})).status_code
+            for method, path, body in rows.values()
+        ]
+        assert got == statuses, (username, dict(zip(rows, got, strict=True)))
+
+
+def test_csrf_tokens_survive_a_server_restart(app, login, scenario):
+    from fastapi.testclient import TestClient
+
+    from safeground.web.app import create_app
+
+    clerk = login("clerk")
+    restarted = create_app(scenario.settings)
+    again = TestClient(restarted, cookies=dict(clerk.cookies), headers=dict(clerk.headers))
+    body = {
+        "record_type": "organisation",
+        "date_of_information": "2022-01-01",
+        "changes": {"name": "Q"},
+    }
+    assert again.post("/api/reports", json=body).status_code == 201
+    restarted.state.register.store.engine.dispose()

@@ -268,6 +268,12 @@ def set_password(conn: Connection, username: str, password: str, by: str | None)
 def _open_session(conn: Connection, username: str, lifetime: timedelta) -> str:
     secret = secrets.token_urlsafe(32)
     stamp = now()
+    # Expired sessions of the account go now: nothing else would ever delete them.
+    conn.execute(
+        web_session.delete().where(
+            web_session.c.username == username, web_session.c.expires_at <= stamp
+        )
+    )
     conn.execute(
         web_session.insert().values(
             session_hash=digest(secret),

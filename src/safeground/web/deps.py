@@ -49,10 +49,10 @@ def client_address(request: Request) -> str | None:
 
 
 def csrf_token(settings: Settings, session: str) -> str:
-    """The CSRF token of a session: derived from it, so nothing more is stored."""
-    return hmac.new(
-        settings.secret_key.encode(), b"csrf:" + session.encode(), hashlib.sha256
-    ).hexdigest()
+    """The CSRF token of a session: an HMAC keyed by the session's secret, so only the holder of
+    the (HttpOnly) session cookie can know it, nothing more is stored, and it survives restarts."""
+    message = b"safeground-csrf:" + settings.secret_key.encode()
+    return hmac.new(session.encode(), message, hashlib.sha256).hexdigest()
 
 
 def csrf_protect(request: Request, session: str) -> None:

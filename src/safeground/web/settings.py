@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -13,9 +12,9 @@ from safeground.storage.store import default_location
 
 class Settings(BaseModel):
     store: str = Field(default_factory=default_location, description="GeoPackage path or URL")
-    # Derives the CSRF tokens of sessions. Random per process unless set: set it when several
-    # server processes share sessions, or sessions' CSRF tokens change on restart.
-    secret_key: str = Field(default_factory=lambda: secrets.token_urlsafe(32))
+    # Mixed into sessions' CSRF tokens (which are keyed by the session secret itself); changing
+    # it invalidates the CSRF tokens of open sessions.
+    secret_key: str = ""
     base_map: Path | None = Field(None, description="A local .mbtiles or .pmtiles base map")
     max_upload_bytes: int = 20 * 1024 * 1024
     cookie_secure: bool = Field(False, description="Send cookies over HTTPS only")
