@@ -95,10 +95,13 @@ def get_record(request: Request, record_id: str, principal: CurrentPrincipal) ->
 def get_history(request: Request, record_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
     """Every report of the record the principal may read: who, when, why, and what changed."""
     register = get_register(request)
-    found = record_history(register, record_id, include_personal=principal.can_see_personal)
-    _check_type_visible(principal, found.record_type)
-    if found.record_type == "task" and principal.is_organisation_scoped:
+    with register.store.read() as conn:
+        record_type = register.record_type_of(conn, record_id)
+    if record_type == "task" and principal.is_organisation_scoped:
         check_record_visible(principal, register.get(record_id))
+    else:
+        principal.require(principal.may_read_record(record_type, None), f"read {record_type}")
+    found = record_history(register, record_id, include_personal=principal.can_see_personal)
     hidden = (
         set()
         if principal.can_see_personal
@@ -122,17 +125,9 @@ def get_history(request: Request, record_id: str, principal: CurrentPrincipal) -
     return {
         "record_id": record_id,
         "record_type": found.record_type,
-        "entries": _encoded(entries),
-        "status_changes": _encoded(found.changes),
+        "entries": jsonable_encoder(entries),
+        "status_changes": jsonable_encoder(found.changes),
     }
-
-
-def _encoded(value: Any) -> Any:
-    return jsonable_encoder(value, custom_encoder={bytes: bytes.hex})
-
-
-def _check_type_visible(principal: Principal, record_type: str) -> None:
-    principal.require(principal.sees_records or record_type == "admin_area", f"read {record_type}")
 
 
 @router.get("/records/{record_id}/links")
