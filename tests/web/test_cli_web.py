@@ -97,3 +97,29 @@ def test_user_errors_are_clear_and_exit_1(scenario, store_location):
 def test_serve_on_a_missing_register_is_a_clear_error(tmp_path):
     code, out = run(str(tmp_path / "none.gpkg"), "serve")
     assert code == 1 and "no register" in out
+
+
+def test_user_password_and_disable_end_sessions(scenario, store_location, login):
+    clerk = login("clerk")
+    token = clerk.post("/api/tokens").json()["token"]
+    code, out = run(store_location, "user", "password", "clerk")
+    assert code == 0
+    new_password = re.search(r"new password for clerk: (\S+)", out).group(1)
+    assert clerk.get("/api/me").json()["role"] == "public"  # the session ended
+    fresh = TestClient(clerk.app)
+    assert (
+        fresh.post("/api/login", json={"username": "clerk", "password": new_password}).status_code
+        == 200
+    )
+
+    code, out = run(store_location, "user", "disable", "clerk")
+    assert code == 0 and "clerk is disabled" in out
+    assert fresh.get("/api/me").json()["role"] == "public"
+    assert (
+        fresh.post("/api/login", json={"username": "clerk", "password": new_password}).status_code
+        == 401
+    )
+    bearer = TestClient(clerk.app, headers={"Authorization": f"Bearer {token}"})
+    assert bearer.get("/api/me").status_code == 401
+    code, out = run(store_location, "user", "list")
+    assert re.search(r"clerk\s+data_entry.*disabled", out)

@@ -76,6 +76,34 @@ def user_role(
     typer.echo(f"{changed.username} is now {changed.role}")
 
 
+@user_app.command("password")
+def user_password(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Set a new password (generated and printed unless --password-stdin); sessions end."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    register = _register(store)
+    register.store.migrate()
+    chosen = password or accounts.generate_password()
+    with register.store.begin() as conn:
+        _run(lambda: accounts.set_password(conn, username, chosen, by=_user(None)))
+    typer.echo(f"new password for {username}" + ("" if password else f": {chosen}"))
+
+
+@user_app.command("disable")
+def user_disable(username: str, store: StoreOption = None) -> None:
+    """Shut an account out at once: its sessions end and its API tokens stop working."""
+    register = _register(store)
+    register.store.migrate()
+    with register.store.begin() as conn:
+        _run(lambda: accounts.disable_account(conn, username, by=_user(None)))
+    typer.echo(f"{username} is disabled")
+
+
 @user_app.command("list")
 def user_list(store: StoreOption = None) -> None:
     """Accounts with their role and organisation."""

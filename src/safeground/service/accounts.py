@@ -252,7 +252,20 @@ def _verify(conn: Connection, row: Any, password: str) -> bool:
     return True
 
 
+def disable_account(conn: Connection, username: str, by: str | None) -> None:
+    """Shut an account out at once: its sessions end and its tokens stop working."""
+    get_account(conn, username)
+    conn.execute(
+        account.update()
+        .where(account.c.username == username, account.c.disabled_at.is_(None))
+        .values(disabled_at=now())
+    )
+    conn.execute(web_session.delete().where(web_session.c.username == username))
+    audit(conn, by, "account.disable", username)
+
+
 def set_password(conn: Connection, username: str, password: str, by: str | None) -> None:
+    """A new password; the account's open sessions end."""
     get_account(conn, username)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed([Problem("password", f"at least {MIN_PASSWORD_LENGTH} characters")])
