@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from safeground.service.register import Register
+from safeground.web import ogc, tiles
 from safeground.web.api import router as api_router
 from safeground.web.errors import add_error_handlers, describe_errors, limit_request_size
 from safeground.web.fieldforms import router as fieldforms_router
@@ -30,6 +31,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limit_request_size(app, settings.max_upload_bytes)
     app.include_router(api_router)
     app.include_router(fieldforms_router)
+    app.include_router(ogc.router)
+    app.include_router(tiles.router)
     add_pages(app)
     describe_errors(app)
     return app

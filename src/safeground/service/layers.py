@@ -1,0 +1,556 @@
+"""The map layers: which tables are published as feature collections (OGC API) and vector tiles,
+with which attributes, to which roles, and the one query both read through.
+
+A layer exposes a fixed list of columns, never a whole row: victims' personal data are not in
+any layer's table, and the public role sees the admin areas only. A data entry account sees the
+tasks of its own organisation only (the same scoping as the REST API).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Float,
+    Table,
+    and_,
+    column,
+    func,
+    select,
+)
+from sqlalchemy import (
+    table as table_clause,
+)
+
+from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound
+from safeground.storage.rows import chunked_in
+from safeground.storage.schema import processed_land, record_tables
+from safeground.storage.store import Store
+
+Bbox = tuple[float, float, float, float]
+FilterClause = Callable[[Table, Sequence[str]], ColumnElement[bool]]
+
+# Filters the map and the OGC items request take; each layer says which ones it supports.
+FILTERS = ("admin_area", "operator", "status")
+
+
+def _column(name: str) -> FilterClause:
+    return lambda table, values: table.c[name].in_(values)
+
+
+def _hazard_admin_area(table: Table, values: Sequence[str]) -> ColumnElement[bool]:
+    """Land and tasks belong to a district through their hazardous area."""
+    hazard = record_tables["hazardous_area"]
+    return table.c.hazard_id.in_(
+        select(hazard.c.record_id).where(hazard.c.admin_area_id.in_(values))
+    )
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A published table: a feature collection under /ogc and a vector tile layer under /tiles."""
+
+    id: str
+    title: str
+    description: str
+    table: Table
+    geometry_type: str  # "Polygon" or "Point" (polygon layers may hold multi-polygons)
+    properties: tuple[str, ...]  # columns in OGC features
+    tile_properties: tuple[str, ...]  # columns in vector tiles: what the map styles and filters by
+    key: tuple[str, ...] = ("record_id",)  # columns whose values, joined by ".", are the feature id
+    # Date columns of the feature's time: (start, end); end None for an instant.
+    temporal: tuple[str, str | None] | None = None
+    filters: Mapping[str, FilterClause] = field(default_factory=dict)
+    public: bool = False
+    organisation_scoped: bool = False  # data entry accounts see their organisation's rows only
+    # Order of importance when a tile keeps one feature of several (most important first).
+    priority: tuple[str, tuple[str, ...]] | None = None
+
+    def key_columns(self) -> list[Column[Any]]:
+        return [self.table.c[k] for k in self.key]
+
+    def feature_id(self, row: Any) -> str:
+        return ".".join(str(getattr(row, k)) for k in self.key)
+
+    def key_clause(self, feature_id: str) -> ColumnElement[bool]:
+        parts = feature_id.rsplit(".", len(self.key) - 1)
+        if len(parts) != len(self.key):
+            raise NotFound(f"no feature {feature_id!r} in {self.id}")
+        clauses = []
+        for key_column, value in zip(self.key_columns(), parts, strict=True):
+            if key_column.type.python_type is int:
+                if not value.isdigit():
+                    raise NotFound(f"no feature {feature_id!r} in {self.id}")
+                clauses.append(key_column == int(value))
+            else:
+                clauses.append(key_column == value)
+        return and_(*clauses)
+
+
+_HAZARD = record_tables["hazardous_area"]
+LAYERS: dict[str, Layer] = {
+    layer.id: layer
+    for layer in (
+        Layer(
+            id="hazardous_area",
+            title="Hazardous areas",
+            description="Suspected (SHA) and confirmed (CHA) hazardous areas with their status "
+            "and land-release ledger.",
+            table=_HAZARD,
+            geometry_type="Polygon",
+            properties=(
+                "record_id",
+                "name",
+                "classification",
+                "status",
+                "status_reason",
+                "status_date",
+                "admin_area_id",
+                "organisation_id",
+                "reliability",
+                "source_reliability",
+                "confirmed",
+                "contamination",
+                "ordnance_classification",
+                "blockages",
+                "estimated_area_m2",
+                "cancelled_m2",
+                "reduced_m2",
+                "cleared_m2",
+                "released_m2",
+                "remaining_m2",
+                "version",
+            ),
+            tile_properties=(
+                "record_id",
+                "name",
+                "classification",
+                "status",
+                "admin_area_id",
+                "organisation_id",
+                "remaining_m2",
+            ),
+            temporal=("status_date", None),
+            filters={
+                "admin_area": _column("admin_area_id"),
+                "operator": _column("organisation_id"),
+                "status": _column("status"),
+            },
+            priority=("classification", ("cha", "sha", "indication", "eod_spot", "stockpile")),
+        ),
+        Layer(
+            id="processed_land",
+            title="Processed land",
+            description="Land cancelled, reduced or cleared by approved land-release activities.",
+            table=processed_land,
+            geometry_type="Polygon",
+            properties=(
+                "activity_id",
+                "piece",
+                "hazard_id",
+                "land_type",
+                "activity_type",
+                "organisation_id",
+                "method",
+                "asset",
+                "depth_cm",
+                "date_of_information",
+                "area_m2",
+                "credited_m2",
+            ),
+            tile_properties=(
+                "activity_id",
+                "hazard_id",
+                "land_type",
+                "organisation_id",
+                "date_of_information",
+            ),
+            key=("activity_id", "piece"),
+            temporal=("date_of_information", None),
+            filters={"admin_area": _hazard_admin_area, "operator": _column("organisation_id")},
+            priority=("land_type", ("cleared", "reduced", "cancelled")),
+        ),
+        Layer(
+            id="eo_item",
+            title="Explosive ordnance found",
+            description="Items found and how they were disposed of.",
+            table=record_tables["eo_item"],
+            geometry_type="Point",
+            properties=(
+                "record_id",
+                "category",
+                "model",
+                "quantity",
+                "found_date",
+                "hazard_id",
+                "activity_id",
+                "organisation_id",
+                "depth_cm",
+                "condition",
+                "disposal",
+                "place_name",
+                "admin_area_id",
+            ),
+            tile_properties=(
+                "record_id",
+                "category",
+                "quantity",
+                "found_date",
+                "admin_area_id",
+                "organisation_id",
+            ),
+            temporal=("found_date", None),
+            filters={
+                "admin_area": _column("admin_area_id"),
+                "operator": _column("organisation_id"),
+            },
+        ),
+        Layer(
+            id="accident",
+            title="Accidents",
+            description="Accidents at known places (victims' details are never published here).",
+            table=record_tables["accident"],
+            geometry_type="Point",
+            properties=(
+                "record_id",
+                "accident_type",
+                "accident_date",
+                "date_precision",
+                "hazard_id",
+                "admin_area_id",
+                "place_name",
+                "device",
+                "activity_at_time",
+                "area_type",
+            ),
+            tile_properties=("record_id", "accident_type", "accident_date", "admin_area_id"),
+            temporal=("accident_date", None),
+            filters={"admin_area": _column("admin_area_id")},
+        ),
+        Layer(
+            id="task",
+            title="Tasks",
+            description="Planned and ongoing work on hazardous areas.",
+            table=record_tables["task"],
+            geometry_type="Polygon",
+            properties=(
+                "record_id",
+                "hazard_id",
+                "activity_type",
+                "organisation_id",
+                "planned_start",
+                "planned_end",
+                "priority",
+                "status",
+            ),
+            tile_properties=(
+                "record_id",
+                "hazard_id",
+                "activity_type",
+                "organisation_id",
+                "status",
+            ),
+            temporal=("planned_start", "planned_end"),
+            filters={
+                "admin_area": _hazard_admin_area,
+                "operator": _column("organisation_id"),
+                "status": _column("status"),
+            },
+            organisation_scoped=True,
+        ),
+        Layer(
+            id="admin_area",
+            title="Administrative areas",
+            description="Districts and provinces of the gazetteer.",
+            table=record_tables["admin_area"],
+            geometry_type="Polygon",
+            properties=("record_id", "name", "level", "code", "parent_id"),
+            tile_properties=("record_id", "name", "level", "code"),
+            filters={"admin_area": lambda table, values: table.c.record_id.in_(values)},
+            public=True,
+            priority=("level", ()),
+        ),
+    )
+}
+
+
+def visible_layers(principal: Principal) -> list[Layer]:
+    """The layers a principal may read, in catalogue order."""
+    return [layer for layer in LAYERS.values() if layer.public or principal.sees_records]
+
+
+def layer_for(principal: Principal, layer_id: str) -> Layer:
+    """The layer, if the principal may read it (LoginRequired/AccessDenied otherwise)."""
+    try:
+        layer = LAYERS[layer_id]
+    except KeyError:
+        raise NotFound(f"no layer {layer_id!r}; layers: {', '.join(LAYERS)}") from None
+    principal.require(layer.public or principal.sees_records, f"read the {layer_id} layer")
+    return layer
+
+
+# -- the query ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A closed date interval; None is open (OGC ``..``)."""
+
+    start: date | None = None
+    end: date | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    bbox: Bbox | None = None  # lon/lat (CRS84)
+    interval: Interval | None = None
+    filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    limit: int = 10
+    offset: int = 0
+
+
+@dataclass
+class Feature:
+    id: str
+    geometry: BaseGeometry | None
+    properties: dict[str, Any]
+
+
+@dataclass
+class Page:
+    features: list[Feature]
+    number_matched: int
+
+
+def conditions(layer: Layer, principal: Principal, query: Query) -> list[ColumnElement[bool]]:
+    """Where-clauses of a query but the bounding box (scoping, filters, time)."""
+    table = layer.table
+    where: list[ColumnElement[bool]] = []
+    if layer.organisation_scoped and principal.is_organisation_scoped:
+        where.append(table.c.organisation_id == principal.organisation_id)
+    for name, values in query.filters.items():
+        if name not in layer.filters:
+            supported = ", ".join(layer.filters) or "none"
+            raise ValueError(
+                f"the {layer.id} layer cannot be filtered by {name}; its filters: {supported}"
+            )
+        where.append(layer.filters[name](table, values))
+    if query.interval and layer.temporal:
+        start_name, end_name = layer.temporal
+        start = table.c[start_name]
+        end = func.coalesce(table.c[end_name], start) if end_name else start
+        where.append(start.is_not(None))
+        if query.interval.end is not None:
+            where.append(start <= query.interval.end)
+        if query.interval.start is not None:
+            where.append(end >= query.interval.start)
+    return where
+
+
+def misses_bbox(
+    conn: Connection, store: Store, layer: Layer, bbox: Bbox, where: list[ColumnElement[bool]]
+) -> list[int]:
+    """fids whose envelope meets the box but whose geometry does not.
+
+    Only features whose envelope crosses an edge of the box can miss it (an envelope inside the
+    box holds its geometry), so only those are read and tested exactly; the rest of the query
+    runs on the spatial index alone.
+    """
+    table = layer.table
+    minx, miny, maxx, maxy = bbox
+    edges = [
+        (minx, miny, minx, maxy),
+        (maxx, miny, maxx, maxy),
+        (minx, miny, maxx, miny),
+        (minx, maxy, maxx, maxy),
+    ]
+    rows: dict[int, BaseGeometry] = {}
+    for edge in edges:  # one query each: a store's bbox clause binds fixed parameter names
+        query = select(table.c.fid, table.c.geometry).where(store.bbox_clause(table, edge), *where)
+        rows.update((fid, geometry) for fid, geometry in conn.execute(query))
+    if not rows:
+        return []
+    inside = shapely.intersects(np.array(list(rows.values()), dtype=object), box(*bbox))
+    return [fid for fid, hit in zip(rows, inside, strict=True) if not hit]
+
+
+def items(store: Store, layer: Layer, principal: Principal, query: Query) -> Page:
+    """One page of a layer's features, in fid order, and how many match in all."""
+    table = layer.table
+    where = conditions(layer, principal, query)
+    with store.read() as conn:
+        if query.bbox is not None:
+            missed = misses_bbox(conn, store, layer, query.bbox, where)
+            where.append(store.bbox_clause(table, query.bbox))
+            where += [table.c.fid.not_in(chunk) for chunk in chunked_in(missed)]
+        matched = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+        rows = conn.execute(
+            _feature_select(layer)
+            .where(*where)
+            .order_by(table.c.fid)
+            .limit(query.limit)
+            .offset(query.offset)
+        ).all()
+    return Page([_feature(layer, row) for row in rows], matched)
+
+
+def item(store: Store, layer: Layer, principal: Principal, feature_id: str) -> Feature:
+    where = conditions(layer, principal, Query())
+    with store.read() as conn:
+        row = conn.execute(
+            _feature_select(layer).where(layer.key_clause(feature_id), *where)
+        ).one_or_none()
+    if row is None:
+        raise NotFound(f"no feature {feature_id!r} in {layer.id}")
+    return _feature(layer, row)
+
+
+def _feature_select(layer: Layer) -> Any:
+    names = dict.fromkeys([*layer.key, *layer.properties])
+    return select(*(layer.table.c[n] for n in names), layer.table.c.geometry)
+
+
+def _feature(layer: Layer, row: Any) -> Feature:
+    return Feature(
+        layer.feature_id(row),
+        row.geometry,
+        {name: _json_value(getattr(row, name)) for name in layer.properties},
+    )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class Extent:
+    bbox: Bbox | None
+    interval: tuple[date | None, date | None] | None
+
+
+def extent(store: Store, layer: Layer, principal: Principal) -> Extent:
+    """The layer's spatial extent (lon/lat) and time span, of what the principal sees."""
+    table = layer.table
+    where = conditions(layer, principal, Query())
+    with store.read() as conn:
+        bounds = conn.execute(_extent_select(store, table, where)).one()
+        bbox = None if bounds[0] is None else tuple(float(b) for b in bounds)
+        interval = None
+        if layer.temporal:
+            start_name, end_name = layer.temporal
+            low, high = conn.execute(
+                select(
+                    func.min(table.c[start_name]), func.max(table.c[end_name or start_name])
+                ).where(*where)
+            ).one()
+            interval = (_as_date(low), _as_date(high)) if low or high else None
+    return Extent(bbox, interval)  # type: ignore[arg-type]
+
+
+def _extent_select(store: Store, table: Table, where: list[ColumnElement[bool]]) -> Any:
+    """Bounds from the spatial index (GeoPackage R-tree) or ST_Extent (PostGIS)."""
+    if store.dialect == "postgresql":
+        box2d = func.ST_Extent(table.c.geometry)
+        return select(
+            func.ST_XMin(box2d), func.ST_YMin(box2d), func.ST_XMax(box2d), func.ST_YMax(box2d)
+        ).where(*where)
+    rtree = rtree_of(table)
+    query = select(
+        func.min(rtree.c.minx),
+        func.min(rtree.c.miny),
+        func.max(rtree.c.maxx),
+        func.max(rtree.c.maxy),
+    )
+    if where:
+        query = query.where(rtree.c.id.in_(select(table.c.fid).where(*where)))
+    return query
+
+
+@cache
+def rtree_of(table: Table) -> Any:
+    """A GeoPackage layer's R-tree spatial index, as a table to select from or join."""
+    return table_clause(
+        f"rtree_{table.name}_geometry",
+        *(column(c, Float) for c in ("id", "minx", "maxx", "miny", "maxy")),
+    )
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+# -- parsing query parameters -------------------------------------------------------------------
+
+
+def parse_filters(params: Mapping[str, str | None]) -> dict[str, tuple[str, ...]]:
+    """``admin_area``, ``operator``, ``status``: one value or several, comma-separated."""
+    filters = {}
+    for name in FILTERS:
+        value = params.get(name)
+        if value:
+            filters[name] = tuple(v.strip() for v in value.split(",") if v.strip())
+    return filters
+
+
+_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ][0-9:.]+([Zz]|[+-]\d{2}:?\d{2})?)?$")
+
+
+def parse_instant(text: str, what: str = "datetime") -> date:
+    """An RFC 3339 date or date-time (UTC day taken), for the date columns of the register."""
+    if not _INSTANT.match(text):
+        raise ValueError(f"{what}: {text!r} is not an RFC 3339 date or date-time")
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        moment = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError as error:
+        raise ValueError(f"{what}: {text!r}: {error}") from None
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()
+
+
+def parse_datetime(text: str) -> Interval:
+    """OGC API ``datetime``: an instant, or an interval ``start/end`` with ``..`` or an empty
+    side for an open end."""
+    if "/" not in text:
+        day = parse_instant(text)
+        return Interval(day, day)
+    start_text, _, end_text = text.partition("/")
+    if "/" in end_text:
+        raise ValueError(f"datetime: {text!r} has more than one '/'")
+    start = None if start_text in ("", "..") else parse_instant(start_text)
+    end = None if end_text in ("", "..") else parse_instant(end_text)
+    if start is None and end is None:
+        raise ValueError("datetime: an interval needs at least one end ('../..' is not one)")
+    if start and end and end < start:
+        raise ValueError(f"datetime: {text!r} ends before it starts")
+    return Interval(start, end)
+
+
+def parse_bbox(text: str) -> tuple[float, ...]:
+    """``minx,miny,maxx,maxy`` (or six numbers with heights, which are ignored)."""
+    try:
+        numbers = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"bbox: {text!r} is not a comma-separated list of numbers") from None
+    if len(numbers) == 6:
+        numbers = (numbers[0], numbers[1], numbers[3], numbers[4])
+    if len(numbers) != 4 or not all(np.isfinite(numbers)):
+        raise ValueError(f"bbox: {text!r}: give four numbers (or six with heights)")
+    return numbers

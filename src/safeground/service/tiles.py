@@ -1,0 +1,298 @@
+"""Mapbox Vector Tiles of the map layers, from the GeoPackage (shapely + mapbox-vector-tile) or
+from PostGIS (ST_AsMVT), with the same features and properties from both.
+
+Generalisation, so that a register of 100k hazardous areas stays small at national zooms:
+below ``DETAIL_ZOOM`` a tile is divided into ``CELLS`` × ``CELLS`` cells (4 pixels of a 256-pixel
+tile). A feature whose envelope is smaller than a cell in both directions is drawn as the square
+of the cell holding its envelope's centre (a point layer: the cell's centre), and only one such
+feature per cell is kept: the most important (hazards: CHA, then SHA, ...; processed land:
+cleared, reduced, cancelled), then the first by id; ``feature_count`` says how many it stands
+for. Larger features keep their shape, simplified to half a pixel. From ``DETAIL_ZOOM``
+on, every feature is drawn as it is (``feature_count`` 1). Which features are kept is decided by
+one SQL query on both backends; only drawing and encoding differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import mapbox_vector_tile
+import numpy as np
+import pyproj
+import shapely
+from shapely.geometry import box
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    and_,
+    case,
+    cast,
+    false,
+    func,
+    literal,
+    literal_column,
+    select,
+)
+
+from safeground.domain.access import Principal
+from safeground.service.layers import Layer, Query, conditions, rtree_of
+from safeground.storage.rows import chunked_in
+from safeground.storage.store import Store
+
+EXTENT = 4096  # tile coordinate units
+BUFFER = 64  # units drawn beyond the tile edge, so that outlines do not stop at it
+DETAIL_ZOOM = 14
+CELLS = 64
+MAX_ZOOM = 22
+HALF_WORLD = 20037508.342789244  # web mercator half-width, metres
+FEATURE_COUNT = "feature_count"
+
+_TO_MERCATOR = pyproj.Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+
+
+@dataclass(frozen=True)
+class TileAddress:
+    z: int
+    x: int
+    y: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.z <= MAX_ZOOM:
+            raise ValueError(f"zoom {self.z}: give 0 to {MAX_ZOOM}")
+        if not (0 <= self.x < 2**self.z and 0 <= self.y < 2**self.z):
+            raise ValueError(f"tile {self.z}/{self.x}/{self.y} is outside the zoom's grid")
+
+    @property
+    def size(self) -> float:
+        return 2 * HALF_WORLD / 2**self.z
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Web mercator bounds (x from the west, y from the north, as XYZ tiles count)."""
+        minx = -HALF_WORLD + self.x * self.size
+        maxy = HALF_WORLD - self.y * self.size
+        return minx, maxy - self.size, minx + self.size, maxy
+
+    def lonlat_bounds(self, margin: float) -> tuple[float, float, float, float]:
+        """The tile widened by ``margin`` (a fraction of its size), in lon/lat."""
+        minx, miny, maxx, maxy = self.bounds()
+        pad = margin * self.size
+        lon0, lat0 = _to_lonlat(minx - pad, miny - pad)
+        lon1, lat1 = _to_lonlat(maxx + pad, maxy + pad)
+        return lon0, lat0, lon1, lat1
+
+
+def _to_lonlat(x: float, y: float) -> tuple[float, float]:
+    x = min(max(x, -HALF_WORLD), HALF_WORLD)
+    y = min(max(y, -HALF_WORLD), HALF_WORLD)
+    lon = x / HALF_WORLD * 180
+    lat = math.degrees(2 * math.atan(math.exp(y / HALF_WORLD * math.pi)) - math.pi / 2)
+    return lon, lat
+
+
+def tile(
+    store: Store, layer: Layer, principal: Principal, address: TileAddress, query: Query
+) -> bytes | None:
+    """The layer's tile, or None when no feature is in it."""
+    where = conditions(layer, principal, query)
+    with store.read() as conn:
+        if store.dialect == "postgresql":
+            return _postgis_tile(conn, store, layer, address, where)
+        return _gpkg_tile(conn, store, layer, address, where)
+
+
+def _selection(
+    store: Store, layer: Layer, address: TileAddress, where: list[ColumnElement[bool]]
+) -> Any:
+    """The features a tile draws, one per cell for the small ones (see the module's docstring).
+
+    Columns: fid, the tile properties, ``feature_count``, ``small``, ``cell_x``, ``cell_y``.
+    """
+    table = layer.table
+    minx, miny, maxx, maxy = _envelope(store, layer)
+    rank: Any = literal(0)
+    if layer.priority:
+        name, order = layer.priority
+        rank = case({v: i for i, v in enumerate(order)}, value=table.c[name], else_=len(order))
+    names = list(dict.fromkeys([*layer.key, *layer.tile_properties]))
+    envelopes = (
+        select(
+            table.c.fid,
+            *(table.c[n] for n in names),
+            rank.label("importance"),
+            _mercator_x(minx).label("x0"),
+            _mercator_x(maxx).label("x1"),
+            _mercator_y(miny).label("y0"),
+            _mercator_y(maxy).label("y1"),
+        )
+        .select_from(_envelope_source(store, layer))
+        .where(store.bbox_clause(table, address.lonlat_bounds(BUFFER / EXTENT)), *where)
+        .subquery("envelopes")
+    )
+    e = envelopes.c
+    tile_minx, _, _, tile_maxy = address.bounds()
+    cell = address.size / CELLS
+    small = and_(e.x1 - e.x0 < cell, e.y1 - e.y0 < cell) if address.z < DETAIL_ZOOM else false()
+    cell_x = func.floor(((e.x0 + e.x1) / 2 - tile_minx) / cell)
+    cell_y = func.floor((tile_maxy - (e.y0 + e.y1) / 2) / cell)
+    group = case((small, cell_y * CELLS + cell_x), else_=-1 - e.fid)
+    order_by = [e.importance, *(e[k] for k in layer.key)]
+    candidates = select(
+        e.fid,
+        *(e[n] for n in names),
+        func.count().over(partition_by=group).label(FEATURE_COUNT),
+        func.row_number().over(partition_by=group, order_by=order_by).label("rank_in_cell"),
+        small.label("small"),
+        cell_x.label("cell_x"),
+        cell_y.label("cell_y"),
+    ).subquery("candidates")
+    c = candidates.c
+    inside = and_(c.cell_x >= 0, c.cell_x < CELLS, c.cell_y >= 0, c.cell_y < CELLS)
+    return select(candidates).where(c.rank_in_cell == 1, ~c.small | inside)
+
+
+def _mercator_x(lon: Any) -> Any:
+    return lon * (HALF_WORLD / 180)
+
+
+def _mercator_y(lat: Any) -> Any:
+    """Spherical mercator y of a latitude, as SQL (SQLite's and PostgreSQL's ln and tan)."""
+    limit = 85.0511287798
+    clamped = case((lat > limit, limit), (lat < -limit, -limit), else_=lat)
+    return func.ln(func.tan((90 + clamped) * (math.pi / 360))) * (HALF_WORLD / math.pi)
+
+
+def _envelope(store: Store, layer: Layer) -> tuple[Any, Any, Any, Any]:
+    """Envelope columns: the GeoPackage R-tree's, or PostGIS's bounds of the geometry."""
+    if store.dialect == "postgresql":
+        g = layer.table.c.geometry
+        return func.ST_XMin(g), func.ST_YMin(g), func.ST_XMax(g), func.ST_YMax(g)
+    rtree = rtree_of(layer.table)
+    return rtree.c.minx, rtree.c.miny, rtree.c.maxx, rtree.c.maxy
+
+
+def _envelope_source(store: Store, layer: Layer) -> Any:
+    if store.dialect == "postgresql":
+        return layer.table
+    rtree = rtree_of(layer.table)
+    return layer.table.join(rtree, rtree.c.id == layer.table.c.fid)
+
+
+def _properties(layer: Layer, row: Any) -> dict[str, Any]:
+    """Tile properties; MVT values are scalars, so dates go as ISO text and empty ones are left
+    out (as ST_AsMVT does)."""
+    values = {n: getattr(row, n) for n in layer.tile_properties}
+    values[FEATURE_COUNT] = row.feature_count
+    return {
+        k: v if isinstance(v, int | float | str | bool) else str(v)
+        for k, v in values.items()
+        if v is not None
+    }
+
+
+def _gpkg_tile(
+    conn: Connection,
+    store: Store,
+    layer: Layer,
+    address: TileAddress,
+    where: list[ColumnElement[bool]],
+) -> bytes | None:
+    chosen = conn.execute(_selection(store, layer, address, where)).all()
+    if not chosen:
+        return None
+    shapes = _shapes(conn, layer, [row.fid for row in chosen if not row.small])
+    tile_minx, _, _, tile_maxy = address.bounds()
+    cell = address.size / CELLS
+    pad = BUFFER / EXTENT * address.size
+    clip = np.array(address.bounds()) + np.array([-pad, -pad, pad, pad])
+    simplify = address.size / 512 if address.z < DETAIL_ZOOM else 0.0
+    features = []
+    for row in chosen:
+        geometry: BaseGeometry
+        if row.small:
+            left = tile_minx + row.cell_x * cell
+            top = tile_maxy - row.cell_y * cell
+            square = box(left, top - cell, left + cell, top)
+            geometry = square.centroid if layer.geometry_type == "Point" else square
+        else:
+            geometry = shapely.clip_by_rect(shapes[row.fid], *clip)
+            if simplify:
+                geometry = shapely.simplify(geometry, simplify)
+            if geometry.is_empty:
+                continue
+        features.append({"geometry": geometry, "properties": _properties(layer, row)})
+    if not features:
+        return None
+    return bytes(
+        mapbox_vector_tile.encode(
+            [{"name": layer.id, "features": features}],
+            default_options={
+                "quantize_bounds": address.bounds(),
+                "extents": EXTENT,
+                "on_invalid_geometry": mapbox_vector_tile.encoder.on_invalid_geometry_make_valid,
+            },
+        )
+    )
+
+
+def _shapes(conn: Connection, layer: Layer, fids: list[int]) -> dict[int, BaseGeometry]:
+    """Geometries of the given features, in web mercator."""
+    table = layer.table
+    shapes: dict[int, BaseGeometry] = {}
+    for chunk in chunked_in(fids):
+        for fid, geometry in conn.execute(
+            select(table.c.fid, table.c.geometry).where(table.c.fid.in_(chunk))
+        ):
+            shapes[fid] = geometry
+    projected = shapely.transform(
+        np.array(list(shapes.values()), dtype=object),
+        lambda xy: np.column_stack(_TO_MERCATOR.transform(xy[:, 0], xy[:, 1])),
+    )
+    return dict(zip(shapes, projected, strict=True))
+
+
+def _postgis_tile(
+    conn: Connection,
+    store: Store,
+    layer: Layer,
+    address: TileAddress,
+    where: list[ColumnElement[bool]],
+) -> bytes | None:
+    chosen = _selection(store, layer, address, where).subquery("chosen")
+    table = layer.table
+    envelope = func.ST_TileEnvelope(address.z, address.x, address.y)
+    tile_minx, _, _, tile_maxy = address.bounds()
+    cell = address.size / CELLS
+    left = tile_minx + cast(chosen.c.cell_x, Float) * cell
+    top = tile_maxy - cast(chosen.c.cell_y, Float) * cell
+    square = func.ST_MakeEnvelope(left, top - cell, left + cell, top, 3857)
+    small_shape = func.ST_Centroid(square) if layer.geometry_type == "Point" else square
+    shape = func.ST_Transform(table.c.geometry, 3857)
+    if address.z < DETAIL_ZOOM:
+        shape = func.ST_SimplifyPreserveTopology(shape, address.size / 512)
+    geometry = func.ST_AsMVTGeom(
+        case((chosen.c.small, small_shape), else_=shape), envelope, EXTENT, BUFFER, True
+    )
+    properties = [_mvt_value(layer, n, chosen.c[n]).label(n) for n in layer.tile_properties]
+    rows = (
+        select(*properties, chosen.c[FEATURE_COUNT], geometry.label("geom"))
+        .select_from(chosen.join(table, table.c.fid == chosen.c.fid))
+        .subquery("q")
+    )
+    data = conn.execute(
+        select(func.ST_AsMVT(literal_column("q"), layer.id, EXTENT, "geom"))
+        .select_from(rows)
+        .where(rows.c.geom.is_not(None))
+    ).scalar_one()
+    return bytes(data) if data else None
+
+
+def _mvt_value(layer: Layer, name: str, value: Any) -> Any:
+    """Dates go into tiles as ISO text on both backends."""
+    if layer.table.c[name].type.python_type is date:
+        return func.to_char(value, "YYYY-MM-DD")
+    return value

@@ -1,0 +1,91 @@
+"""Vector tiles of the map layers under ``/tiles`` (Mapbox Vector Tile, one source-layer named
+after the layer), filtered like the OGC items and by the caller's role."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from safeground.service import layers, tiles
+from safeground.web.deps import CurrentPrincipal, get_register
+
+MVT = "application/vnd.mapbox-vector-tile"
+
+router = APIRouter(prefix="/tiles", tags=["vector tiles"])
+
+
+@router.get("/layers.json", summary="The tile layers the caller's role may see")
+def layer_list(request: Request, principal: CurrentPrincipal) -> JSONResponse:
+    base = str(request.base_url).rstrip("/")
+    return JSONResponse(
+        {
+            "layers": [
+                {
+                    "id": layer.id,
+                    "title": layer.title,
+                    "geometry_type": layer.geometry_type,
+                    "tiles": [f"{base}/tiles/{layer.id}/{{z}}/{{x}}/{{y}}.pbf"],
+                    "source_layer": layer.id,
+                    "properties": [*layer.tile_properties, tiles.FEATURE_COUNT],
+                    "filters": [*layer.filters, "since", "until"],
+                    "minzoom": 0,
+                    "maxzoom": tiles.DETAIL_ZOOM,
+                }
+                for layer in layers.visible_layers(principal)
+            ],
+            "generalisation": (
+                f"Below zoom {tiles.DETAIL_ZOOM}, a feature smaller than 1/{tiles.CELLS} of a "
+                "tile in both directions is drawn as that cell (one per cell, the most "
+                "important; feature_count says how many it stands for)."
+            ),
+        }
+    )
+
+
+@router.get(
+    "/{layer_id}/{z}/{x}/{y}.pbf",
+    summary="One vector tile (204 when empty)",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}}, 204: {"description": "No feature in the tile"}},
+)
+def vector_tile(
+    request: Request,
+    layer_id: str,
+    z: int,
+    x: int,
+    y: int,
+    principal: CurrentPrincipal,
+    admin_area: Annotated[str | None, Query(description="Admin area IDs, comma-separated")] = None,
+    operator: Annotated[str | None, Query(description="Organisation IDs, comma-separated")] = None,
+    status: Annotated[str | None, Query(description="Statuses, comma-separated")] = None,
+    since: Annotated[str | None, Query(description="ISO date: features from this day")] = None,
+    until: Annotated[str | None, Query(description="ISO date: features up to this day")] = None,
+) -> Response:
+    layer = layers.layer_for(principal, layer_id)
+    try:
+        address = tiles.TileAddress(z, x, y)
+        query = layers.Query(
+            interval=_interval(since, until),
+            filters=layers.parse_filters(
+                {"admin_area": admin_area, "operator": operator, "status": status}
+            ),
+        )
+        data = tiles.tile(get_register(request).store, layer, principal, address, query)
+    except ValueError as error:
+        raise HTTPException(status_code=400, detail=str(error)) from None
+    headers: dict[str, Any] = {"Vary": "Cookie, Authorization"}
+    if data is None:
+        return Response(status_code=204, headers=headers)
+    return Response(data, media_type=MVT, headers=headers)
+
+
+def _interval(since: str | None, until: str | None) -> layers.Interval | None:
+    if not since and not until:
+        return None
+    start = layers.parse_instant(since, "since") if since else None
+    end = layers.parse_instant(until, "until") if until else None
+    if start and end and end < start:
+        raise ValueError(f"until {end} is before since {start}")
+    return layers.Interval(start, end)

@@ -1,0 +1,350 @@
+"""OGC API - Features under /ogc, on both backends; and read by real clients (OWSLib, GDAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pyproj
+import pytest
+import shapely
+from fastapi.testclient import TestClient
+from shapely.geometry import shape
+
+from safeground.service.register import Register
+from safeground.web.app import create_app
+from safeground.web.ogc import CONFORMANCE
+from safeground.web.settings import Settings
+from tests.web.layer_data import DISTRICT, TRIANGLE, VICTIM_NAME, MapData, bearer, build, hazard_box
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
+ALL_LAYERS = {"hazardous_area", "processed_land", "eo_item", "accident", "task", "admin_area"}
+
+
+@pytest.fixture
+def served(store_location: str) -> Iterator[tuple[TestClient, MapData]]:
+    register = Register.create(store_location, country="AZ")
+    data = build(register)
+    register.store.engine.dispose()
+    app = create_app(Settings(store=store_location))
+    with TestClient(app) as client:
+        yield client, data
+    app.state.register.store.engine.dispose()
+
+
+def items(client, data, collection, token=None, **params):
+    token = token or data.im_token
+    return client.get(f"/ogc/collections/{collection}/items", params=params, headers=bearer(token))
+
+
+def ids(response):
+    assert response.status_code == 200, response.text
+    return [f["id"] for f in response.json()["features"]]
+
+
+def test_landing_and_conformance(served):
+    client, _ = served
+    landing = client.get("/ogc").json()
+    rels = {link["rel"]: link["href"] for link in landing["links"]}
+    assert {"self", "service-desc", "conformance", "data"} <= set(rels)
+    assert rels["data"].endswith("/ogc/collections")
+    assert client.get("/ogc/conformance").json()["conformsTo"] == CONFORMANCE
+    api = client.get("/ogc/api")
+    assert api.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    document = api.json()
+    assert document["openapi"] == "3.0.3"
+    assert "/ogc/collections/{collection_id}/items" in document["paths"]
+    assert '"null"' not in json.dumps(document)  # no OpenAPI 3.1 null types left
+
+
+def test_collections_follow_the_role(served):
+    client, data = served
+    public = client.get("/ogc/collections").json()
+    assert [c["id"] for c in public["collections"]] == ["admin_area"]
+    trusted = client.get("/ogc/collections", headers=bearer(data.im_token)).json()
+    assert {c["id"] for c in trusted["collections"]} == ALL_LAYERS
+    clerk = client.get("/ogc/collections", headers=bearer(data.clerk_token)).json()
+    assert {c["id"] for c in clerk["collections"]} == ALL_LAYERS
+    assert client.get("/ogc/collections/hazardous_area/items").status_code == 401
+    assert client.get("/ogc/collections/hazardous_area").status_code == 401
+    assert client.get("/ogc/collections/nothing", headers=bearer(data.im_token)).status_code == 404
+    assert ids(client.get("/ogc/collections/admin_area/items")) == [data.district]
+
+
+def test_collection_metadata(served):
+    client, data = served
+    meta = client.get("/ogc/collections/hazardous_area", headers=bearer(data.im_token)).json()
+    minx, miny, maxx, maxy = meta["extent"]["spatial"]["bbox"][0]
+    assert minx == pytest.approx(47.0) and maxx == pytest.approx(47.21, abs=1e-5)
+    assert miny == pytest.approx(39.5) and maxy == pytest.approx(39.51, abs=1e-5)
+    assert meta["extent"]["temporal"]["interval"][0] == [
+        "2021-03-02T00:00:00Z",
+        "2021-06-01T00:00:00Z",
+    ]
+    assert meta["storageCrs"] == CRS84
+    # The district lies in UTM zone 38N (42°-48° E).
+    assert meta["crs"] == [CRS84, f"{EPSG}4326", f"{EPSG}3857", f"{EPSG}32638"]
+    assert any(link["rel"] == "items" for link in meta["links"])
+
+
+def test_paging_with_links(served):
+    client, data = served
+    first = items(client, data, "hazardous_area", limit=5).json()
+    assert first["numberMatched"] == 13 and first["numberReturned"] == 5
+    assert [f["id"] for f in first["features"]] == data.hazards[:5]
+    links = {link["rel"]: link["href"] for link in first["links"]}
+    assert "prev" not in links
+    second = client.get(links["next"], headers=bearer(data.im_token)).json()
+    assert [f["id"] for f in second["features"]] == data.hazards[5:10]
+    links = {link["rel"]: link["href"] for link in second["links"]}
+    assert "offset=0" in links["prev"]
+    last = client.get(links["next"], headers=bearer(data.im_token)).json()
+    assert [f["id"] for f in last["features"]] == data.hazards[10:]
+    assert "next" not in {link["rel"] for link in last["links"]}
+
+
+def test_features_carry_their_attributes_and_geometry(served):
+    client, data = served
+    feature = client.get(
+        f"/ogc/collections/hazardous_area/items/{data.hazards[0]}", headers=bearer(data.im_token)
+    )
+    assert feature.status_code == 200
+    assert feature.headers["content-type"].startswith("application/geo+json")
+    assert feature.headers["content-crs"] == f"<{CRS84}>"
+    body = feature.json()
+    assert shape(body["geometry"]).equals(hazard_box(0))
+    props = body["properties"]
+    assert props["classification"] == "cha" and props["status"] == "worked_on"
+    assert props["cleared_m2"] > 0 and props["remaining_m2"] < props["estimated_area_m2"]
+    land = items(client, data, "processed_land").json()["features"]
+    assert [f["id"] for f in land] == [f"{data.activity}.0"]
+    one = client.get(
+        f"/ogc/collections/processed_land/items/{data.activity}.0", headers=bearer(data.im_token)
+    )
+    assert one.json()["properties"]["land_type"] == "cleared"
+    missing = f"/ogc/collections/processed_land/items/{data.activity}.9"
+    assert client.get(missing, headers=bearer(data.im_token)).status_code == 404
+
+
+def test_bbox_is_an_exact_intersection(served):
+    client, data = served
+    assert (
+        ids(items(client, data, "hazardous_area", bbox="47.0,39.49,47.05,39.51"))
+        == (data.hazards[:6])
+    )
+    # Inside the triangle's envelope but beyond its hypotenuse: the triangle does not match.
+    assert ids(items(client, data, "hazardous_area", bbox="47.207,39.507,47.3,39.6")) == []
+    assert ids(items(client, data, "hazardous_area", bbox="47.203,39.503,47.3,39.6")) == [
+        data.hazards[-1]
+    ]
+
+
+def test_datetime_instants_and_intervals(served):
+    client, data = served
+    # Areas are dated 2021-03-01 + i (status date); the first one's status changed on 06-01.
+    assert ids(items(client, data, "hazardous_area", datetime="2021-03-02")) == [data.hazards[1]]
+    assert ids(
+        items(client, data, "hazardous_area", datetime="2021-03-02T10:00:00Z", limit=100)
+    ) == [data.hazards[1]]
+    assert (
+        ids(items(client, data, "hazardous_area", datetime="2021-03-02/2021-03-04"))
+        == (data.hazards[1:4])
+    )
+    assert (
+        ids(items(client, data, "hazardous_area", datetime="../2021-03-03", limit=100))
+        == (data.hazards[1:3])
+    )
+    after = ids(items(client, data, "hazardous_area", datetime="2021-03-11/..", limit=100))
+    assert after == [data.hazards[0], *data.hazards[10:]]
+    assert ids(items(client, data, "task", datetime="2021-10-01")) == list(data.tasks.values())
+    assert ids(items(client, data, "task", datetime="2021-11-01/..")) == []
+    for bad in ("yesterday", "2021-03-05/2021-03-01", "../..", "2021-02-30"):
+        response = items(client, data, "hazardous_area", datetime=bad)
+        assert response.status_code == 400, bad
+        assert "datetime" in response.json()["detail"]
+
+
+def test_attribute_filters(served):
+    client, data = served
+    assert ids(items(client, data, "hazardous_area", status="worked_on")) == [data.hazards[0]]
+    by_operator = ids(items(client, data, "hazardous_area", operator=data.org_b, limit=100))
+    assert by_operator == data.hazards[1:12:2]
+    in_district = ids(items(client, data, "hazardous_area", admin_area=data.district, limit=100))
+    assert in_district == data.hazards[:8]
+    assert ids(items(client, data, "processed_land", admin_area=data.district)) == [
+        f"{data.activity}.0"
+    ]
+    assert ids(items(client, data, "task", admin_area=data.district, limit=100)) == list(
+        data.tasks.values()
+    )
+    refused = items(client, data, "accident", status="open")
+    assert refused.status_code == 400
+    assert "accident layer cannot be filtered by status" in refused.json()["detail"]
+
+
+def test_bad_parameters_are_400_with_a_reason(served):
+    client, data = served
+    for params, word in [
+        ({"limit": 0}, "limit"),
+        ({"limit": 10_001}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"bbox": "a,b,c,d"}, "bbox"),
+        ({"bbox": "47,39,46,40"}, "antimeridian"),
+        ({"crs": "EPSG:2154"}, "crs"),
+        ({"bbox": "1,2,3,4", "bbox-crs": "EPSG:9999"}, "bbox-crs"),
+        ({"colour": "red"}, "colour"),
+        ({"f": "html"}, "f"),
+    ]:
+        response = items(client, data, "hazardous_area", **params)
+        assert response.status_code == 400, (params, response.text)
+        assert word in response.json()["detail"], (params, response.json())
+
+
+def test_data_entry_sees_its_organisations_tasks_only(served):
+    client, data = served
+    own = data.tasks[data.org_a]
+    assert ids(items(client, data, "task", token=data.clerk_token)) == [own]
+    other = f"/ogc/collections/task/items/{data.tasks[data.org_b]}"
+    assert client.get(other, headers=bearer(data.clerk_token)).status_code == 404
+    assert client.get(other, headers=bearer(data.im_token)).status_code == 200
+
+
+def test_victims_personal_data_never_appear(served):
+    client, data = served
+    for collection in ALL_LAYERS:
+        body = items(client, data, collection, limit=1000).text
+        assert VICTIM_NAME not in body
+    accident = items(client, data, "accident").json()["features"][0]
+    assert accident["id"] == data.accident
+    assert not {"name", "phone", "address"} & set(accident["properties"])
+
+
+def test_crs_epsg_4326_swaps_the_axes(served):
+    client, data = served
+    url = f"/ogc/collections/hazardous_area/items/{data.hazards[0]}"
+    response = client.get(url, params={"crs": f"{EPSG}4326"}, headers=bearer(data.im_token))
+    assert response.headers["content-crs"] == f"<{EPSG}4326>"
+    latlon = shape(response.json()["geometry"])
+    assert latlon.equals(shapely.transform(hazard_box(0), lambda xy: xy[:, ::-1]))
+    # bbox-crs EPSG:4326: latitude first.
+    swapped = items(
+        client, data, "hazardous_area", bbox="39.49,47.0,39.51,47.05", **{"bbox-crs": "EPSG:4326"}
+    )
+    assert ids(swapped) == data.hazards[:6]
+
+
+@pytest.mark.parametrize("code", [3857, 32638])
+def test_crs_projected_coordinates_match_pyproj(served, code):
+    client, data = served
+    response = items(client, data, "hazardous_area", crs=f"{EPSG}{code}", limit=3)
+    assert response.headers["content-crs"] == f"<{EPSG}{code}>"
+    transformer = pyproj.Transformer.from_crs("OGC:CRS84", f"EPSG:{code}")
+    for i, feature in enumerate(response.json()["features"]):
+        got = shapely.get_coordinates(shape(feature["geometry"]))
+        lon, lat = shapely.get_coordinates(hazard_box(i)).T
+        expected = np.column_stack(transformer.transform(lon, lat))
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+    # A bbox in metres selects the areas meeting its extent in longitude/latitude.
+    x0, y0 = transformer.transform(47.0, 39.49)
+    x1, y1 = transformer.transform(47.05, 39.51)
+    back = pyproj.Transformer.from_crs(f"EPSG:{code}", "OGC:CRS84")
+    lonlat = shapely.box(*back.transform_bounds(x0, y0, x1, y1))
+    expected = [h for i, h in enumerate(data.hazards[:12]) if hazard_box(i).intersects(lonlat)]
+    projected = items(
+        client, data, "hazardous_area", bbox=f"{x0},{y0},{x1},{y1}", **{"bbox-crs": f"{EPSG}{code}"}
+    )
+    assert ids(projected) == expected and len(expected) >= 5
+
+
+# -- a real server, read by real clients ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live(store_location: str) -> Iterator[tuple[str, MapData]]:
+    """The application under uvicorn in its own process: GDAL holds the GIL while it fetches
+    (pyogrio), so a server thread in the test process would never answer it."""
+    register = Register.create(store_location, country="AZ")
+    data = build(register)
+    register.store.engine.dispose()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "safeground.web.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, "SAFEGROUND_STORE": store_location},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, "the server stopped"
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/ogc", data
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_owslib_reads_the_collections(live, monkeypatch):
+    # OWSLib adds a client's headers to its module-wide default headers: start from a copy.
+    import owslib.ogcapi
+    from owslib.ogcapi.features import Features
+
+    monkeypatch.setattr(owslib.ogcapi, "REQUEST_HEADERS", dict(owslib.ogcapi.REQUEST_HEADERS))
+    url, data = live
+    public = Features(url)
+    assert [c["id"] for c in public.collections()["collections"]] == ["admin_area"]
+    assert public.conformance()["conformsTo"] == CONFORMANCE
+    districts = public.collection_items("admin_area")["features"]
+    assert shape(districts[0]["geometry"]).equals(DISTRICT)
+    api = Features(url, headers=bearer(data.im_token))
+    assert {c["id"] for c in api.collections()["collections"]} == ALL_LAYERS
+    page = api.collection_items("hazardous_area", limit=100)
+    assert page["numberMatched"] == 13 and len(page["features"]) == 13
+    assert shape(page["features"][0]["geometry"]).equals(hazard_box(0))
+    assert (
+        api.collection_items("hazardous_area", bbox=[47.0, 39.49, 47.05, 39.51])["numberMatched"]
+        == 6
+    )
+
+
+@pytest.mark.slow
+def test_gdal_oapif_driver_reads_the_layers(live):
+    import pyogrio
+
+    url, data = live
+    source = f"OAPIF:{url}"
+    assert [name for name, _ in pyogrio.list_layers(source)] == ["admin_area"]
+    pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": "BEARER", "GDAL_HTTP_BEARER": data.im_token})
+    try:
+        assert {name for name, _ in pyogrio.list_layers(source)} == ALL_LAYERS
+        # A page size smaller than the layer makes GDAL follow the next links.
+        frame = pyogrio.read_dataframe(source, layer="hazardous_area", PAGE_SIZE=5)
+        assert len(frame) == 13
+        by_id = dict(zip(frame["record_id"], frame.geometry, strict=True))
+        assert by_id[data.hazards[0]].equals(hazard_box(0))
+        assert by_id[data.hazards[-1]].equals(TRIANGLE)
+        assert set(frame["classification"]) == {"cha", "sha"}
+        points = pyogrio.read_dataframe(source, layer="eo_item")
+        assert list(points["record_id"]) == [data.eo_item]
+    finally:
+        pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": None, "GDAL_HTTP_BEARER": None})
