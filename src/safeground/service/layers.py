@@ -281,7 +281,6 @@ LAYERS: dict[str, Layer] = {
             tile_properties=("record_id", "name", "level", "code"),
             filters={"admin_area": lambda table, values: table.c.record_id.in_(values)},
             public=True,
-            priority=("level", ()),
         ),
     )
 }

@@ -137,8 +137,8 @@ def _selection(
     tile_minx, _, _, tile_maxy = address.bounds()
     cell = address.size / CELLS
     small = and_(e.x1 - e.x0 < cell, e.y1 - e.y0 < cell) if address.z < DETAIL_ZOOM else false()
-    cell_x = func.floor(((e.x0 + e.x1) / 2 - tile_minx) / cell)
-    cell_y = func.floor((tile_maxy - (e.y0 + e.y1) / 2) / cell)
+    cell_x = func.floor(((e.x0 + e.x1) / 2.0 - tile_minx) / cell)
+    cell_y = func.floor((tile_maxy - (e.y0 + e.y1) / 2.0) / cell)
     group = case((small, cell_y * CELLS + cell_x), else_=-1 - e.fid)
     order_by = [e.importance, *(e[k] for k in layer.key)]
     candidates = select(
