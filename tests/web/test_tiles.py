@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
+from datetime import date
 
 import mapbox_vector_tile
 import pytest
@@ -14,10 +15,11 @@ from shapely.geometry import box, shape
 from sqlalchemy import create_engine
 
 from safeground.service.register import Register
-from safeground.service.tiles import CELLS, DETAIL_ZOOM, EXTENT, TileAddress
+from safeground.service.tiles import CELLS, DETAIL_ZOOM, EXTENT, TileAddress, TileCache
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 from tests.conftest import POSTGIS_URL
+from tests.helpers import add
 from tests.web.layer_data import MapData, bearer, build, hazard_box
 
 
@@ -238,3 +240,35 @@ def test_cell_square_is_where_the_feature_is(served):
         if rid in index:
             cell = to_lonlat(f["geometry"], address)
             assert cell.buffer(1e-9).contains(box(*hazard_box(index[rid]).bounds).centroid)
+
+
+def test_an_approval_redraws_cached_tiles(served, store_location):
+    client, data = served
+    z, x, y = tile_of(47.0, 39.5, 12)
+    before = record_ids(
+        decode(fetch(client, "hazardous_area", z, x, y, data.im_token), "hazardous_area")
+    )
+    register = Register.open(store_location)
+    new = add(
+        register,
+        "hazardous_area",
+        date(2022, 1, 1),
+        geometry=box(47.001, 39.505, 47.003, 39.507).wkt,
+    )
+    register.store.engine.dispose()
+    after = record_ids(
+        decode(fetch(client, "hazardous_area", z, x, y, data.im_token), "hazardous_area")
+    )
+    assert after == sorted([*before, new])
+
+
+def test_tile_cache_keeps_to_its_byte_budget():
+    cache = TileCache(max_bytes=10)
+    cache.put("a", b"12345")
+    cache.put("b", b"12345")
+    assert cache.get("a") == b"12345"  # now the most recently used
+    cache.put("c", b"1")
+    assert cache.get("b") is not None and cache.get("b") != b"12345"
+    assert cache.get("a") == b"12345" and cache.get("c") == b"1"
+    cache.put("empty", None)
+    assert cache.get("empty") is None

@@ -15,6 +15,10 @@ one SQL query on both backends; only drawing and encoding differ.
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -23,7 +27,6 @@ import mapbox_vector_tile
 import numpy as np
 import pyproj
 import shapely
-from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import (
     ColumnElement,
@@ -42,6 +45,7 @@ from sqlalchemy import (
 from safeground.domain.access import Principal
 from safeground.service.layers import Layer, Query, conditions, rtree_of
 from safeground.storage.rows import chunked_in
+from safeground.storage.schema import report
 from safeground.storage.store import Store
 
 EXTENT = 4096  # tile coordinate units
@@ -95,14 +99,79 @@ def _to_lonlat(x: float, y: float) -> tuple[float, float]:
 
 
 def tile(
-    store: Store, layer: Layer, principal: Principal, address: TileAddress, query: Query
+    store: Store,
+    layer: Layer,
+    principal: Principal,
+    address: TileAddress,
+    query: Query,
+    cache: TileCache | None = None,
 ) -> bytes | None:
     """The layer's tile, or None when no feature is in it."""
     where = conditions(layer, principal, query)
     with store.read() as conn:
+        key = None
+        if cache is not None:
+            key = _cache_key(conn, layer, principal, address, query)
+            found = cache.get(key)
+            if found is not _MISSING:
+                return found  # type: ignore[return-value]
         if store.dialect == "postgresql":
-            return _postgis_tile(conn, store, layer, address, where)
-        return _gpkg_tile(conn, store, layer, address, where)
+            data = _postgis_tile(conn, store, layer, address, where)
+        else:
+            data = _gpkg_tile(conn, store, layer, address, where)
+    if cache is not None:
+        cache.put(key, data)
+    return data
+
+
+_MISSING = object()
+
+
+class TileCache:
+    """Tiles drawn recently, in memory: national tiles of a large register take long to draw
+    (about a second at zoom 6 with 100k areas) and every user asks for the same ones.
+
+    A tile is keyed by the register's last approval, so an approval redraws every tile; an
+    entry also expires after ``max_age_s``, which bounds how long a change made another way
+    (a rebuild) can take to show. Least recently used tiles go first beyond ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 2**20, max_age_s: float = 300.0):
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self._tiles: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object:
+        with self._lock:
+            entry = self._tiles.get(key)
+            if entry is None or time.monotonic() - entry[0] > self.max_age_s:
+                return _MISSING
+            self._tiles.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: Hashable, data: bytes | None) -> None:
+        with self._lock:
+            old = self._tiles.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old[1] or b"")
+            self._tiles[key] = (time.monotonic(), data)
+            self._bytes += len(data or b"")
+            while self._bytes > self.max_bytes and self._tiles:
+                _, (_, dropped) = self._tiles.popitem(last=False)
+                self._bytes -= len(dropped or b"")
+
+
+def _cache_key(
+    conn: Connection, layer: Layer, principal: Principal, address: TileAddress, query: Query
+) -> Hashable:
+    last_approval = conn.execute(select(func.max(report.c.approval_seq))).scalar()
+    scope = principal.organisation_id if layer.organisation_scoped else None
+    if not principal.is_organisation_scoped:
+        scope = None
+    filters = tuple(sorted(query.filters.items()))
+    return (layer.id, address, query.interval, filters, scope, last_approval)
 
 
 def _selection(
@@ -204,55 +273,64 @@ def _gpkg_tile(
     chosen = conn.execute(_selection(store, layer, address, where)).all()
     if not chosen:
         return None
-    shapes = _shapes(conn, layer, [row.fid for row in chosen if not row.small])
-    tile_minx, _, _, tile_maxy = address.bounds()
-    cell = address.size / CELLS
-    pad = BUFFER / EXTENT * address.size
-    clip = np.array(address.bounds()) + np.array([-pad, -pad, pad, pad])
-    simplify = address.size / 512 if address.z < DETAIL_ZOOM else 0.0
-    features = []
-    for row in chosen:
-        geometry: BaseGeometry
-        if row.small:
-            left = tile_minx + row.cell_x * cell
-            top = tile_maxy - row.cell_y * cell
-            square = box(left, top - cell, left + cell, top)
-            geometry = square.centroid if layer.geometry_type == "Point" else square
-        else:
-            geometry = shapely.clip_by_rect(shapes[row.fid], *clip)
-            if simplify:
-                geometry = shapely.simplify(geometry, simplify)
-            if geometry.is_empty:
-                continue
-        features.append({"geometry": geometry, "properties": _properties(layer, row)})
+    small = np.array([bool(row.small) for row in chosen])
+    shapes = np.empty(len(chosen), dtype=object)
+    # Small features: their cell, straight in tile units (y up, as the encoder expects).
+    unit = EXTENT / CELLS
+    cell_x = np.array([row.cell_x if row.small else 0 for row in chosen], dtype=float)
+    cell_y = np.array([row.cell_y if row.small else 0 for row in chosen], dtype=float)
+    if layer.geometry_type == "Point":
+        cells = shapely.points((cell_x + 0.5) * unit, EXTENT - (cell_y + 0.5) * unit)
+    else:
+        cells = shapely.box(cell_x * unit, EXTENT - (cell_y + 1) * unit, (cell_x + 1) * unit,
+                            EXTENT - cell_y * unit)  # fmt: skip
+    shapes[small] = cells[small]
+    # The others: their own shape, clipped, simplified and quantised to tile units.
+    large = [row.fid for row in chosen if not row.small]
+    if large:
+        shapes[~small] = _drawn(conn, layer, large, address)
+    keep = ~shapely.is_empty(shapes)
+    features = [
+        {"geometry": shape, "properties": _properties(layer, row)}
+        for row, shape, kept in zip(chosen, shapes, keep, strict=True)
+        if kept
+    ]
     if not features:
         return None
     return bytes(
         mapbox_vector_tile.encode(
             [{"name": layer.id, "features": features}],
-            default_options={
-                "quantize_bounds": address.bounds(),
-                "extents": EXTENT,
-                "on_invalid_geometry": mapbox_vector_tile.encoder.on_invalid_geometry_make_valid,
-            },
+            default_options={"extents": EXTENT, "check_winding_order": False},
         )
     )
 
 
-def _shapes(conn: Connection, layer: Layer, fids: list[int]) -> dict[int, BaseGeometry]:
-    """Geometries of the given features, in web mercator."""
+def _drawn(conn: Connection, layer: Layer, fids: list[int], address: TileAddress) -> Any:
+    """The features' geometries in tile units: projected, clipped to the tile and its buffer,
+    simplified below the detail zoom, rounded to the grid, valid, exterior rings
+    counter-clockwise (clockwise once the encoder turns y down, as MVT requires)."""
     table = layer.table
-    shapes: dict[int, BaseGeometry] = {}
+    found: dict[int, BaseGeometry] = {}
     for chunk in chunked_in(fids):
-        for fid, geometry in conn.execute(
-            select(table.c.fid, table.c.geometry).where(table.c.fid.in_(chunk))
-        ):
-            shapes[fid] = geometry
-    projected = shapely.transform(
-        np.array(list(shapes.values()), dtype=object),
+        query = select(table.c.fid, table.c.geometry).where(table.c.fid.in_(chunk))
+        found.update((fid, geometry) for fid, geometry in conn.execute(query))
+    shapes = shapely.transform(
+        np.array([found[fid] for fid in fids], dtype=object),
         lambda xy: np.column_stack(_TO_MERCATOR.transform(xy[:, 0], xy[:, 1])),
     )
-    return dict(zip(shapes, projected, strict=True))
+    minx, miny, maxx, maxy = address.bounds()
+    pad = BUFFER / EXTENT * address.size
+    shapes = shapely.clip_by_rect(shapes, minx - pad, miny - pad, maxx + pad, maxy + pad)
+    if address.z < DETAIL_ZOOM:
+        shapes = shapely.simplify(shapes, address.size / 512)
+    scale = EXTENT / address.size
+    shapes = shapely.transform(shapes, lambda xy: np.round((xy - (minx, miny)) * scale))
+    invalid = ~shapely.is_valid(shapes) & ~shapely.is_empty(shapes)
+    if invalid.any():
+        shapes[invalid] = shapely.make_valid(
+            shapes[invalid], method="structure", keep_collapsed=False
+        )
+    return shapely.orient_polygons(shapes)
 
 
 def _postgis_tile(

@@ -72,13 +72,22 @@ def vector_tile(
                 {"admin_area": admin_area, "operator": operator, "status": status}
             ),
         )
-        data = tiles.tile(get_register(request).store, layer, principal, address, query)
+        store = get_register(request).store
+        data = tiles.tile(store, layer, principal, address, query, _cache(request))
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
     headers: dict[str, Any] = {"Vary": "Cookie, Authorization"}
     if data is None:
         return Response(status_code=204, headers=headers)
     return Response(data, media_type=MVT, headers=headers)
+
+
+def _cache(request: Request) -> tiles.TileCache:
+    """The application's tile cache, made at its first tile."""
+    cache: tiles.TileCache | None = getattr(request.app.state, "tile_cache", None)
+    if cache is None:
+        cache = request.app.state.tile_cache = tiles.TileCache()
+    return cache
 
 
 def _interval(since: str | None, until: str | None) -> layers.Interval | None:
