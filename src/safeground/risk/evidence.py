@@ -11,7 +11,10 @@ met (an accident, an item found), never where they are absent. Those points are 
 | ``km_detonation`` | hazardous areas whose evidence lists a detonation |
 | ``km_released``, ``in_released`` | cancelled, reduced or cleared land (negative evidence) |
 | ``km_place`` | settlements (the register's places) |
-| one per covariate | user layers added with ``risk covariate add``: rasters sampled per cell, vectors as distance (km) or presence (0/1); front lines, combat zones and roads go here |
+| one per covariate | user layers (``risk covariate add``): front lines, combat zones, roads... |
+
+Raster covariates are read at the cell centre; vector ones give the distance (km) to their
+features or whether the centre lies in one (0/1).
 
 A feature whose layer is empty in the region is left out (it would be constant). Presence
 points are never features: a point would otherwise explain itself.
@@ -243,15 +246,16 @@ class RasterLayer:
         with MemoryFile(self.content, filename=self.filename) as mem, mem.open() as src:
             tr = Transformer.from_crs(crs, src.crs, always_xy=True)
             sx, sy = tr.transform(x, y)
-            col, row = ~src.transform * (np.asarray(sx), np.asarray(sy))
-            row = np.floor(row).astype(np.int64)
-            col = np.floor(col).astype(np.int64)
+            inv = ~src.transform
+            sx, sy = np.asarray(sx), np.asarray(sy)
+            col = np.floor(inv.a * sx + inv.b * sy + inv.c).astype(np.int64)
+            row = np.floor(inv.d * sx + inv.e * sy + inv.f).astype(np.int64)
             ok = (row >= 0) & (row < src.height) & (col >= 0) & (col < src.width)
             if not ok.any():
                 return out
             r0, r1 = int(row[ok].min()), int(row[ok].max()) + 1
             c0, c1 = int(col[ok].min()), int(col[ok].max()) + 1
-            window = Window(c0, r0, c1 - c0, r1 - r0)  # type: ignore[no-untyped-call]
+            window = Window(c0, r0, c1 - c0, r1 - r0)
             band = src.read(1, window=window, masked=True)
             vals = band[row[ok] - r0, col[ok] - c0]
             out[ok] = np.ma.filled(vals.astype(np.float64), np.nan)
@@ -343,10 +347,10 @@ def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) ->
         ]
         user_layers = covariates(conn)
     presence_rows = [r for r in presence_rows if r.geometry is not None]
-    pts = _project([r.geometry for r in presence_rows], grid.crs) if presence_rows else []
-    presences = (
-        np.column_stack([shapely.get_x(pts), shapely.get_y(pts)]) if len(pts) else np.empty((0, 2))
-    )
+    presences = np.empty((0, 2))
+    if presence_rows:
+        pts = _project([r.geometry for r in presence_rows], grid.crs)
+        presences = np.column_stack([shapely.get_x(pts), shapely.get_y(pts)])
     layers: dict[str, tuple[list[BaseGeometry], CovariateUse]] = {
         "km_sha": (
             [h.geometry for h in hazards if h.classification == c.Classification.SHA],

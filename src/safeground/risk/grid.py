@@ -92,7 +92,7 @@ class Grid:
             yield r0, min(self.height, r0 + step)
 
     def block_transform(self, r0: int) -> Affine:
-        return self.transform * Affine.translation(0, r0)
+        return self.transform @ Affine.translation(0, r0)
 
     def inside(self, r0: int, r1: int) -> np.ndarray:
         """(r1 - r0, width) mask of the block's cells whose centre is in the region."""

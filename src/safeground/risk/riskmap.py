@@ -201,7 +201,7 @@ def write_map(
             dst.update_tags(**tags, model_version=model_version)
             dst.set_band_description(1, "risk")
             for b in blocks:
-                dst.write(b.risk, 1, window=Window(0, b.r0, grid.width, b.r1 - b.r0))  # type: ignore[no-untyped-call]
+                dst.write(b.risk, 1, window=Window(0, b.r0, grid.width, b.r1 - b.r0))
                 if len(b.cells):
                     frame = b.cells.assign(model_version=model_version)
                     gdf = gpd.GeoDataFrame(
