@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 import rasterio
@@ -300,3 +301,26 @@ def test_cli_map_attach_and_errors(filled, tmp_path: Path, store_location: str) 
     assert res.exit_code == 2 and ".tif" in res.output
     res = runner.invoke(risk_app, ["attach", "--store", store_location, "--map", str(out)])
     assert res.exit_code == 0 and "attached risk to 3" in res.output
+
+
+def test_each_effect_belongs_to_its_own_covariate(filled) -> None:
+    """Change one covariate of the reference cell: only that covariate gets an effect."""
+    register, _ = filled
+    _, region = resolve_region(register, "Test District")
+    grid = Grid.over(region, CELL)
+    ev = load_evidence(register, grid, region)
+    from safeground.risk.riskmap import fit_map_model
+
+    model = fit_map_model(ev, background=2000)
+    x, y = grid.centres(0, grid.height)
+    spread = ev.features(x, y)[model.features]
+    score, _ = model.score(spread)
+    assert np.allclose(score, model.predict(spread), rtol=0, atol=1e-12)
+    own = []
+    for j, name in enumerate(model.features):
+        probe = np.tile(model.fill, (2, 1))
+        probe[:, j] = [spread[name].min(), spread[name].max()]
+        contrib = model.contributions(pd.DataFrame(probe, columns=model.features))
+        assert np.all(np.delete(contrib, j, axis=1) == 0.0), name
+        own.append(np.abs(contrib[:, j]).max())
+    assert sum(v > 0 for v in own) >= 2  # and the covariates do have effects

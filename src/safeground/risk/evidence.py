@@ -213,8 +213,8 @@ class VectorLayer:
         state["_tree"] = None  # rebuilt where it is used (a Dask worker)
         return state
 
-    def sample(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        points = shapely.points(x, y)
+    def sample(self, points: np.ndarray) -> np.ndarray:
+        """Distance (km) or presence (0/1) at each point (shapely points, grid CRS)."""
         tree = self.tree()
         if self.use == "presence":
             hit = np.zeros(len(points), dtype=np.float64)
@@ -279,8 +279,9 @@ class Evidence:
     def features(self, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
         """Features at points of the grid's CRS (cell centres), one row per point."""
         cols: dict[str, np.ndarray] = {}
+        points = shapely.points(x, y)
         for v in self.vectors:
-            cols[v.name] = v.sample(x, y)
+            cols[v.name] = v.sample(points)
         for r in self.rasters:
             cols[r.name] = r.sample(x, y, self.grid.crs)
         return pd.DataFrame(cols, columns=self.feature_names)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from elapid import MaxentModel
+from elapid.models import maxent_cloglog_transform
 
 FORMAT = "safeground-presence-model/1"
 FEATURE_TYPES = "lqh"
@@ -62,8 +63,30 @@ class PresenceModel:
         x = frame[self.features].to_numpy(dtype=np.float64)
         return np.where(np.isfinite(x), x, self.fill)
 
+    def owners(self) -> np.ndarray:
+        """(MaxEnt feature columns, covariates) 0/1 matrix: which covariate each column is of.
+
+        elapid labels each column with its type; a type's block holds the covariates in order,
+        one column each (linear, quadratic) or ``2 * (n_hinges - 1)`` each (hinge).
+        """
+        labels = list(self.maxent.transformer.feature_names_)
+        n = len(self.features)
+        out = np.zeros((len(labels), n))
+        start = 0
+        while start < len(labels):
+            kind = labels[start]
+            end = start
+            while end < len(labels) and labels[end] == kind:
+                end += 1
+            per = (end - start) // n
+            if per * n != end - start:
+                raise ValueError(f"elapid {kind} block of {end - start} columns for {n} covariates")
+            out[np.arange(start, end), np.repeat(np.arange(n), per)] = 1.0
+            start = end
+        return out
+
     def raw(self, x: np.ndarray) -> np.ndarray:
-        """The linear predictor (log scale)."""
+        """The linear predictor (log scale) of a covariate matrix."""
         feats = self.maxent.transformer.transform(x)
         return np.asarray(feats @ self.maxent.beta_scores_, dtype=np.float64)
 
@@ -72,19 +95,28 @@ class PresenceModel:
         return np.asarray(self.maxent.predict(self._matrix(frame)), dtype=np.float64)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """(rows, features): each covariate's term minus its term at the background median."""
+        """(rows, covariates): each covariate's term minus its term at the background median."""
+        return self.score(frame, explain=True)[1]
+
+    def score(self, frame: pd.DataFrame, explain: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """cloglog score and (if asked) per-covariate contributions, from one transform."""
         x = self._matrix(frame)
-        base = self.raw(x)
-        out = np.empty_like(x)
-        for j in range(x.shape[1]):
-            ref = x.copy()
-            ref[:, j] = self.fill[j]
-            out[:, j] = base - self.raw(ref)
-        return out
+        if not len(x):  # a block with no region cell
+            return np.empty(0), np.empty((0, len(self.features)))
+        feats = self.maxent.transformer.transform(x)
+        beta = np.asarray(self.maxent.beta_scores_, dtype=np.float64)
+        engma = feats @ beta + self.maxent.alpha_
+        risk = np.asarray(maxent_cloglog_transform(engma, self.maxent.entropy_), np.float64)
+        if not explain:
+            return risk, np.empty((len(x), 0))
+        ref = self.maxent.transformer.transform(self.fill.reshape(1, -1))
+        return risk, ((feats - ref) * beta) @ self.owners()
 
     def explain(self, frame: pd.DataFrame, top: int = 3) -> pd.DataFrame:
         """The ``top`` covariates moving each cell's score most (log scale, + raises risk)."""
-        contrib = self.contributions(frame)
+        return self.factors(self.contributions(frame), top)
+
+    def factors(self, contrib: np.ndarray, top: int = 3) -> pd.DataFrame:
         order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
         names = np.array(self.features, dtype=object)
         rows = np.arange(len(contrib))

@@ -128,13 +128,13 @@ def score_block(
     inside = grid.inside(r0, r1).ravel()
     x, y = grid.centres(r0, r1)
     feats = evidence.features(x[inside], y[inside])
-    risk = model.predict(feats) if len(feats) else np.empty(0)
+    risk, contrib = model.score(feats, explain=bool(explain))
     raster = np.full(inside.shape, np.nan, dtype=np.float32)
     raster[inside] = risk
     flat = np.flatnonzero(inside)
     cells = pd.DataFrame({"row": flat // grid.width + r0, "col": flat % grid.width, "risk": risk})
-    if explain and len(feats):
-        cells = pd.concat([cells, model.explain(feats, top=explain)], axis=1)
+    if explain:
+        cells = pd.concat([cells, model.factors(contrib, top=explain)], axis=1)
     return Block(r0, r1, raster.reshape(r1 - r0, grid.width), cells)
 
 
