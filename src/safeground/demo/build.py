@@ -13,12 +13,18 @@ from sqlalchemy import func, select
 from safeground.demo import scenario
 from safeground.io.importer import import_many
 from safeground.io.mapping import load_mapping
+from safeground.risk.attach import attach_map
+from safeground.risk.evidence import resolve_region
+from safeground.risk.riskmap import MapResult, build_map
 from safeground.service import ledger
 from safeground.service.register import Register
 from safeground.storage.schema import processed_land, record_tables
 
 DATA = Path(__file__).parent / "data"
 USER = scenario.USER
+# The risk map the demo draws: one district of the synthetic scenario, 200 m cells.
+RISK_DISTRICT = "Agdam District"
+RISK_CELL_M = 200.0
 
 # (mapping, files) in import order: the gazetteer first, so the scenario can use districts.
 REAL_DATA = [
@@ -34,6 +40,7 @@ class Demo:
     register: Register
     scenario: scenario.Scenario
     imports: list[str]
+    risk: MapResult
 
 
 def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
@@ -56,7 +63,11 @@ def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
         echo(imports[-1])
     echo("filing the SYNTHETIC Karabakh scenario through the approval workflow ...")
     made = scenario.build(register)
-    return Demo(register, made, imports)
+    echo(f"risk map of {RISK_DISTRICT} from the register's evidence (presence-only MaxEnt) ...")
+    label, region = resolve_region(register, RISK_DISTRICT)
+    risk = build_map(register, label, region, RISK_CELL_M, out / "risk-agdam.tif")
+    attach_map(register, risk.tif, USER)
+    return Demo(register, made, imports, risk)
 
 
 def summary(demo: Demo) -> str:
@@ -98,6 +109,12 @@ def summary(demo: Demo) -> str:
     lines.append(
         f"Ledger recount from polygons: {'agrees' if check.agrees else 'DISAGREES'} "
         f"({check.hazards} areas, {check.pieces} processed polygons)"
+    )
+    risk = demo.risk
+    lines.append(
+        f"Risk map of {risk.region} ({risk.cells:,} cells of {RISK_CELL_M:g} m, model "
+        f"{risk.model.version}, {risk.model.n_presence} presence cells): {risk.tif}, "
+        f"{risk.gpkg}; mean and max risk of its hazardous areas in table risk_score"
     )
     for refusal in demo.scenario.refused:
         lines.append(f"Refused by the register's rules (as intended): {refusal}")
