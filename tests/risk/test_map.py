@@ -324,3 +324,65 @@ def test_each_effect_belongs_to_its_own_covariate(filled) -> None:
         assert np.all(np.delete(contrib, j, axis=1) == 0.0), name
         own.append(np.abs(contrib[:, j]).max())
     assert sum(v > 0 for v in own) >= 2  # and the covariates do have effects
+
+
+def test_cli_covariate_and_region_file(filled, tmp_path: Path, store_location: str) -> None:
+    runner = CliRunner()
+    tif = tmp_path / "dem.tif"
+    _raster(tif)
+    res = runner.invoke(risk_app, ["covariate", "add", "dem", str(tif), "--store", store_location])
+    assert res.exit_code == 0 and "raster dem.tif (value)" in res.output, res.output
+    res = runner.invoke(
+        risk_app,
+        ["covariate", "add", "dem", str(tif), "--use", "distance", "--store", store_location],
+    )
+    assert res.exit_code == 2 and "sampled per cell" in res.output
+    region = tmp_path / "district.geojson"
+    region.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "properties": {}, "geometry": DISTRICT.__geo_interface__}
+                ],
+            }
+        )
+    )
+    out = tmp_path / "f.tif"
+    res = runner.invoke(
+        risk_app,
+        [
+            "map",
+            "--store",
+            store_location,
+            "--region",
+            str(region),
+            "--cell",
+            "250",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["region"] == "district.geojson" and "dem" in summary["features"]
+
+
+def test_cli_temporal_on_real_files() -> None:
+    files = [
+        Path(__file__).resolve().parents[2]
+        / "src/safeground/demo/data/colombia-mine-events"
+        / f"{y}.json"
+        for y in range(1990, 2001)
+    ]
+    res = CliRunner().invoke(
+        risk_app,
+        ["temporal", *map(str, files), "--last-fit-year", "1997", "--cell", "20000", "--lead", "3"],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["test_years"] == [1998, 2000] and doc["history_years_for_features_when_fitting"] == [
+        1990,
+        1994,
+    ]
+    assert set(doc["metrics"]) == {"presence_only_maxent", "kde_past_events"}

@@ -268,7 +268,6 @@ class Evidence:
 
     grid: Grid
     presences: np.ndarray  # (n, 2) x/y in the grid's CRS
-    presence_ids: list[str]
     vectors: list[VectorLayer]
     rasters: list[RasterLayer]
 
@@ -386,7 +385,6 @@ def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) ->
     return Evidence(
         grid=grid,
         presences=presences,
-        presence_ids=[str(r.record_id) for r in presence_rows],
         vectors=vectors,
         rasters=rasters,
     )
