@@ -306,9 +306,9 @@ def map_cmd(
         Path | None, typer.Option("--save-model", help="also write the fitted model here")
     ] = None,
     background: Annotated[int, typer.Option("--background", help="background cells")] = 10_000,
-    rows_per_block: Annotated[
-        int, typer.Option("--rows-per-block", help="grid rows scored at a time (memory bound)")
-    ] = 256,
+    cells_per_block: Annotated[
+        int, typer.Option("--cells-per-block", help="cells scored at a time (memory bound)")
+    ] = 250_000,
     dask: Annotated[
         str | None,
         typer.Option("--dask", help="scheduler address (tcp://...) to score blocks on Dask"),
@@ -344,7 +344,7 @@ def map_cmd(
                 model=fitted,
                 background=background,
                 seed=seed,
-                rows_per_block=rows_per_block,
+                cells_per_block=cells_per_block,
                 client=client,
             )
         finally:

@@ -85,6 +85,10 @@ class Grid:
     def shape(self) -> tuple[int, int]:
         return self.height, self.width
 
+    def rows_for(self, cells: int) -> int:
+        """Rows in a block of about ``cells`` cells (at least one row)."""
+        return max(1, cells // self.width)
+
     def row_blocks(self, rows_per_block: int) -> Iterator[tuple[int, int]]:
         """(first row, end row) of consecutive blocks of whole rows."""
         step = max(1, rows_per_block)

@@ -36,7 +36,9 @@ from safeground.risk.presence import BACKGROUND, PresenceModel, fit_presence
 from safeground.service.register import Register
 
 GRID_LAYER = "risk_grid"
-ROWS_PER_BLOCK = 256
+# Cells per block: bounds memory whatever the width of the region (MaxEnt's hinge transform
+# holds several float64 copies of a block's features).
+CELLS_PER_BLOCK = 250_000
 TOP_FACTORS = 3
 
 
@@ -75,15 +77,14 @@ class MapResult:
         }
 
 
-def region_cells(grid: Grid, rows_per_block: int = ROWS_PER_BLOCK) -> list[int]:
+def region_cells(grid: Grid, rows_per_block: int) -> list[int]:
     """Number of region cells in each row block."""
     return [int(grid.inside(r0, r1).sum()) for r0, r1 in grid.row_blocks(rows_per_block)]
 
 
-def background_cells(
-    grid: Grid, n: int, seed: int, rows_per_block: int = ROWS_PER_BLOCK
-) -> np.ndarray:
+def background_cells(grid: Grid, n: int, seed: int) -> np.ndarray:
     """(n, 2) row/col of region cells drawn uniformly without replacement (seeded)."""
+    rows_per_block = grid.rows_for(CELLS_PER_BLOCK)
     counts = region_cells(grid, rows_per_block)
     total = sum(counts)
     if total == 0:
@@ -142,11 +143,15 @@ def score_blocks(
     evidence: Evidence,
     model: PresenceModel,
     *,
-    rows_per_block: int = ROWS_PER_BLOCK,
+    rows_per_block: int | None = None,
     client: Any | None = None,
 ) -> Iterator[Block]:
-    """Blocks in row order, scored here or on a Dask client (evidence and model sent once)."""
-    spans = list(evidence.grid.row_blocks(rows_per_block))
+    """Blocks in row order, scored here or on a Dask client (evidence and model sent once).
+
+    Blocks are ``rows_per_block`` rows, by default as many as make about CELLS_PER_BLOCK cells.
+    """
+    grid = evidence.grid
+    spans = list(grid.row_blocks(rows_per_block or grid.rows_for(CELLS_PER_BLOCK)))
     if client is None:
         for r0, r1 in spans:
             yield score_block(evidence, model, r0, r1)
@@ -207,8 +212,14 @@ def write_map(
                     gdf = gpd.GeoDataFrame(
                         frame, geometry=_cell_polygons(grid, b.cells), crs=grid.crs
                     )
+                    # Arrow (pyarrow comes with dask[dataframe]) writes about twice as fast.
                     pyogrio.write_dataframe(
-                        gdf, tmp_gpkg, layer=GRID_LAYER, driver="GPKG", append=tmp_gpkg.exists()
+                        gdf,
+                        tmp_gpkg,
+                        layer=GRID_LAYER,
+                        driver="GPKG",
+                        append=tmp_gpkg.exists(),
+                        use_arrow=True,
                     )
                     n += len(b.cells)
         rasterio.shutil.copy(
@@ -236,7 +247,7 @@ def build_map(
     model: PresenceModel | None = None,
     background: int = BACKGROUND,
     seed: int = 0,
-    rows_per_block: int = ROWS_PER_BLOCK,
+    cells_per_block: int = CELLS_PER_BLOCK,
     client: Any | None = None,
 ) -> MapResult:
     """Grid, evidence, model (fitted unless given), scored blocks, files."""
@@ -259,6 +270,7 @@ def build_map(
         "model": "presence-only MaxEnt (elapid), cloglog output in 0..1",
         "features": ",".join(model.features),
     }
+    rows_per_block = grid.rows_for(cells_per_block)
     blocks = score_blocks(evidence, model, rows_per_block=rows_per_block, client=client)
     n = write_map(grid, blocks, out, model.version, tags)
     seconds["score and write"] = time.perf_counter() - t
