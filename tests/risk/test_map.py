@@ -281,6 +281,10 @@ def test_cli_map_attach_and_errors(filled, tmp_path: Path, store_location: str) 
     with rasterio.open(out) as a, rasterio.open(out2) as b:
         assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
     assert PresenceModel.load(saved).version == summary["model_version"]
+    out3 = tmp_path / "m3.tif"
+    res = runner.invoke(risk_app, [*args, "--out", str(out3), "--no-grid-layer"])
+    assert res.exit_code == 0 and json.loads(res.output)["geopackage"] is None
+    assert out3.exists() and not out3.with_suffix(".gpkg").exists()
 
     res = runner.invoke(
         risk_app,

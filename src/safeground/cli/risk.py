@@ -316,6 +316,9 @@ def map_cmd(
     attach: Annotated[
         bool, typer.Option("--attach", help="then attach the map to hazards and tasks")
     ] = False,
+    no_grid_layer: Annotated[
+        bool, typer.Option("--no-grid-layer", help="write the GeoTIFF only (huge grids)")
+    ] = False,
     seed: SeedOpt = 0,
     store: StoreOpt = None,
     user: UserOpt = None,
@@ -346,6 +349,7 @@ def map_cmd(
                 seed=seed,
                 cells_per_block=cells_per_block,
                 client=client,
+                grid_layer=not no_grid_layer,
             )
         finally:
             if client is not None:

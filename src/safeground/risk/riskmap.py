@@ -55,7 +55,7 @@ class Block:
 @dataclass
 class MapResult:
     tif: Path
-    gpkg: Path
+    gpkg: Path | None
     model: PresenceModel
     region: str
     cells: int
@@ -65,7 +65,7 @@ class MapResult:
     def summary(self) -> dict[str, Any]:
         return {
             "geotiff": str(self.tif),
-            "geopackage": f"{self.gpkg} (layer {GRID_LAYER})",
+            "geopackage": f"{self.gpkg} (layer {GRID_LAYER})" if self.gpkg else None,
             "region": self.region,
             "cells": self.cells,
             "blocks": self.blocks,
@@ -176,8 +176,10 @@ def write_map(
     tif: Path,
     model_version: str,
     tags: dict[str, str],
+    grid_layer: bool = True,
 ) -> int:
-    """Write the COG GeoTIFF at ``tif`` and the grid layer at ``tif`` with suffix .gpkg.
+    """Write the COG GeoTIFF at ``tif`` and (unless told not to) the grid layer at ``tif`` with
+    suffix .gpkg; returns the number of region cells.
 
     The raster is written block by block to a tiled GeoTIFF, then copied to a cloud-optimised
     one (GDAL's COG driver adds the overviews); the GeoPackage is appended block by block.
@@ -207,7 +209,8 @@ def write_map(
             dst.set_band_description(1, "risk")
             for b in blocks:
                 dst.write(b.risk, 1, window=Window(0, b.r0, grid.width, b.r1 - b.r0))
-                if len(b.cells):
+                n += len(b.cells)
+                if grid_layer and len(b.cells):
                     frame = b.cells.assign(model_version=model_version)
                     gdf = gpd.GeoDataFrame(
                         frame, geometry=_cell_polygons(grid, b.cells), crs=grid.crs
@@ -221,7 +224,6 @@ def write_map(
                         append=tmp_gpkg.exists(),
                         use_arrow=True,
                     )
-                    n += len(b.cells)
         rasterio.shutil.copy(
             raw,
             tmp_tif,
@@ -230,10 +232,11 @@ def write_map(
             BLOCKSIZE=256,
             OVERVIEW_RESAMPLING="AVERAGE",
         )
-        if not tmp_gpkg.exists():
+        if not n:
             raise ValueError("the region holds no cell: nothing to map")
         os.replace(tmp_tif, tif)
-        os.replace(tmp_gpkg, gpkg)
+        if grid_layer:
+            os.replace(tmp_gpkg, gpkg)
     return n
 
 
@@ -249,6 +252,7 @@ def build_map(
     seed: int = 0,
     cells_per_block: int = CELLS_PER_BLOCK,
     client: Any | None = None,
+    grid_layer: bool = True,
 ) -> MapResult:
     """Grid, evidence, model (fitted unless given), scored blocks, files."""
     if out.suffix.lower() not in (".tif", ".tiff"):
@@ -272,11 +276,11 @@ def build_map(
     }
     rows_per_block = grid.rows_for(cells_per_block)
     blocks = score_blocks(evidence, model, rows_per_block=rows_per_block, client=client)
-    n = write_map(grid, blocks, out, model.version, tags)
+    n = write_map(grid, blocks, out, model.version, tags, grid_layer)
     seconds["score and write"] = time.perf_counter() - t
     return MapResult(
         out,
-        out.with_suffix(".gpkg"),
+        out.with_suffix(".gpkg") if grid_layer else None,
         model,
         region_label,
         n,
