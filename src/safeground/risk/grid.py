@@ -110,13 +110,13 @@ class Grid:
 
     def centres(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
         """x and y of every cell centre of rows r0..r1, row-major, in the grid's CRS."""
-        cols = np.arange(self.width) + 0.5
-        rows = np.arange(r0, r1) + 0.5
+        rows, cols = np.divmod(np.arange((r1 - r0) * self.width), self.width)
+        return self.centres_of(rows + r0, cols)
+
+    def centres_of(self, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """x and y of the centres of the cells at (rows, cols)."""
         a = self.transform
-        xs = a.c + cols * a.a
-        ys = a.f + rows * a.e
-        xx, yy = np.meshgrid(xs, ys)
-        return xx.ravel(), yy.ravel()
+        return a.c + (cols + 0.5) * a.a, a.f + (rows + 0.5) * a.e
 
     def cell_index(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Row and column of the cell holding each point (may fall outside the grid)."""

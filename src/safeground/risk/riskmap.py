@@ -101,11 +101,6 @@ def background_cells(grid: Grid, n: int, seed: int) -> np.ndarray:
     return np.vstack(out)
 
 
-def cell_centres(grid: Grid, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = grid.transform
-    return a.c + (cells[:, 1] + 0.5) * a.a, a.f + (cells[:, 0] + 0.5) * a.e
-
-
 def fit_map_model(
     evidence: Evidence, *, background: int = BACKGROUND, seed: int = 0
 ) -> PresenceModel:
@@ -113,12 +108,11 @@ def fit_map_model(
     grid = evidence.grid
     pres = evidence.presence_cells()
     bg = background_cells(grid, background, seed)
-    model = fit_presence(
-        evidence.features(*cell_centres(grid, pres)),
-        evidence.features(*cell_centres(grid, bg)),
+    return fit_presence(
+        evidence.features(*grid.centres_of(pres[:, 0], pres[:, 1])),
+        evidence.features(*grid.centres_of(bg[:, 0], bg[:, 1])),
         seed=seed,
     )
-    return model
 
 
 def score_block(

@@ -172,8 +172,7 @@ def temporal_test(
     index = np.full(inside.shape, -1, dtype=np.int64)
     rr, cc = np.nonzero(inside)
     index[rr, cc] = np.arange(len(rr))
-    a = grid.transform
-    cx, cy = a.c + (cc + 0.5) * a.a, a.f + (rr + 0.5) * a.e
+    cx, cy = grid.centres_of(rr, cc)
 
     to_grid = _projector("EPSG:4326", grid.crs)
     past_xy = to_grid(past[["lon", "lat"]].to_numpy())
