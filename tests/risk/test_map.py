@@ -390,3 +390,34 @@ def test_cli_temporal_on_real_files() -> None:
         1994,
     ]
     assert set(doc["metrics"]) == {"presence_only_maxent", "kde_past_events"}
+
+
+def test_cli_map_on_a_dask_scheduler(tmp_path: Path) -> None:
+    """``--dask ADDRESS`` scores on the cluster and writes the same GeoTIFF as in-process."""
+    from distributed import LocalCluster
+
+    store = str(tmp_path / "r.gpkg")
+    registers.build(Register.create(store, country="AZ"))
+    runner = CliRunner()
+    args = ["map", "--store", store, "--region", "Test District", "--cell", "200"]
+    here, there = tmp_path / "here.tif", tmp_path / "there.tif"
+    assert runner.invoke(risk_app, [*args, "--out", str(here)]).exit_code == 0
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        res = runner.invoke(
+            risk_app,
+            [
+                *args,
+                "--out",
+                str(there),
+                "--cells-per-block",
+                "100",
+                "--dask",
+                cluster.scheduler_address,
+            ],
+        )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["blocks"] > 3
+    with rasterio.open(here) as a, rasterio.open(there) as b:
+        assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
