@@ -18,11 +18,18 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from safeground.cli.risk import risk_app
+from safeground.io.dump import dump, restore
 from safeground.risk.attach import attach_map
-from safeground.risk.evidence import EvidenceError, add_covariate, load_evidence, resolve_region
+from safeground.risk.evidence import (
+    EvidenceError,
+    add_covariate,
+    covariates,
+    load_evidence,
+    resolve_region,
+)
 from safeground.risk.grid import Grid, to_crs
 from safeground.risk.presence import PresenceModel
-from safeground.risk.riskmap import GRID_LAYER, build_map, score_blocks
+from safeground.risk.riskmap import GRID_LAYER, build_map, fit_map_model, score_blocks
 from safeground.service.register import Register
 from safeground.storage.schema import blob, risk_covariate, risk_score
 from tests.risk import registers
@@ -136,8 +143,6 @@ def test_dask_cluster_gives_the_same_map(tmp_path: Path) -> None:
     _, region = resolve_region(register, "Test District")
     grid = Grid.over(region, CELL)
     ev = load_evidence(register, grid, region)
-    from safeground.risk.riskmap import fit_map_model
-
     model = fit_map_model(ev, background=2000)
     here = list(score_blocks(ev, model, rows_per_block=8))
     assert len(here) > 4
@@ -252,8 +257,6 @@ def test_presence_model_contributions_add_up(filled) -> None:
     _, region = resolve_region(register, "Test District")
     grid = Grid.over(region, CELL)
     ev = load_evidence(register, grid, region)
-    from safeground.risk.riskmap import fit_map_model
-
     model = fit_map_model(ev, background=2000)
     x, y = grid.centres(10, 12)
     feats = ev.features(x, y)
@@ -313,8 +316,6 @@ def test_each_effect_belongs_to_its_own_covariate(filled) -> None:
     _, region = resolve_region(register, "Test District")
     grid = Grid.over(region, CELL)
     ev = load_evidence(register, grid, region)
-    from safeground.risk.riskmap import fit_map_model
-
     model = fit_map_model(ev, background=2000)
     x, y = grid.centres(0, grid.height)
     spread = ev.features(x, y)[model.features]
@@ -421,3 +422,32 @@ def test_cli_map_on_a_dask_scheduler(tmp_path: Path) -> None:
     assert json.loads(res.output)["blocks"] > 3
     with rasterio.open(here) as a, rasterio.open(there) as b:
         assert np.array_equal(a.read(1), b.read(1), equal_nan=True)
+
+
+def test_dump_and_restore_keep_covariates(filled, tmp_path: Path) -> None:
+    register, _ = filled
+    line = tmp_path / "front.geojson"
+    line.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {},
+                        "geometry": LineString([(46.93, 39.95), (46.93, 39.99)]).__geo_interface__,
+                    }
+                ],
+            }
+        )
+    )
+    add_covariate(register, "front_line", line, "analyst", "distance")
+    dumped = tmp_path / "r.jsonl"
+    dump(register, dumped)
+    copy = Register.create(str(tmp_path / "copy.gpkg"), country="AZ")
+    restore(copy, dumped)
+    with copy.store.begin() as conn:
+        kept = covariates(conn)
+    assert [(c.name, c.use, c.content) for c in kept] == [
+        ("front_line", "distance", line.read_bytes())
+    ]
