@@ -6,10 +6,17 @@
 (b) fitting Safeground's model (inner group folds + calibration + final fit) on 100k rows,
     against one plain ``lightgbm.train`` of the same trees on the raw covariates.
 
+(c) a risk map from a register (``risk map``): a synthetic GeoPackage register with a square
+    district of about ``--map-cells`` cells of 100 m, 400 hazardous areas, 100 cleared
+    polygons, 200 settlements and 600 presences; the register's features for every cell,
+    MaxEnt score and top factors, and the written COG and GeoPackage grid layer, against the
+    floor: the same MaxEnt scoring alone on a prebuilt feature matrix of the same cells.
+
 Goals: (a) <= 120 s and <= 4 GiB peak on 2 cores; (b) <= 60 s. Figures are printed with their
 ratio to the baseline. Run smaller with ``--cells``; the synthetic grid is 1 km cells in metres.
 
     .venv/bin/python bench/bench_risk.py --cells 1000000
+    .venv/bin/python bench/bench_risk.py --only map --map-cells 1000000
 """
 
 from __future__ import annotations
@@ -204,6 +211,148 @@ def bench_predict(
     }
 
 
+def synthetic_register(path: str, cells: int, seed: int) -> tuple[Any, Any]:
+    """A GeoPackage register with one square district of about ``cells`` cells of 100 m."""
+    from datetime import date
+
+    from shapely.geometry import Point, box
+
+    from safeground.service.register import Register, Submission
+
+    rng = np.random.default_rng(seed)
+    side_km = math.sqrt(cells) / 10.0
+    lon0, lat0 = 46.5, 39.5
+    dlat = side_km / 111.0
+    dlon = side_km / (111.0 * math.cos(math.radians(lat0 + dlat / 2)))
+    district = box(lon0, lat0, lon0 + dlon, lat0 + dlat)
+    reg = Register.create(path, country="AZ")
+    on = date(2022, 1, 1)
+
+    def file(items: list[Any]) -> list[str]:
+        return list(reg.file("bench", items).record_ids)
+
+    file([Submission("admin_area", {"name": "Bench", "level": 2, "geometry": district.wkt}, on)])
+    # Hazards on a jittered lattice so that none overlaps another.
+    n_side = 20
+    hazards = []
+    for i in range(n_side):
+        for j in range(n_side):
+            x = lon0 + (i + 0.5 + rng.uniform(-0.2, 0.2)) * dlon / n_side
+            y = lat0 + (j + 0.5 + rng.uniform(-0.2, 0.2)) * dlat / n_side
+            hazards.append(box(x - 0.002, y - 0.0015, x + 0.002, y + 0.0015))
+    kinds = rng.random(len(hazards))
+    ids = file(
+        [
+            Submission(
+                "hazardous_area",
+                {"classification": "cha" if k < 0.25 else "sha", "geometry": h.wkt},
+                on,
+            )
+            for h, k in zip(hazards, kinds, strict=True)
+        ]
+    )
+    cleared = rng.choice(len(ids), 100, replace=False)
+    file(
+        [
+            Submission(
+                "activity",
+                {
+                    "hazard_id": ids[k],
+                    "activity_type": "clearance",
+                    "processed": [
+                        {
+                            "land_type": "cleared",
+                            "geometry": box(
+                                *hazards[k].bounds[:2], *hazards[k].centroid.coords[0]
+                            ).wkt,
+                        }
+                    ],
+                },
+                on,
+            )
+            for k in cleared
+        ]
+    )
+    file(
+        [
+            Submission(
+                "place",
+                {
+                    "name": f"P{k}",
+                    "geometry": Point(
+                        rng.uniform(lon0, lon0 + dlon), rng.uniform(lat0, lat0 + dlat)
+                    ).wkt,
+                },
+                on,
+            )
+            for k in range(200)
+        ]
+    )
+    near = rng.choice(len(hazards), 600)
+    file(
+        [
+            Submission(
+                "eo_item",
+                {
+                    "category": "ap_mine",
+                    "geometry": Point(
+                        hazards[k].centroid.x + rng.normal(0, 0.004),
+                        hazards[k].centroid.y + rng.normal(0, 0.003),
+                    ).wkt,
+                },
+                on,
+            )
+            for k in near
+        ]
+    )
+    return reg, district
+
+
+def bench_map(cells: int, seed: int) -> dict[str, Any]:
+    import tempfile
+    from pathlib import Path
+
+    from safeground.risk.evidence import load_evidence
+    from safeground.risk.grid import Grid
+    from safeground.risk.riskmap import build_map, fit_map_model, score_blocks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        reg, district = synthetic_register(str(Path(tmp) / "r.gpkg"), cells, seed)
+        grid = Grid.over(district, 100.0)
+        evidence = load_evidence(reg, grid, district)
+        model = fit_map_model(evidence, seed=seed)
+        inside = grid.inside(0, grid.height).ravel()
+        x, y = grid.centres(0, grid.height)
+        prebuilt = evidence.features(x[inside], y[inside])
+        n = len(prebuilt)
+
+        def floor() -> None:
+            for start in range(0, n, 250_000):
+                model.score(prebuilt.iloc[start : start + 250_000])
+
+        def features_and_score() -> int:
+            return sum(len(b.cells) for b in score_blocks(evidence, model))
+
+        def whole_map() -> None:
+            build_map(reg, "Bench", district, 100.0, Path(tmp) / "m.tif", model=model)
+
+        _, t_floor, _ = timed(floor, "map floor")
+        scored, t_feat, peak_feat = timed(features_and_score, "map features+score+explain")
+        _, t_map, peak_map = timed(whole_map, "map whole")
+    return {
+        "cells_in_region": n,
+        "scored": scored,
+        "features": model.features,
+        "floor_maxent_score_on_prebuilt_features_s": round(t_floor, 2),
+        "features_score_explain_s": round(t_feat, 2),
+        "ratio_features_score_explain_vs_floor": round(t_feat / t_floor, 2),
+        "whole_map_with_cog_and_gpkg_s": round(t_map, 2),
+        "ratio_whole_map_vs_floor": round(t_map / t_floor, 2),
+        "peak_rss_gib": round(max(peak_feat, peak_map) / 2**30, 2),
+        "cpu_s": {k: round(v, 1) for k, v in CPU_SECONDS.items() if k.startswith("map")},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", type=int, default=10_000_000, help="cells to score in (a)")
@@ -212,9 +361,15 @@ def main() -> None:
     ap.add_argument("--rows-per-tile", type=int, default=250_000)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--map-cells", type=int, default=1_000_000, help="cells of the map in (c)")
+    ap.add_argument("--only", choices=["table", "map"], help="run (a)+(b) or (c) only")
     args = ap.parse_args()
 
     print(json.dumps({"load_average_at_start": os.getloadavg(), "cores": os.cpu_count()}))
+    if args.only != "table":
+        print(json.dumps({"map": bench_map(args.map_cells, args.seed)}, indent=2), flush=True)
+    if args.only == "map":
+        return
     fit = bench_fit(args.fit_rows, args.covariates, args.seed)
     model = fit.pop("_model")
     print(json.dumps({"fit": fit}, indent=2), flush=True)

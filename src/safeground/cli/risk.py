@@ -7,13 +7,16 @@ names the column.
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from safeground.domain.errors import SafegroundError
 from safeground.risk import (
     ModelConfig,
     RiskDataError,
@@ -25,7 +28,10 @@ from safeground.risk import (
     read_table,
 )
 from safeground.risk.chunked import predict_chunked
+from safeground.risk.grid import GridError
+from safeground.risk.presence import PresenceDataError, PresenceModel
 from safeground.risk.validation import stderr_log
+from safeground.service.register import Register
 
 risk_app = typer.Typer(
     help="Land risk: fit a model on a table of cells, predict, and validate it honestly.",
@@ -71,6 +77,25 @@ def _spec(
         xy=(x, y) if x is not None and y is not None else None,
         ignore=tuple(ignore or ()),
     )
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        help="Register: a GeoPackage path or a postgresql:// URL "
+        "[default: $SAFEGROUND_STORE or ./safeground.gpkg]",
+    ),
+]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Who acts [default: $SAFEGROUND_USER or login name]")
+]
+# Errors of the register-side commands: bad input, never a bug; exit code 2 as the table ones.
+MAP_ERRORS = (SafegroundError, RiskDataError, PresenceDataError, GridError, ValueError, OSError)
+
+
+def _user(user: str | None) -> str:
+    return user or os.environ.get("SAFEGROUND_USER") or getpass.getuser()
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -233,3 +258,151 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, float) and obj != obj:
         return None
     return obj
+
+
+covariate_app = typer.Typer(
+    help="Covariate layers kept in the register for risk maps.", no_args_is_help=True
+)
+risk_app.add_typer(covariate_app, name="covariate")
+
+
+@covariate_app.command("add")
+def covariate_add_cmd(
+    name: Annotated[str, typer.Argument(help="feature name, e.g. front_line, roads, elevation")],
+    file: Annotated[Path, typer.Argument(help="raster (GeoTIFF...) or vector file", exists=True)],
+    use: Annotated[
+        str | None,
+        typer.Option("--use", help="vectors: distance (default) or presence; rasters: value"),
+    ] = None,
+    store: StoreOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Keep a covariate layer (its bytes and SHA-256) for every later risk map."""
+    from safeground.risk.evidence import add_covariate
+
+    if use not in (None, "value", "distance", "presence"):
+        raise _fail(ValueError(f"--use {use!r}: value, distance or presence"))
+    try:
+        cov = add_covariate(Register.open(store), name, file, _user(user), use)  # type: ignore[arg-type]
+    except MAP_ERRORS as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"covariate {cov.name}: {cov.kind} {cov.filename} ({cov.use}), sha256 {cov.sha256}")
+
+
+@risk_app.command("map")
+def map_cmd(
+    region: Annotated[
+        str, typer.Option("--region", help="admin area record ID or name, or a polygon file")
+    ],
+    cell: Annotated[float, typer.Option("--cell", help="cell size in metres")],
+    out: Annotated[
+        Path, typer.Option("--out", help="GeoTIFF to write; the grid layer goes beside it (.gpkg)")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="a presence-only model saved earlier; default: fit one"),
+    ] = None,
+    save_model: Annotated[
+        Path | None, typer.Option("--save-model", help="also write the fitted model here")
+    ] = None,
+    background: Annotated[int, typer.Option("--background", help="background cells")] = 10_000,
+    cells_per_block: Annotated[
+        int, typer.Option("--cells-per-block", help="cells scored at a time (memory bound)")
+    ] = 250_000,
+    dask: Annotated[
+        str | None,
+        typer.Option("--dask", help="scheduler address (tcp://...) to score blocks on Dask"),
+    ] = None,
+    attach: Annotated[
+        bool, typer.Option("--attach", help="then attach the map to hazards and tasks")
+    ] = False,
+    no_grid_layer: Annotated[
+        bool, typer.Option("--no-grid-layer", help="write the GeoTIFF only (huge grids)")
+    ] = False,
+    seed: SeedOpt = 0,
+    store: StoreOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Risk grid over a region from the register's evidence: COG GeoTIFF + GeoPackage layer."""
+    from safeground.risk.attach import attach_map
+    from safeground.risk.evidence import resolve_region
+    from safeground.risk.riskmap import build_map
+
+    try:
+        register = Register.open(store)
+        label, geom = resolve_region(register, region)
+        fitted = PresenceModel.load(model) if model is not None else None
+        client = None
+        if dask:
+            from distributed import Client
+
+            client = Client(dask)
+        try:
+            result = build_map(
+                register,
+                label,
+                geom,
+                cell,
+                out,
+                model=fitted,
+                background=background,
+                seed=seed,
+                cells_per_block=cells_per_block,
+                client=client,
+                grid_layer=not no_grid_layer,
+            )
+        finally:
+            if client is not None:
+                client.close()
+        if save_model is not None:
+            result.model.save(save_model)
+        summary = result.summary()
+        if attach:
+            summary["attached"] = len(attach_map(register, out, _user(user)))
+    except MAP_ERRORS as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+
+
+@risk_app.command("attach")
+def attach_cmd(
+    map_file: Annotated[
+        Path, typer.Option("--map", help="a GeoTIFF written by 'risk map'", exists=True)
+    ],
+    store: StoreOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Store mean and max risk of every hazardous area and task the map covers."""
+    from safeground.risk.attach import attach_map
+
+    try:
+        scores = attach_map(Register.open(store), map_file, _user(user))
+    except MAP_ERRORS as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"attached risk to {len(scores)} hazardous areas and tasks (table risk_score)")
+    for s in sorted(scores, key=lambda s: -(s.max_risk or 0))[:10]:
+        typer.echo(
+            f"  {s.record_id:<22} mean {s.mean_risk:.3f}  max {s.max_risk:.3f}  ({s.cells} cells)"
+        )
+
+
+@risk_app.command("temporal")
+def temporal_cmd(
+    events: Annotated[
+        list[Path], typer.Argument(help="yearly GeoJSON files of the Colombian events", exists=True)
+    ],
+    last_fit_year: Annotated[int, typer.Option("--last-fit-year", help="fit on years up to this")],
+    cell: Annotated[float, typer.Option("--cell", help="cell size in metres")] = 10_000,
+    lead: Annotated[int, typer.Option("--lead", help="years of presences when fitting")] = 5,
+    seed: SeedOpt = 0,
+) -> None:
+    """Fit on earlier years' events, score later years: presence-only MaxEnt against KDE."""
+    from safeground.risk.temporal import read_events, temporal_test
+
+    try:
+        result = temporal_test(
+            read_events(events), last_fit_year, cell_m=cell, lead=lead, seed=seed
+        )
+    except MAP_ERRORS as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(_finite(result.to_json()), indent=2, ensure_ascii=False))

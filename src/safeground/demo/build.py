@@ -14,12 +14,18 @@ from safeground.demo import scenario
 from safeground.domain.access import Role
 from safeground.io.importer import import_many
 from safeground.io.mapping import load_mapping
+from safeground.risk.attach import attach_map
+from safeground.risk.evidence import resolve_region
+from safeground.risk.riskmap import MapResult, build_map
 from safeground.service import accounts, ledger
 from safeground.service.register import Register
 from safeground.storage.schema import processed_land, record_tables
 
 DATA = Path(__file__).parent / "data"
 USER = scenario.USER
+# The risk map the demo draws: one district of the synthetic scenario, 200 m cells.
+RISK_DISTRICT = "Agdam District"
+RISK_CELL_M = 200.0
 
 # (mapping, files) in import order: the gazetteer first, so the scenario can use districts.
 REAL_DATA = [
@@ -37,6 +43,7 @@ class Demo:
     imports: list[str]
     # username → (role, organisation ID, generated password), for the web application.
     accounts: dict[str, tuple[str, str | None, str]]
+    risk: MapResult
 
 
 def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
@@ -59,7 +66,11 @@ def build(out: Path, echo: Callable[[str], None] = print) -> Demo:
         echo(imports[-1])
     echo("filing the SYNTHETIC Karabakh scenario through the approval workflow ...")
     made = scenario.build(register)
-    return Demo(register, made, imports, _accounts(register, made))
+    echo(f"risk map of {RISK_DISTRICT} from the register's evidence (presence-only MaxEnt) ...")
+    label, region = resolve_region(register, RISK_DISTRICT)
+    risk = build_map(register, label, region, RISK_CELL_M, out / "risk-agdam.tif")
+    attach_map(register, risk.tif, USER)
+    return Demo(register, made, imports, _accounts(register, made), risk)
 
 
 def _accounts(
@@ -116,6 +127,12 @@ def summary(demo: Demo) -> str:
     lines.append(
         f"Ledger recount from polygons: {'agrees' if check.agrees else 'DISAGREES'} "
         f"({check.hazards} areas, {check.pieces} processed polygons)"
+    )
+    risk = demo.risk
+    lines.append(
+        f"Risk map of {risk.region} ({risk.cells:,} cells of {RISK_CELL_M:g} m, model "
+        f"{risk.model.version}, {risk.model.n_presence} presence cells): {risk.tif}, "
+        f"{risk.gpkg}; mean and max risk of its hazardous areas in table risk_score"
     )
     for refusal in demo.scenario.refused:
         lines.append(f"Refused by the register's rules (as intended): {refusal}")

@@ -28,7 +28,14 @@ from sqlalchemy import Connection, LargeBinary, Table, delete, func, select, tex
 from safeground.domain.errors import Problem, SafegroundError, ValidationFailed
 from safeground.service.rebuild import rebuild_all
 from safeground.service.register import Register
-from safeground.storage.schema import blob, id_sequence, record_tables, report, report_personal
+from safeground.storage.schema import (
+    blob,
+    id_sequence,
+    record_tables,
+    report,
+    report_personal,
+    risk_covariate,
+)
 from safeground.storage.schema import setting as setting_table
 from safeground.storage.types import JsonValue, Timestamp
 
@@ -41,6 +48,8 @@ TABLES: dict[str, Table] = {
     "report": report,
     "report_personal": report_personal,
     "blob": blob,
+    # A user's covariate layers for risk maps are input, not derived: kept (after their bytes).
+    "risk_covariate": risk_covariate,
 }
 BATCH = 2000
 

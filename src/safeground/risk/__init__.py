@@ -1,7 +1,9 @@
-"""Land risk estimation from a table of cells: fit, predict, explain and validate honestly.
+"""Land risk estimation: fit, predict, explain and validate honestly, from a table or a register.
 
-This package reads only tables (CSV through pandas) and writes files the CLI asks for; it does
-not touch the register (storage, service), so it can run anywhere a table can be made.
+The table part (table, features, model, validation, chunked) reads only tables, so it can run
+anywhere a table can be made. The map part (grid, evidence, presence, riskmap, attach) reads
+the register's evidence and writes a risk grid, and the temporal test (temporal) reads the
+Colombian event files.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -24,6 +25,7 @@ from sklearn.neighbors import KernelDensity
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from safeground.risk.presence import fit_presence
 from safeground.risk.table import RiskTable
 
 
@@ -114,6 +116,22 @@ def lightgbm_default_baseline(
     proba = np.asarray(model.predict_proba(X), dtype=np.float64)
     return proba[:, 1]
 
+
+def maxent_presence_only(table: RiskTable, train_mask: np.ndarray, fold: FoldData) -> np.ndarray:
+    """Presence-only MaxEnt (as ``risk map`` fits it): the training positives against every
+    training cell, labelled or not, as background; the training negatives are never used.
+
+    Its cloglog output ranks cells but is not a calibrated probability, so Brier and ECE do
+    not apply to it.
+    """
+    idx, y = _train_rows(table, train_mask)
+    frame = pd.DataFrame(table.matrix(), columns=table.covariates)
+    model = fit_presence(frame.iloc[idx[y == 1]], frame[train_mask], seed=fold.seed)
+    return model.predict(frame)
+
+
+# Presence-only learners: run only when named (``--models safeground,maxent``), being slow.
+PRESENCE_ONLY: dict[str, Learner] = {"maxent": maxent_presence_only}
 
 BASELINES: dict[str, Learner] = {
     "kde": kde_baseline,

@@ -27,14 +27,19 @@ def _check(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int8), p
 
 
-def top_k_capture(y: np.ndarray, p: np.ndarray, share: float) -> float:
+def top_k_capture(
+    y: np.ndarray, p: np.ndarray, share: float, weights: np.ndarray | None = None
+) -> float:
     """Share of positives among the ceil(share * n) highest-risk cells.
 
     Ties at the cut are split pro rata (a tied block counts by the fraction of it that fits),
-    so the figure does not depend on the order rows happen to be in.
+    so the figure does not depend on the order rows happen to be in. With ``weights`` (e.g.
+    events per cell) positives count by their weight: the share of events captured.
     """
     y, p = _check(y, p)
-    n_pos = int(y.sum())
+    if weights is not None:
+        y = y * np.asarray(weights, dtype=np.float64)
+    n_pos = float(y.sum())
     if n_pos == 0 or y.size == 0:
         return math.nan
     k = math.ceil(share * y.size)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from safeground.risk.baselines import BASELINES, FoldData, Learner
+from safeground.risk.baselines import BASELINES, PRESENCE_ONLY, FoldData, Learner
 from safeground.risk.features import block_ids
 from safeground.risk.metrics import score
 from safeground.risk.model import ModelConfig, SpatialInputs, fit_model, prepare_inputs
@@ -139,9 +139,10 @@ def evaluate(
             f"label column {table.spec.label!r} has only class {classes.tolist()}: need 0 and 1"
         )
     names = list(models) if models is not None else [SAFEGROUND, *BASELINES]
-    unknown = [m for m in names if m != SAFEGROUND and m not in BASELINES]
+    known = {**BASELINES, **PRESENCE_ONLY}
+    unknown = [m for m in names if m != SAFEGROUND and m not in known]
     if unknown:
-        raise ValueError(f"unknown model {unknown[0]!r}; known: {[SAFEGROUND, *BASELINES]}")
+        raise ValueError(f"unknown model {unknown[0]!r}; known: {[SAFEGROUND, *known]}")
     projection: Projection | None = None
     if table.has_coordinates:
         assert table.x is not None and table.y is not None
@@ -169,7 +170,7 @@ def evaluate(
         m: (
             safeground_learner(config, inputs, projection, group_mode)
             if m == SAFEGROUND
-            else BASELINES[m]
+            else known[m]
         )
         for m in names
     }

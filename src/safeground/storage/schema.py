@@ -281,3 +281,35 @@ audit_log = Table(
     Column("client", Text),
     Index("ix_audit_log_login", "action", "username", "at"),
 )
+
+# Covariate layers for risk maps (issue 3), kept so that later maps reuse them: the file itself
+# is in ``blob`` under its SHA-256, so a map names exactly which bytes it used.
+risk_covariate = Table(
+    "risk_covariate",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # raster | vector
+    Column("use", Text, nullable=False),  # value | distance | presence
+    Column("filename", Text, nullable=False),
+    Column("sha256", Text, ForeignKey("blob.sha256"), nullable=False),
+    Column("size_bytes", Integer, nullable=False),
+    Column("added_by", Text, nullable=False),
+    Column("added_at", Timestamp, nullable=False),
+)
+
+# Derived: mean and max mapped risk over each hazardous area and task, from the last map
+# attached; a model output, so not a field of the record (see docs/risk.md).
+risk_score = Table(
+    "risk_score",
+    metadata,
+    Column("record_id", Text, primary_key=True),
+    Column("record_type", Text, nullable=False),
+    Column("mean_risk", Double),
+    Column("max_risk", Double),
+    Column("cells", Integer, nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("map_sha256", Text, nullable=False),
+    Column("map_date", Date, nullable=False),
+    Column("attached_by", Text, nullable=False),
+    Column("attached_at", Timestamp, nullable=False),
+)

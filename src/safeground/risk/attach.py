@@ -1,0 +1,119 @@
+"""Mean and max mapped risk over hazardous areas and tasks, kept in ``risk_score``.
+
+A risk score is a model's output, not something an operator observed, and it changes with
+every new map; so it is not filed as a report that would change the record's fields (and its
+history) but kept in a derived table, one row per record, replaced by the next map attached,
+with the model version, the map's SHA-256 and date, and who attached it. The planner and the
+web map join it on ``record_id``.
+
+A cell counts for a polygon when the polygon touches it (GDAL's ``all_touched``): hazardous
+areas are often smaller than a cell, and a polygon must never get no score because it missed
+every cell centre.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import WindowError
+from rasterio.features import geometry_mask, geometry_window
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import delete, select
+
+from safeground.risk.grid import to_crs
+from safeground.service.register import Register, now
+from safeground.storage.rows import chunked_in
+from safeground.storage.schema import record_tables, risk_score
+
+
+@dataclass
+class Score:
+    record_id: str
+    record_type: str
+    mean_risk: float | None
+    max_risk: float | None
+    cells: int
+
+
+def _polygons(register: Register) -> list[tuple[str, str, BaseGeometry]]:
+    """Hazardous areas with a polygon, and tasks (their own polygon, else their hazard's)."""
+    haz, task = record_tables["hazardous_area"], record_tables["task"]
+    with register.store.begin() as conn:
+        hazards = {
+            r.record_id: r.geometry for r in conn.execute(select(haz.c.record_id, haz.c.geometry))
+        }
+        tasks = conn.execute(select(task.c.record_id, task.c.hazard_id, task.c.geometry)).all()
+    out = [(i, "hazardous_area", g) for i, g in hazards.items() if g is not None]
+    for t in tasks:
+        g = t.geometry if t.geometry is not None else hazards.get(t.hazard_id)
+        if g is not None:
+            out.append((t.record_id, "task", g))
+    return out
+
+
+def zonal(
+    src: rasterio.io.DatasetReader, geom: BaseGeometry
+) -> tuple[float | None, float | None, int]:
+    """Mean, max and number of the map cells a polygon (in the map's CRS) touches."""
+    try:
+        win = geometry_window(src, [geom], pad_x=1, pad_y=1)
+    except WindowError:
+        return None, None, 0  # the polygon lies off the map
+    data = src.read(1, window=win)
+    inside = geometry_mask(
+        [geom],
+        out_shape=data.shape,
+        transform=src.window_transform(win),
+        invert=True,
+        all_touched=True,
+    )
+    vals = data[inside & np.isfinite(data)]
+    if not vals.size:
+        return None, None, 0
+    return float(vals.mean()), float(vals.max()), int(vals.size)
+
+
+def attach_map(register: Register, map_path: Path, user: str) -> list[Score]:
+    """Score every hazardous area and task the map covers; replace their earlier scores."""
+    digest = hashlib.sha256(map_path.read_bytes()).hexdigest()
+    scores: list[Score] = []
+    with rasterio.open(map_path) as src:
+        tags = src.tags()
+        version = tags.get("model_version")
+        if not version:
+            raise ValueError(f"{map_path} is not a Safeground risk map (no model_version tag)")
+        map_date = date.fromisoformat(tags.get("map_date", now().date().isoformat()))
+        for record_id, record_type, geom in _polygons(register):
+            mean, mx, n = zonal(src, to_crs(geom, src.crs))
+            if n:
+                scores.append(Score(record_id, record_type, mean, mx, n))
+    stamp = now()
+    with register.store.begin() as conn:
+        for chunk in chunked_in([s.record_id for s in scores]):
+            conn.execute(delete(risk_score).where(risk_score.c.record_id.in_(chunk)))
+        if scores:
+            conn.execute(
+                risk_score.insert(),
+                [
+                    {
+                        "record_id": s.record_id,
+                        "record_type": s.record_type,
+                        "mean_risk": s.mean_risk,
+                        "max_risk": s.max_risk,
+                        "cells": s.cells,
+                        "model_version": version,
+                        "map_sha256": digest,
+                        "map_date": map_date,
+                        "attached_by": user,
+                        "attached_at": stamp,
+                    }
+                    for s in scores
+                ],
+            )
+        register.store.after_write(conn)
+    return scores
