@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     column,
+    exists,
     func,
     select,
 )
@@ -386,24 +387,63 @@ def misses_bbox(
     return [fid for fid, hit in zip(rows, inside, strict=True) if not hit]
 
 
+# A GeoPackage box holding more features than this is paged by probing the R-tree row by row in
+# fid order, which stops after the page, instead of listing every feature in the box first.
+DENSE_BOX = 5000
+
+
 def items(store: Store, layer: Layer, principal: Principal, query: Query) -> Page:
     """One page of a layer's features, in fid order, and how many match in all."""
     table = layer.table
     where = conditions(layer, principal, query)
     with store.read() as conn:
-        if query.bbox is not None:
+        if query.bbox is None:
+            matched = conn.execute(
+                select(func.count()).select_from(table).where(*where)
+            ).scalar_one()
+            in_box = where
+        else:
             missed = misses_bbox(conn, store, layer, query.bbox, where)
-            where.append(store.bbox_clause(table, query.bbox))
-            where += [table.c.fid.not_in(chunk) for chunk in chunked_in(missed)]
-        matched = conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+            besides = [table.c.fid.not_in(chunk) for chunk in chunked_in(missed)]
+            in_box = [*where, store.bbox_clause(table, query.bbox), *besides]
+            if store.dialect == "sqlite" and not where:
+                matched = _rtree_count(conn, table, query.bbox) - len(missed)
+            else:
+                count = select(func.count()).select_from(table).where(*in_box)
+                matched = conn.execute(count).scalar_one()
+            if store.dialect == "sqlite" and matched > DENSE_BOX:
+                in_box = [*where, _rtree_probe(table, query.bbox), *besides]
         rows = conn.execute(
             _feature_select(layer)
-            .where(*where)
+            .where(*in_box)
             .order_by(table.c.fid)
             .limit(query.limit)
             .offset(query.offset)
         ).all()
     return Page([_feature(layer, row) for row in rows], matched)
+
+
+def _rtree_count(conn: Connection, table: Table, bbox: Bbox) -> int:
+    """Features whose envelope meets the box, from the GeoPackage R-tree alone."""
+    rtree = rtree_of(table)
+    return int(
+        conn.execute(
+            select(func.count()).select_from(rtree).where(_meets(rtree, bbox))
+        ).scalar_one()
+    )
+
+
+def _rtree_probe(table: Table, bbox: Bbox) -> ColumnElement[bool]:
+    """The box test as a lookup of each row's own R-tree entry (GeoPackage)."""
+    rtree = rtree_of(table)
+    return exists().where(rtree.c.id == table.c.fid, _meets(rtree, bbox))
+
+
+def _meets(rtree: Any, bbox: Bbox) -> ColumnElement[bool]:
+    minx, miny, maxx, maxy = bbox
+    return and_(
+        rtree.c.minx <= maxx, rtree.c.maxx >= minx, rtree.c.miny <= maxy, rtree.c.maxy >= miny
+    )
 
 
 def item(store: Store, layer: Layer, principal: Principal, feature_id: str) -> Feature:
