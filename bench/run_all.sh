@@ -17,3 +17,9 @@ for bench in bench/bench_import.py bench/bench_risk.py; do
         $PY -u "$bench"
     fi
 done
+echo "== web: Safeground and pygeoapi under load"
+web_args=(--hazards "$HAZARDS")
+if [ -n "${SAFEGROUND_BENCH_POSTGIS_URL:-}" ]; then
+    web_args+=(--postgis "$SAFEGROUND_BENCH_POSTGIS_URL")
+fi
+$PY -u bench/bench_web.py "${web_args[@]}"
