@@ -22,7 +22,6 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select, text
 
 import safeground
-
 from safeground.io.importer import import_many
 from safeground.io.mapping import load_mapping
 from safeground.service.register import Register

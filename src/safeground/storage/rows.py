@@ -7,11 +7,12 @@ from functools import cache
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 
 from safeground.domain.records import RECORD_TYPES, Record
+from safeground.storage import gpkg
 from safeground.storage.schema import record_tables, stored_fields, unwrap
-from safeground.storage.types import JsonValue
+from safeground.storage.types import Geometry, JsonValue, encode_geometries
 
 
 def record_row(record: Record) -> dict[str, Any]:
@@ -47,6 +48,55 @@ def personal_row(record: Record) -> dict[str, Any]:
     return {name: getattr(record, name) for name in type(record).personal_fields}
 
 
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows (all with the same keys) in one DB-API ``executemany``.
+
+    SQLAlchemy's executemany converts each row's parameters one row at a time, which cost more
+    than SQLite's own work in a bulk import; here each column is converted in one pass, through
+    the column type's own bind processor (once per distinct value), and geometries in one
+    vectorised call. On a GeoPackage, a layer's R-tree is filled in bulk too.
+    """
+    if not rows:
+        return
+    names = list(rows[0])
+    dialect = conn.dialect
+    columns: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        kind = table.c[name].type
+        if isinstance(kind, Geometry):
+            columns[name] = encode_geometries(values, dialect.name)
+        else:
+            columns[name] = _converted(values, kind.dialect_impl(dialect).bind_processor(dialect))
+    layer = "geometry" in names and dialect.name == "sqlite"
+    if layer:
+        last = conn.execute(select(func.coalesce(func.max(table.c.fid), 0))).scalar_one()
+        columns["fid"] = list(range(last + 1, last + len(rows) + 1))
+        names.append("fid")
+    statement = table.insert().inline().compile(dialect=dialect, column_keys=names)
+    if statement.positiontup is not None:
+        ordered = [columns[name] for name in statement.positiontup]
+        params: list[Any] = list(zip(*ordered, strict=True))
+    else:
+        params = [dict(zip(names, r, strict=True)) for r in zip(*columns.values(), strict=True)]
+    if not layer:
+        conn.exec_driver_sql(str(statement), params)
+        return
+    geometries = [row["geometry"] for row in rows]
+    with gpkg.rtree_filled_in_bulk(conn, table.name, columns["fid"], geometries):
+        conn.exec_driver_sql(str(statement), params)
+
+
+def _converted(values: list[Any], process: Any) -> list[Any]:
+    if process is None:
+        return values
+    try:
+        distinct = {v: process(v) for v in dict.fromkeys(values)}
+    except TypeError:  # unhashable values (JSON documents): each on its own
+        return [process(v) for v in values]
+    return [distinct[v] for v in values]
+
+
 def upsert(
     conn: Connection, table: Table, rows: list[dict[str, Any]], key: str = "record_id"
 ) -> None:
@@ -59,8 +109,7 @@ def upsert(
         existing.update(conn.scalars(select(table.c[key]).where(table.c[key].in_(chunk))))
     new = [row for row in rows if row[key] not in existing]
     old = [row for row in rows if row[key] in existing]
-    if new:
-        conn.execute(table.insert(), new)
+    insert_rows(conn, table, new)
     if old:
         columns = [c for c in old[0] if c != key]
         statement = (
