@@ -78,8 +78,9 @@ class Record(BaseModel):
 
     @model_validator(mode="after")
     def _check_geometries(self) -> Record:
-        for name, value in self:
-            if not isinstance(value, BaseGeometry):
+        for name in _geometry_fields(type(self)):
+            value = getattr(self, name)
+            if value is None:
                 continue
             expected = self.geometry_types if name == "geometry" else ("Point",)
             problems = geometry_problems(value, expected)
@@ -544,28 +545,37 @@ def to_payload(record: BaseModel) -> dict[str, Any]:
     return record.model_dump(mode="json", exclude_none=True)
 
 
-def to_payloads(records: Sequence[BaseModel]) -> list[dict[str, Any]]:
-    """``to_payload`` of many records, their geometry fields encoded in one vectorised call.
+def to_payloads(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """``to_payload`` of many records (the same values; geometry fields come last).
 
-    Encoding geometries one by one costs more in shapely's per-call overhead than the rest of
-    the serialisation: this is the bulk form for imports, with the same result.
+    Serialising records one by one, and geometries one by one, costs more in per-call overhead
+    than the work itself: this is the bulk form, with one pydantic call per record type and
+    one vectorised shapely call per geometry field.
     """
-    dumps, geometries = [], []
-    for record in records:
-        names = _geometry_fields(type(record))
-        dumps.append(record.model_dump(mode="json", exclude_none=True, exclude=set(names)))
-        geometries.append([getattr(record, name) for name in names])
-    flat = np.empty(sum(len(g) for g in geometries), dtype=object)
-    flat[:] = [g for found in geometries for g in found]
-    encoded = iter(shapely.to_wkb(flat, hex=True).tolist())
-    payloads = []
-    for record, dumped in zip(records, dumps, strict=True):
-        for name in _geometry_fields(type(record)):
-            value = next(encoded)
-            if value is not None:
-                dumped[name] = value
-        payloads.append({k: dumped[k] for k in type(record).model_fields if k in dumped})
+    payloads: list[dict[str, Any]] = [{} for _ in records]
+    by_type: dict[type[Record], list[int]] = {}
+    for i, record in enumerate(records):
+        by_type.setdefault(type(record), []).append(i)
+    for model, positions in by_type.items():
+        chosen = [records[i] for i in positions]
+        names = _geometry_fields(model)
+        dumped = _list_adapter(model).dump_python(
+            chosen, mode="json", exclude_none=True, exclude={"__all__": set(names)}
+        )
+        for name in names:
+            geometries = np.empty(len(chosen), dtype=object)
+            geometries[:] = [record.__dict__[name] for record in chosen]
+            for payload, value in zip(dumped, shapely.to_wkb(geometries, hex=True), strict=True):
+                if value is not None:
+                    payload[name] = value
+        for i, payload in zip(positions, dumped, strict=True):
+            payloads[i] = payload
     return payloads
+
+
+@functools.cache
+def _list_adapter(model: type[Record]) -> TypeAdapter[list[Record]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
 @functools.cache

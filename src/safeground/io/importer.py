@@ -385,10 +385,12 @@ class _Combination:
     def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
         record = self.record_for(geometry)
         assert record is not None
+        row.values = self.values
         if geometry is not None and self.target is not None:
-            record = record.model_copy(update=self._geometry_values(geometry))
-        row.record_type, row.date_of_information = self.record_type, self.date
-        row.values, row.record = self.values, record
+            placed = self._geometry_values(geometry)
+            record = record.model_copy(update=placed)
+            row.values = {**self.values, **placed}
+        row.record_type, row.date_of_information, row.record = self.record_type, self.date, record
         row.signature = (self.record_type, self.date, self.signature, wkb)
 
 
@@ -695,18 +697,16 @@ def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> lis
 def _submission(row: _Row, mapping: Mapping) -> Submission:
     assert row.record is not None and row.record_type is not None
     assert row.date_of_information is not None
-    record = row.record
-    changes = {name: getattr(record, name) for name in record.model_fields_set}
     return Submission(
         record_type=row.record_type,
-        changes=changes,
+        changes=row.values,
         date_of_information=row.date_of_information,
         record_id=row.record_id,
         operation=Operation.CREATE,
         reason=f"imported from {row.table.name} row {row.number} (mapping {mapping.name})",
         source=mapping.source,
         source_key=row.key,
-        record=record,
+        record=row.record,
     )
 
 

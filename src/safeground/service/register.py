@@ -134,6 +134,7 @@ class Register:
                 )
                 wanted[key] = wanted.get(key, 0) + 1
         reserved = {key: iter(self.new_ids(conn, *key, n)) for key, n in wanted.items()}
+        created_at = now()
         reports = []
         for item in items:
             record_id = item.record_id
@@ -144,14 +145,16 @@ class Register:
                     item.date_of_information.year,
                 )
                 record_id = next(reserved[key])
-            reports.append(self._new_report(user, item, record_id))
+            reports.append(self._new_report(user, item, record_id, created_at))
         # A created record's report holds the whole record; encoded for all at once.
         created = [(r, r.built) for r in reports if r.built is not None]
         for (r, _), payload in zip(created, to_payloads([b for _, b in created]), strict=True):
             r.changes = payload
         return reports
 
-    def _new_report(self, user: str, item: Submission, record_id: str | None) -> Report:
+    def _new_report(
+        self, user: str, item: Submission, record_id: str | None, created_at: datetime
+    ) -> Report:
         """The report of one submission; a create report's changes are filled by the caller."""
         model = record_model(item.record_type)
         operation = item.operation or (
@@ -183,7 +186,7 @@ class Register:
             changes={} if record else json_changes(model, item.changes, record_id),
             author=user,
             reason=item.reason,
-            created_at=now(),
+            created_at=created_at,
             source=item.source,
             source_key=item.source_key,
         )

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
-from safeground.storage.rows import chunked_in, insert_rows
+from safeground.storage.rows import chunked_in, insert_columns, insert_rows
 from safeground.storage.schema import report, report_personal
 
 _FIELDS = [c.name for c in report.c if c.name not in ("report_id", "import_batch")]
@@ -23,21 +23,21 @@ def insert_reports(
     conn: Connection, reports: list[Report], report_ids: list[int], import_batch: str | None = None
 ) -> None:
     """Store new reports under ``report_ids`` (reserved with ``Store.reserve_keys``)."""
-    rows, private = [], []
+    columns = {f: [getattr(r, f) for r in reports] for f in _FIELDS if f != "changes"}
+    columns["report_id"] = report_ids
+    columns["import_batch"] = [import_batch] * len(reports)
+    changes, private = [], []
     for r, report_id in zip(reports, report_ids, strict=True):
         r.report_id = report_id
         hidden = record_model(r.record_type).personal_fields
-        row = {f: getattr(r, f) for f in _FIELDS if f != "changes"}
-        row["report_id"] = report_id
-        row["import_batch"] = import_batch
         if hidden and any(k in hidden for k in r.changes):
-            row["changes"] = {k: v for k, v in r.changes.items() if k not in hidden}
+            changes.append({k: v for k, v in r.changes.items() if k not in hidden})
             personal = {k: v for k, v in r.changes.items() if k in hidden}
             private.append({"report_id": report_id, "changes": personal})
         else:
-            row["changes"] = r.changes
-        rows.append(row)
-    insert_rows(conn, report, rows)
+            changes.append(r.changes)
+    columns["changes"] = changes
+    insert_columns(conn, report, columns)
     insert_rows(conn, report_personal, private)
 
 

@@ -18,13 +18,19 @@ from safeground.storage.types import Geometry, JsonValue, encode_geometries
 def record_row(record: Record) -> dict[str, Any]:
     """A record's stored fields as column values (its personal fields are left out)."""
     json_fields, wkt_fields = _special_fields(record.record_type)
-    row = {name: getattr(record, name) for name in stored_fields(type(record))}
+    values = record.__dict__  # the fields' values, without pydantic's attribute lookup
+    row = {name: values[name] for name in _stored_fields(record.record_type)}
     if json_fields:
         row.update(record.model_dump(mode="json", include=json_fields))
     for name in wkt_fields:
         if row[name] is not None:
             row[name] = row[name].wkt
     return row
+
+
+@cache
+def _stored_fields(record_type: str) -> tuple[str, ...]:
+    return tuple(stored_fields(RECORD_TYPES[record_type]))
 
 
 @cache
@@ -49,41 +55,46 @@ def personal_row(record: Record) -> dict[str, Any]:
 
 
 def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows (all with the same keys) in one DB-API ``executemany``.
+    """Insert many rows (all with the same keys); see ``insert_columns``."""
+    if rows:
+        insert_columns(conn, table, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
+    """Insert rows given column by column, in one DB-API ``executemany``.
 
     SQLAlchemy's executemany converts each row's parameters one row at a time, which cost more
     than SQLite's own work in a bulk import; here each column is converted in one pass, through
     the column type's own bind processor (once per distinct value), and geometries in one
     vectorised call. On a GeoPackage, a layer's R-tree is filled in bulk too.
     """
-    if not rows:
+    names = list(columns)
+    count = len(columns[names[0]]) if names else 0
+    if not count:
         return
-    names = list(rows[0])
     dialect = conn.dialect
-    columns: dict[str, list[Any]] = {}
-    for name in names:
-        values = [row[name] for row in rows]
+    bound: dict[str, list[Any]] = {}
+    for name, values in columns.items():
         kind = table.c[name].type
         if isinstance(kind, Geometry):
-            columns[name] = encode_geometries(values, dialect.name)
+            bound[name] = encode_geometries(values, dialect.name)
         else:
-            columns[name] = _converted(values, kind.dialect_impl(dialect).bind_processor(dialect))
+            bound[name] = _converted(values, kind.dialect_impl(dialect).bind_processor(dialect))
     layer = "geometry" in names and dialect.name == "sqlite"
     if layer:
         last = conn.execute(select(func.coalesce(func.max(table.c.fid), 0))).scalar_one()
-        columns["fid"] = list(range(last + 1, last + len(rows) + 1))
+        bound["fid"] = list(range(last + 1, last + count + 1))
         names.append("fid")
     statement = table.insert().inline().compile(dialect=dialect, column_keys=names)
     if statement.positiontup is not None:
-        ordered = [columns[name] for name in statement.positiontup]
+        ordered = [bound[name] for name in statement.positiontup]
         params: list[Any] = list(zip(*ordered, strict=True))
     else:
-        params = [dict(zip(names, r, strict=True)) for r in zip(*columns.values(), strict=True)]
+        params = [dict(zip(names, r, strict=True)) for r in zip(*bound.values(), strict=True)]
     if not layer:
         conn.exec_driver_sql(str(statement), params)
         return
-    geometries = [row["geometry"] for row in rows]
-    with gpkg.rtree_filled_in_bulk(conn, table.name, columns["fid"], geometries):
+    with gpkg.rtree_filled_in_bulk(conn, table.name, bound["fid"], columns["geometry"]):
         conn.exec_driver_sql(str(statement), params)
 
 

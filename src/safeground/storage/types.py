@@ -134,6 +134,10 @@ class Geometry(TypeDecorator[BaseGeometry]):
         return shapely.from_wkb(gpkg_wkb(value))
 
 
+# One encoder for every value (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 class JsonValue(TypeDecorator[Any]):
     """JSON: JSONB on PostgreSQL, TEXT on GeoPackage (a type GDAL and QGIS read as a string)."""
 
@@ -148,7 +152,7 @@ class JsonValue(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
             return value
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return _JSON.encode(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
