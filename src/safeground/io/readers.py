@@ -9,6 +9,7 @@ flagged per row, never guessed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ class InputTable:
     crs: str | None = None
     reprojected_from: str | None = None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.path.name
 

@@ -23,7 +23,8 @@ def insert_reports(
     conn: Connection, reports: list[Report], report_ids: list[int], import_batch: str | None = None
 ) -> None:
     """Store new reports under ``report_ids`` (reserved with ``Store.reserve_keys``)."""
-    columns = {f: [getattr(r, f) for r in reports] for f in _FIELDS if f != "changes"}
+    fields = [vars(r) for r in reports]
+    columns = {f: [values[f] for values in fields] for f in _FIELDS if f != "changes"}
     columns["report_id"] = report_ids
     columns["import_batch"] = [import_batch] * len(reports)
     changes, private = [], []

@@ -176,7 +176,6 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     gpkg.register_functions(dbapi_connection)
     dbapi_connection.execute("PRAGMA foreign_keys = ON")
-    dbapi_connection.execute("PRAGMA cache_size = -65536")
 
 
 def open_store(location: str | None = None) -> Store:
