@@ -185,14 +185,21 @@ def rtree_filled_in_bulk(
         yield
     finally:
         conn.exec_driver_sql(f"CREATE TRIGGER {rtree}_insert {_rtree_triggers(name)['insert']}")
+    entries = rtree_entries(fids, geometries)
+    if entries:
+        conn.exec_driver_sql(f"INSERT OR REPLACE INTO {rtree} VALUES (?, ?, ?, ?, ?)", entries)
+
+
+def rtree_entries(
+    fids: Sequence[int], geometries: Sequence[BaseGeometry | None]
+) -> list[tuple[int, float, float, float, float]]:
+    """(id, minx, maxx, miny, maxy) of each geometry the insert trigger would index."""
     geoms = np.empty(len(geometries), dtype=object)
     geoms[:] = list(geometries)
     indexed = np.flatnonzero(~shapely.is_missing(geoms) & ~shapely.is_empty(geoms))
     minx, miny, maxx, maxy = shapely.bounds(geoms[indexed]).T
     ids = np.asarray(fids)[indexed]
-    entries = list(zip(*(a.tolist() for a in (ids, minx, maxx, miny, maxy)), strict=True))
-    if entries:
-        conn.exec_driver_sql(f"INSERT OR REPLACE INTO {rtree} VALUES (?, ?, ?, ?, ?)", entries)
+    return list(zip(*(a.tolist() for a in (ids, minx, maxx, miny, maxy)), strict=True))
 
 
 def mark_layers_changed(conn: Any) -> None:
