@@ -421,7 +421,8 @@ def _distinct_codes(column: pd.Series) -> np.ndarray:
     """A code per row, equal only for cells with the same value of the same type."""
     if column.dtype.kind == "f":
         # By bit pattern: -0.0 and 0.0 stay apart, and NaN is one value.
-        return pd.factorize(column.to_numpy().view(np.int64))[0]
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.factorize(values.view(np.int64))[0]
     if column.dtype == object:
         keyed = [(type(v), v) for v in column]
         try:
