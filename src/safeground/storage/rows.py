@@ -61,12 +61,13 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
 
 
 def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
-    """Insert rows given column by column, in one DB-API ``executemany``.
+    """Insert rows given column by column, in one DB-API ``executemany`` (or one COPY).
 
     SQLAlchemy's executemany converts each row's parameters one row at a time, which cost more
     than SQLite's own work in a bulk import; here each column is converted in one pass, through
     the column type's own bind processor (once per distinct value), and geometries in one
-    vectorised call. On a GeoPackage, a layer's R-tree is filled in bulk too.
+    vectorised call. On a GeoPackage, a layer's R-tree is filled in bulk too; on PostgreSQL the
+    rows go in with COPY.
     """
     names = list(columns)
     count = len(columns[names[0]]) if names else 0
@@ -85,6 +86,9 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
         last = conn.execute(select(func.coalesce(func.max(table.c.fid), 0))).scalar_one()
         bound["fid"] = list(range(last + 1, last + count + 1))
         names.append("fid")
+    if dialect.name == "postgresql":
+        _copy(conn, table, bound)
+        return
     statement = table.insert().inline().compile(dialect=dialect, column_keys=names)
     if statement.positiontup is not None:
         ordered = [bound[name] for name in statement.positiontup]
@@ -96,6 +100,16 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
         return
     with gpkg.rtree_filled_in_bulk(conn, table.name, bound["fid"], columns["geometry"]):
         conn.exec_driver_sql(str(statement), params)
+
+
+def _copy(conn: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
+    """PostgreSQL's COPY, in the connection's transaction: faster than batched INSERTs."""
+    quote = conn.dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor, cursor.copy(f"COPY {quote(table.name)} ({names}) FROM STDIN") as copy:
+        for row in zip(*columns.values(), strict=True):
+            copy.write_row(row)
 
 
 def _converted(values: list[Any], process: Any) -> list[Any]:
