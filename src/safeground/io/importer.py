@@ -400,13 +400,15 @@ def _combinations(
     """Each row's combination of mapped values, built once per distinct combination."""
     columns = mapping.value_columns()
     if not columns:
-        return [known.setdefault((), _Combination(mapping, {}))] * len(table)
+        if () not in known:
+            known[()] = _Combination(mapping, {})
+        return [known[()]] * len(table)
     codes = np.column_stack([_distinct_codes(table.frame[c]) for c in columns])
     _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
     found = []
     for raw in table.frame.iloc[first][columns].to_dict("records"):
         cells = {str(k): v for k, v in raw.items()}
-        key = tuple((type(v), v) for v in cells.values())
+        key = tuple(_cell_key(v) for v in cells.values())
         try:
             combination: _Combination | None = known.get(key)
             if combination is None:
@@ -417,6 +419,14 @@ def _combinations(
     return [found[i] for i in inverse.ravel()]
 
 
+def _cell_key(value: Any) -> tuple[Any, ...]:
+    """A cell as a dictionary key: equal only for the same value of the same type.
+
+    Floats go by their text, so that -0.0 and 0.0 stay apart and every NaN is one value.
+    """
+    return (type(value), repr(value) if isinstance(value, float) else value)
+
+
 def _distinct_codes(column: pd.Series) -> np.ndarray:
     """A code per row, equal only for cells with the same value of the same type."""
     if column.dtype.kind == "f":
@@ -424,7 +434,7 @@ def _distinct_codes(column: pd.Series) -> np.ndarray:
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
         return pd.factorize(values.view(np.int64))[0]
     if column.dtype == object:
-        keyed = [(type(v), v) for v in column]
+        keyed = [_cell_key(v) for v in column]
         try:
             return pd.factorize(pd.Series(keyed, dtype=object), use_na_sentinel=False)[0]
         except TypeError:  # unhashable cells (lists from JSON): every row on its own
