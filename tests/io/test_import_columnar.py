@@ -8,6 +8,7 @@ against what GDAL reads.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from datetime import date
@@ -27,6 +28,7 @@ from safeground.service.register import Register, Submission
 from safeground.storage import gpkg
 from safeground.storage.schema import report
 from safeground.storage.types import encode_geometries, gpkg_envelope, gpkg_wkb
+from tests.io.conftest import ACCIDENTS, mapping
 from tests.io.test_import_equivalence import CUTS, SHIPPED
 
 
@@ -166,3 +168,23 @@ def test_bulk_payloads_are_the_payloads():
     ]
     assert to_payloads(records) == [to_payload(r) for r in records]
     assert to_payloads([]) == []
+
+
+def test_cells_equal_in_python_but_of_other_types_are_mapped_apart(reg, tmp_path):
+    # 1 == 1.0 == True in Python, but they are different codes ("1", "1", "true").
+    path = tmp_path / "kinds.json"
+    rows = [
+        {"kind": kind, "lon": 46.9, "lat": 39.9, "year": 2020, "place": "A"}
+        for kind in (1, True, 1.0, 1)
+    ]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    codes = {"1": "mine", "true": "uxo"}
+    records = {
+        "accident": {
+            **ACCIDENTS["records"]["accident"],
+            "accident_type": {"column": "kind", "codes": codes},
+        }
+    }
+    result = importer.import_file(reg, path, mapping(ACCIDENTS, records=records), "im")
+    found = [reg.get(record_id)["accident_type"] for record_id in result.record_ids]
+    assert found == ["mine", "uxo", "mine", "mine"]
