@@ -668,7 +668,8 @@ def _file(
             ids = _allocate_ids(register, conn, todo)
             for row, record_id in zip(todo, ids, strict=True):
                 row.record_id = record_id
-            items = [_submission(r, mapping) for r in todo]
+            name, source = mapping.name, mapping.source  # pydantic attributes: read once
+            items = [_submission(r, name, source) for r in todo]
             files = ", ".join(report.files[:3]) + (" ..." if len(report.files) > 3 else "")
             approval = register.file(
                 user,
@@ -705,7 +706,7 @@ def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> lis
     return ids
 
 
-def _submission(row: _Row, mapping: Mapping) -> Submission:
+def _submission(row: _Row, mapping_name: str, source: str) -> Submission:
     assert row.record is not None and row.record_type is not None
     assert row.date_of_information is not None
     return Submission(
@@ -714,8 +715,8 @@ def _submission(row: _Row, mapping: Mapping) -> Submission:
         date_of_information=row.date_of_information,
         record_id=row.record_id,
         operation=Operation.CREATE,
-        reason=f"imported from {row.table.name} row {row.number} (mapping {mapping.name})",
-        source=mapping.source,
+        reason=f"imported from {row.table.name} row {row.number} (mapping {mapping_name})",
+        source=source,
         source_key=row.key,
         record=row.record,
     )
