@@ -2,7 +2,8 @@
 metadata tables, the layer registry, and the R-tree spatial index with its triggers.
 
 The triggers call ``ST_MinX`` and friends; GDAL defines them when it opens a file, and
-``register_functions`` defines them on Safeground's own connections.
+``register_functions`` defines them on Safeground's own connections. Safeground's bulk inserts
+index their rows themselves (``rtree_filled_in_bulk``), which is much faster than the triggers.
 """
 
 from __future__ import annotations
