@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
@@ -81,7 +81,9 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
             bound[name] = encode_geometries(values, dialect.name)
         else:
             bound[name] = _converted(values, kind.dialect_impl(dialect).bind_processor(dialect))
-    layer = "geometry" in names and dialect.name == "sqlite"
+    # Many features into a GeoPackage layer: its R-tree is filled in bulk rather than by the
+    # trigger (whose fixed cost, a schema change each way, outweighs it for a few features).
+    layer = "geometry" in names and dialect.name == "sqlite" and count >= gpkg.BULK_INDEX_ROWS
     if layer:
         last = conn.execute(select(func.coalesce(func.max(table.c.fid), 0))).scalar_one()
         bound["fid"] = list(range(last + 1, last + count + 1))
@@ -89,17 +91,27 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
     if dialect.name == "postgresql":
         _copy(conn, table, bound)
         return
-    statement = table.insert().inline().compile(dialect=dialect, column_keys=names)
-    if statement.positiontup is not None:
-        ordered = [bound[name] for name in statement.positiontup]
+    sql, positions = _insert_statement(table, tuple(names), dialect)
+    if positions is not None:
+        ordered = [bound[name] for name in positions]
         params: list[Any] = list(zip(*ordered, strict=True))
     else:
         params = [dict(zip(names, r, strict=True)) for r in zip(*bound.values(), strict=True)]
     if not layer:
-        conn.exec_driver_sql(str(statement), params)
+        conn.exec_driver_sql(sql, params)
         return
     with gpkg.rtree_filled_in_bulk(conn, table.name, bound["fid"], columns["geometry"]):
-        conn.exec_driver_sql(str(statement), params)
+        conn.exec_driver_sql(sql, params)
+
+
+@lru_cache(maxsize=256)
+def _insert_statement(
+    table: Table, names: tuple[str, ...], dialect: Any
+) -> tuple[str, tuple[str, ...] | None]:
+    """The INSERT's SQL and, for positional parameters, their order (compiling costs 1 ms)."""
+    statement = table.insert().inline().compile(dialect=dialect, column_keys=list(names))
+    positions = statement.positiontup
+    return str(statement), None if positions is None else tuple(positions)
 
 
 def _copy(conn: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
