@@ -298,7 +298,7 @@ def _prepare(
         wkb = shapely.to_wkb(geoms).tolist()
         keys = _key_cells(mapping, table)
         combination_of = _combinations(mapping, table, combinations)
-        acceptable = _acceptable(mapping, table, geoms, combination_of)
+        acceptable = _acceptable(geoms, combination_of)
         slow: list[_Row] = []
         for index in range(len(table)):
             row = _Row(table, index, "")
@@ -442,12 +442,10 @@ def _distinct_codes(column: pd.Series) -> np.ndarray:
     return pd.factorize(column, use_na_sentinel=False)[0]
 
 
-def _acceptable(
-    mapping: Mapping, table: InputTable, geoms: np.ndarray, combinations: list[_Combination]
-) -> np.ndarray:
+def _acceptable(geoms: np.ndarray, combinations: list[_Combination]) -> np.ndarray:
     """Rows whose geometry (if any) passes the record's geometry checks, in vectorised calls."""
     expected = [_expected_types(c) for c in combinations]
-    ok = np.ones(len(table), dtype=bool)
+    ok = np.ones(len(geoms), dtype=bool)
     for kinds in {e for e in expected if e is not None}:
         rows = np.array([e == kinds for e in expected], dtype=bool) & ~shapely.is_missing(geoms)
         ok[rows] = geometries_acceptable(geoms[rows], kinds)
