@@ -16,6 +16,7 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import shapely
 from pyproj import CRS, Geod, Transformer
 from shapely.errors import GEOSException
@@ -79,6 +80,24 @@ def geometry_problems(geom: BaseGeometry, expected: tuple[str, ...]) -> list[str
     elif not geom.is_valid:
         problems.append(f"invalid geometry: {shapely.is_valid_reason(geom)}")
     return problems
+
+
+def geometries_acceptable(geoms: Any, expected: tuple[str, ...]) -> Any:
+    """For each geometry of an array, whether ``geometry_problems`` finds nothing.
+
+    The same checks in vectorised calls, for bulk imports; the reasons come from
+    ``geometry_problems`` for the few geometries that fail.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    kinds = [shapely.GeometryType[name.upper()] for name in expected]
+    ok = np.isin(shapely.get_type_id(geoms), kinds) & ~shapely.is_empty(geoms)
+    ok &= ~shapely.has_z(geoms)
+    with np.errstate(invalid="ignore"):
+        minx, miny, maxx, maxy = shapely.bounds(geoms).T
+        ok &= (minx >= -180) & (maxx <= 180) & (maxx >= -180) & (minx <= 180)
+        ok &= (miny >= -90) & (maxy <= 90) & (maxy >= -90) & (miny <= 90)
+    ok[ok] = shapely.is_valid(geoms[ok])
+    return ok
 
 
 def geodesic_area(geom: BaseGeometry | None) -> float:

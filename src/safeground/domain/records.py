@@ -7,10 +7,15 @@ Derived values (remaining area, status dates) are not fields: the ledger compute
 
 from __future__ import annotations
 
+import functools
 import re
+import typing
+from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Any, ClassVar
 
+import numpy as np
+import shapely
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -73,8 +78,9 @@ class Record(BaseModel):
 
     @model_validator(mode="after")
     def _check_geometries(self) -> Record:
-        for name, value in self:
-            if not isinstance(value, BaseGeometry):
+        for name in _geometry_fields(type(self)):
+            value = getattr(self, name)
+            if value is None:
                 continue
             expected = self.geometry_types if name == "geometry" else ("Point",)
             problems = geometry_problems(value, expected)
@@ -537,3 +543,47 @@ def field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:
 def to_payload(record: BaseModel) -> dict[str, Any]:
     """JSON-ready field values (geometry as hex WKB), without unset defaults."""
     return record.model_dump(mode="json", exclude_none=True)
+
+
+def to_payloads(records: Sequence[Record]) -> list[dict[str, Any]]:
+    """``to_payload`` of many records (the same values; geometry fields come last).
+
+    Serialising records one by one, and geometries one by one, costs more in per-call overhead
+    than the work itself: this is the bulk form, with one pydantic call per record type and
+    one vectorised shapely call per geometry field.
+    """
+    payloads: list[dict[str, Any]] = [{} for _ in records]
+    by_type: dict[type[Record], list[int]] = {}
+    for i, record in enumerate(records):
+        by_type.setdefault(type(record), []).append(i)
+    for model, positions in by_type.items():
+        chosen = [records[i] for i in positions]
+        names = _geometry_fields(model)
+        dumped = _list_adapter(model).dump_python(
+            chosen, mode="json", exclude_none=True, exclude={"__all__": set(names)}
+        )
+        for name in names:
+            geometries = np.empty(len(chosen), dtype=object)
+            geometries[:] = [record.__dict__[name] for record in chosen]
+            for payload, value in zip(dumped, shapely.to_wkb(geometries, hex=True), strict=True):
+                if value is not None:
+                    payload[name] = value
+        for i, payload in zip(positions, dumped, strict=True):
+            payloads[i] = payload
+    return payloads
+
+
+@functools.cache
+def _list_adapter(model: type[Record]) -> TypeAdapter[list[Record]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+@functools.cache
+def _geometry_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, info in model.model_fields.items()
+        # A required field's Annotated is unwrapped by pydantic; an optional one's is not.
+        if info.annotation is BaseGeometry
+        or Geometry in (info.annotation, *typing.get_args(info.annotation))
+    )

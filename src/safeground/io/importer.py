@@ -31,6 +31,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection
 
 from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
+from safeground.domain.geometry import geometries_acceptable
 from safeground.domain.records import RECORD_TYPES, Record
 from safeground.domain.reports import Operation, build_record
 from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
@@ -278,19 +279,30 @@ def _read(path: Path, mapping: Mapping) -> InputTable:
 def _prepare(
     tables: list[InputTable], mapping: Mapping, existing: dict[str, str], report: ImportReport
 ) -> list[_Row]:
-    """Map and validate every row not imported before; problems stay on each row."""
+    """Map and validate every row not imported before; problems stay on each row.
+
+    Column by column: each distinct combination of the mapped columns' values is mapped and
+    validated once (``_Combination``), and geometries are checked in vectorised calls. A row
+    that any of this finds fault with is checked again on its own by ``_check_row``, whose
+    messages name the file, row, field and reason.
+    """
     rows: list[_Row] = []
     seen: dict[str, _Row] = {}
     # Identical rows (thousands in real data) are validated once: records are immutable.
     checked: dict[tuple[Any, ...], tuple[Record | None, list[Problem]]] = {}
+    combinations: dict[tuple[Any, ...], _Combination] = {}
     for table in tables:
         outside = _outside_region(table, mapping.region)
         # Geometries as WKB in one vectorised call: part of each row's duplicate signature.
-        wkb = shapely.to_wkb(np.array(table.geometry, dtype=object)).tolist()
-        for index, raw in enumerate(table.frame.to_dict("records")):
-            cells = {str(k): v for k, v in raw.items()}
+        geoms = np.array(table.geometry, dtype=object)
+        wkb = shapely.to_wkb(geoms).tolist()
+        keys = _key_cells(mapping, table)
+        combination_of = _combinations(mapping, table, combinations)
+        acceptable = _acceptable(geoms, combination_of)
+        slow: list[_Row] = []
+        for index in range(len(table)):
             row = _Row(table, index, "")
-            row.key = _source_key(mapping, row, cells)
+            row.key = _source_key(mapping, row, keys[index])
             if row.key in existing:
                 report.already_imported += 1
                 continue
@@ -302,9 +314,165 @@ def _prepare(
                 )
             else:
                 seen[row.key] = row
-            _check_row(mapping, row, cells, outside, checked, wkb[index])
+            combination = combination_of[index]
+            geometry = table.geometry[index]
+            fast = (
+                not row.problems
+                and acceptable[index]
+                and index not in outside
+                and index not in table.geometry_problems
+                and combination.record_for(geometry) is not None
+            )
+            if fast:
+                combination.fill(row, geometry, None if geometry is None else wkb[index])
+            else:
+                slow.append(row)
             rows.append(row)
+        cells = _cells(table, [r.index for r in slow])
+        for row in slow:
+            _check_row(mapping, row, cells[row.index], outside, checked, wkb[row.index])
     return rows
+
+
+class _Combination:
+    """One distinct combination of a file's mapped values (all but key and geometry).
+
+    Mapped and validated once for every row that has it; each row then adds its geometry,
+    already checked in a vectorised call. Only the record's geometry checks depend on the
+    geometry's coordinates, so one validation with a geometry that passes them holds for all.
+    """
+
+    def __init__(self, mapping: Mapping, cells: dict[str, Any]):
+        self.record_type = mapping.choose_type(cells)[0]
+        self.clean = self.record_type is not None
+        self.target: str | None = None
+        self.date: date | None = None
+        self.values: dict[str, Any] = {}
+        self.signature: tuple[Any, ...] = ()
+        self._records: dict[bool, Record | None] = {}
+        self._mapping = mapping
+        if self.record_type is None:
+            return
+        try:
+            self.date = _as_date(spec_value(mapping.date_of_information, cells))
+        except ValueError:
+            self.clean = False
+            return
+        self.values, problems = mapping.map_row(self.record_type, cells, None)
+        self.clean = not problems
+        self.target = mapping.geometry_field(self.record_type)
+        self.signature = tuple(sorted((k, _hashable(v)) for k, v in self.values.items()))
+
+    def record_for(self, geometry: BaseGeometry | None) -> Record | None:
+        """The validated record for a row with (a checked) or without a geometry, or None."""
+        if not self.clean or self.record_type is None:
+            return None
+        present = geometry is not None and self.target is not None
+        if present not in self._records:
+            values = dict(self.values)
+            if present:
+                values.update(self._geometry_values(geometry))
+            try:
+                self._records[present] = build_record(self.record_type, values)
+            except ValidationFailed:
+                self._records[present] = None
+        return self._records[present]
+
+    def _geometry_values(self, geometry: BaseGeometry | None) -> dict[str, BaseGeometry]:
+        assert self.record_type is not None
+        return self._mapping.geometry_values(self.record_type, geometry)
+
+    def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
+        record = self.record_for(geometry)
+        assert record is not None
+        row.values = self.values
+        if geometry is not None and self.target is not None:
+            placed = self._geometry_values(geometry)
+            record = record.model_copy(update=placed)
+            row.values = {**self.values, **placed}
+        row.record_type, row.date_of_information, row.record = self.record_type, self.date, record
+        row.signature = (self.record_type, self.date, self.signature, wkb)
+
+
+def _combinations(
+    mapping: Mapping, table: InputTable, known: dict[tuple[Any, ...], _Combination]
+) -> list[_Combination]:
+    """Each row's combination of mapped values, built once per distinct combination."""
+    columns = mapping.value_columns()
+    if not columns:
+        if () not in known:
+            known[()] = _Combination(mapping, {})
+        return [known[()]] * len(table)
+    codes = np.column_stack([_distinct_codes(table.frame[c]) for c in columns])
+    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    found = []
+    for raw in table.frame.iloc[first][columns].to_dict("records"):
+        cells = {str(k): v for k, v in raw.items()}
+        key = tuple(_cell_key(v) for v in cells.values())
+        try:
+            combination: _Combination | None = known.get(key)
+            if combination is None:
+                combination = known[key] = _Combination(mapping, cells)
+        except TypeError:  # an unhashable cell (a list from JSON): not shared with other files
+            combination = _Combination(mapping, cells)
+        found.append(combination)
+    return [found[i] for i in inverse.ravel()]
+
+
+def _cell_key(value: Any) -> tuple[Any, ...]:
+    """A cell as a dictionary key: equal only for the same value of the same type.
+
+    Floats go by their text, so that -0.0 and 0.0 stay apart and every NaN is one value.
+    """
+    return (type(value), repr(value) if isinstance(value, float) else value)
+
+
+def _distinct_codes(column: pd.Series) -> np.ndarray:
+    """A code per row, equal only for cells with the same value of the same type."""
+    if column.dtype.kind == "f":
+        # By bit pattern: -0.0 and 0.0 stay apart, and NaN is one value.
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.factorize(values.view(np.int64))[0]
+    if column.dtype == object:
+        keyed = [_cell_key(v) for v in column]
+        try:
+            return pd.factorize(pd.Series(keyed, dtype=object), use_na_sentinel=False)[0]
+        except TypeError:  # unhashable cells (lists from JSON): every row on its own
+            return np.arange(len(column))
+    return pd.factorize(column, use_na_sentinel=False)[0]
+
+
+def _acceptable(geoms: np.ndarray, combinations: list[_Combination]) -> np.ndarray:
+    """Rows whose geometry (if any) passes the record's geometry checks, in vectorised calls."""
+    expected = [_expected_types(c) for c in combinations]
+    ok = np.ones(len(geoms), dtype=bool)
+    for kinds in {e for e in expected if e is not None}:
+        rows = np.array([e == kinds for e in expected], dtype=bool) & ~shapely.is_missing(geoms)
+        ok[rows] = geometries_acceptable(geoms[rows], kinds)
+    return ok
+
+
+def _expected_types(combination: _Combination) -> tuple[str, ...] | None:
+    """The geometry types the record accepts where the input geometry goes (as it checks)."""
+    if combination.record_type is None or combination.target is None:
+        return None
+    if combination.target == "geometry":
+        return RECORD_TYPES[combination.record_type].geometry_types
+    return ("Point",)
+
+
+def _key_cells(mapping: Mapping, table: InputTable) -> list[dict[str, Any]]:
+    if not mapping.key:
+        return [{}] * len(table)
+    return [{str(k): v for k, v in r.items()} for r in table.frame[mapping.key].to_dict("records")]
+
+
+def _cells(table: InputTable, indices: list[int]) -> dict[int, dict[str, Any]]:
+    """Rows' cells by column name, as ``_check_row`` reads them."""
+    if not indices:
+        return {}
+    records = table.frame.iloc[indices].to_dict("records")
+    return {i: {str(k): v for k, v in r.items()} for i, r in zip(indices, records, strict=True)}
 
 
 def _outside_region(table: InputTable, region: Region | None) -> set[int]:
@@ -498,7 +666,8 @@ def _file(
             ids = _allocate_ids(register, conn, todo)
             for row, record_id in zip(todo, ids, strict=True):
                 row.record_id = record_id
-            items = [_submission(r, mapping) for r in todo]
+            name, source = mapping.name, mapping.source  # pydantic attributes: read once
+            items = [_submission(r, name, source) for r in todo]
             files = ", ".join(report.files[:3]) + (" ..." if len(report.files) > 3 else "")
             approval = register.file(
                 user,
@@ -535,20 +704,19 @@ def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> lis
     return ids
 
 
-def _submission(row: _Row, mapping: Mapping) -> Submission:
+def _submission(row: _Row, mapping_name: str, source: str) -> Submission:
     assert row.record is not None and row.record_type is not None
     assert row.date_of_information is not None
-    record = row.record
-    changes = {name: getattr(record, name) for name in record.model_fields_set}
     return Submission(
         record_type=row.record_type,
-        changes=changes,
+        changes=row.values,
         date_of_information=row.date_of_information,
         record_id=row.record_id,
         operation=Operation.CREATE,
-        reason=f"imported from {row.table.name} row {row.number} (mapping {mapping.name})",
-        source=mapping.source,
+        reason=f"imported from {row.table.name} row {row.number} (mapping {mapping_name})",
+        source=source,
         source_key=row.key,
+        record=row.record,
     )
 
 

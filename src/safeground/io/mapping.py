@@ -343,8 +343,6 @@ class Mapping(BaseModel):
         model = RECORD_TYPES[record_type]
         for name, spec in self.records[record_type].items():
             if spec.geometry is not None:
-                if geometry is not None:
-                    values[name] = _promote(geometry) if spec.to_multi else geometry
                 continue
             try:
                 value = spec_value(spec, cells)
@@ -353,13 +351,34 @@ class Mapping(BaseModel):
                 continue
             if value is not None:
                 values[name] = value
-        target = self.geometry_field(record_type)
-        unmapped = target == "geometry" and target not in self.records[record_type]
-        if unmapped and geometry is not None:
-            values["geometry"] = geometry
+        values.update(self.geometry_values(record_type, geometry))
         if _year_only(self.records[record_type]) and "date_precision" in model.model_fields:
             values.setdefault("date_precision", "year")
         return values, problems
+
+    def geometry_values(
+        self, record_type: str, geometry: BaseGeometry | None
+    ) -> dict[str, BaseGeometry]:
+        """The field the input geometry goes to, with its value (nothing for no geometry)."""
+        if geometry is None:
+            return {}
+        for name, spec in self.records[record_type].items():
+            if spec.geometry is not None:
+                return {name: _promote(geometry) if spec.to_multi else geometry}
+        unmapped = "geometry" not in self.records[record_type]
+        if unmapped and self.geometry_field(record_type) == "geometry":
+            return {"geometry": geometry}
+        return {}
+
+    def value_columns(self) -> list[str]:
+        """The columns the record type, the date and the fields are read from (not the key)."""
+        used = self.date_of_information.columns()
+        if isinstance(self.record_type, RecordTypeChoice):
+            used.append(self.record_type.column)
+        for specs in self.records.values():
+            for spec in specs.values():
+                used += spec.columns()
+        return list(dict.fromkeys(used))
 
 
 def spec_value(spec: FieldSpec, cells: dict[str, Any]) -> Any:

@@ -9,6 +9,7 @@ flagged per row, never guessed.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ class InputTable:
     crs: str | None = None
     reprojected_from: str | None = None
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.path.name
 
@@ -126,7 +127,8 @@ def _read_json_array(path: Path) -> pd.DataFrame:
 
 def _read_ogr(path: Path, fmt: InputFormat) -> tuple[pd.DataFrame, list[Any] | None, CRS | None]:
     layer = fmt.layer
-    if layer is None:
+    # A GeoJSON file is one layer; listing the layers would parse it a second time.
+    if layer is None and path.suffix.lower() not in (".json", ".geojson"):
         layers = pyogrio.list_layers(path)
         if len(layers) > 1:
             names = ", ".join(str(row[0]) for row in layers)

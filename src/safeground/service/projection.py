@@ -14,7 +14,7 @@ from safeground.domain.hazard import ApprovedActivity, EvidenceEvent, HazardView
 from safeground.domain.records import Activity, Record
 from safeground.domain.reports import Operation, Report, ReportStatus, replay
 from safeground.storage.reportlog import load_reports
-from safeground.storage.rows import chunked_in, personal_row, record_row, upsert
+from safeground.storage.rows import chunked_in, insert_rows, personal_row, record_row, upsert
 from safeground.storage.schema import (
     hazard_change,
     processed_land,
@@ -82,9 +82,8 @@ def insert_new_records(conn: Connection, records: list[tuple[Record, Report]]) -
         if record.personal_fields:
             personal.append({"record_id": rep.record_id, **personal_row(record)})
     for record_type, rows in by_type.items():
-        conn.execute(record_tables[record_type].insert(), rows)
-    if personal:
-        conn.execute(victim_personal.insert(), personal)
+        insert_rows(conn, record_tables[record_type], rows)
+    insert_rows(conn, victim_personal, personal)
 
 
 def _creation_keys(conn: Connection, record_ids: list[str]) -> dict[str, tuple[date, int]]:

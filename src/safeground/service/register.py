@@ -26,7 +26,7 @@ from safeground.domain.records import (
     Task,
     field_adapter,
     record_model,
-    to_payload,
+    to_payloads,
 )
 from safeground.domain.reports import (
     Operation,
@@ -72,6 +72,9 @@ class Submission:
     source_key: str | None = None
     # Country code of a new record's ID when it is not the register's (imported foreign data).
     country: str | None = None
+    # The record ``changes`` create, when the caller has validated it already (an import
+    # validates every row before filing): it is not validated a second time.
+    record: Record | None = None
 
 
 @dataclass
@@ -121,7 +124,7 @@ class Register:
             with self.store.begin() as conn:
                 return self.draft(user, items, conn)
         reports = self._new_reports(conn, user, items)
-        insert_reports(conn, reports)
+        self._store(conn, reports)
         return reports
 
     def _new_reports(self, conn: Connection, user: str, items: list[Submission]) -> list[Report]:
@@ -137,6 +140,7 @@ class Register:
                 )
                 wanted[key] = wanted.get(key, 0) + 1
         reserved = {key: iter(self.new_ids(conn, *key, n)) for key, n in wanted.items()}
+        created_at = now()
         reports = []
         for item in items:
             record_id = item.record_id
@@ -147,17 +151,24 @@ class Register:
                     item.date_of_information.year,
                 )
                 record_id = next(reserved[key])
-            reports.append(self._new_report(user, item, record_id))
+            reports.append(self._new_report(user, item, record_id, created_at))
+        # A created record's report holds the whole record; encoded for all at once.
+        created = [(r, r.built) for r in reports if r.built is not None]
+        for (r, _), payload in zip(created, to_payloads([b for _, b in created]), strict=True):
+            r.changes = payload
         return reports
 
-    def _new_report(self, user: str, item: Submission, record_id: str | None) -> Report:
+    def _new_report(
+        self, user: str, item: Submission, record_id: str | None, created_at: datetime
+    ) -> Report:
+        """The report of one submission; a create report's changes are filled by the caller."""
         model = record_model(item.record_type)
         operation = item.operation or (
             Operation.CREATE if item.record_id is None else Operation.UPDATE
         )
         record = None
         if operation is Operation.CREATE:
-            record = build_record(item.record_type, item.changes, record_id)
+            record = item.record or build_record(item.record_type, item.changes, record_id)
         else:
             if not record_id:
                 raise ValidationFailed([Problem("record_id", f"an {operation} report needs one")])
@@ -178,12 +189,10 @@ class Register:
             record_type=item.record_type,
             operation=operation,
             date_of_information=item.date_of_information,
-            changes=(
-                to_payload(record) if record else json_changes(model, item.changes, record_id)
-            ),
+            changes={} if record else json_changes(model, item.changes, record_id),
             author=user,
             reason=item.reason,
-            created_at=now(),
+            created_at=created_at,
             source=item.source,
             source_key=item.source_key,
         )
@@ -309,8 +318,14 @@ class Register:
             r.submitted_at = stamp
         # Stored already approved: one write per report rather than an insert and an update.
         self._stamp_approved(conn, reports, user, reason)
-        insert_reports(conn, reports, import_batch)
+        self._store(conn, reports, import_batch)
         return self._approve_in(conn, reports, user, reason=reason, stored=True)
+
+    def _store(
+        self, conn: Connection, reports: list[Report], import_batch: str | None = None
+    ) -> None:
+        report_ids = self.store.reserve_keys(conn, report.c.report_id, len(reports))
+        insert_reports(conn, reports, report_ids, import_batch)
 
     def _load(self, conn: Connection, report_id: int) -> Report:
         rep = load_report(conn, report_id, include_personal=True)

@@ -2,17 +2,27 @@
 metadata tables, the layer registry, and the R-tree spatial index with its triggers.
 
 The triggers call ``ST_MinX`` and friends; GDAL defines them when it opens a file, and
-``register_functions`` defines them on Safeground's own connections.
+``register_functions`` defines them on Safeground's own connections. Safeground's bulk inserts
+index their rows themselves (``rtree_filled_in_bulk``), which is much faster than the triggers.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
 
 from safeground.storage.types import SRID, gpkg_envelope
 
 APPLICATION_ID = 0x47504B47  # "GPKG"
+# From this many features on, an insert indexes them in bulk (``rtree_filled_in_bulk``): the
+# trigger costs about 45 µs a feature in Python callbacks, dropping and restoring it about 1 ms.
+BULK_INDEX_ROWS = 50
 USER_VERSION = 10400  # GeoPackage 1.4
 
 _CORE_TABLES = [
@@ -132,13 +142,20 @@ def register_layer(conn: Any, name: str, geometry_type: str | None, description:
         "'http://www.geopackage.org/spec120/#extension_rtree', 'write-only')",
         (name,),
     )
+    for suffix, body in _rtree_triggers(name).items():
+        conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {rtree}_{suffix} {body}")
+
+
+def _rtree_triggers(name: str) -> dict[str, str]:
+    """The triggers that keep a layer's R-tree in step (GeoPackage's rtree extension)."""
+    rtree = f"rtree_{name}_geometry"
     values = (
         "NEW.fid, ST_MinX(NEW.geometry), ST_MaxX(NEW.geometry), "
         "ST_MinY(NEW.geometry), ST_MaxY(NEW.geometry)"
     )
     present = "(NEW.geometry NOT NULL AND NOT ST_IsEmpty(NEW.geometry))"
     absent = "(NEW.geometry IS NULL OR ST_IsEmpty(NEW.geometry))"
-    triggers = {
+    return {
         "insert": f"AFTER INSERT ON {name} WHEN {present} BEGIN "
         f"INSERT OR REPLACE INTO {rtree} VALUES ({values}); END",
         "update1": f"AFTER UPDATE OF geometry ON {name} WHEN OLD.fid = NEW.fid AND {present} "
@@ -153,8 +170,40 @@ def register_layer(conn: Any, name: str, geometry_type: str | None, description:
         "delete": f"AFTER DELETE ON {name} WHEN OLD.geometry NOT NULL BEGIN "
         f"DELETE FROM {rtree} WHERE id = OLD.fid; END",
     }
-    for suffix, body in triggers.items():
-        conn.exec_driver_sql(f"CREATE TRIGGER IF NOT EXISTS {rtree}_{suffix} {body}")
+
+
+@contextmanager
+def rtree_filled_in_bulk(
+    conn: Any, name: str, fids: Sequence[int], geometries: Sequence[BaseGeometry | None]
+) -> Iterator[None]:
+    """Insert features with fids ``fids`` (in the ``with`` block) and index them in bulk.
+
+    The insert trigger calls back into Python five times per feature, which cost more than the
+    insert itself; it is dropped for the block, and the R-tree rows, computed from the
+    geometries in one vectorised call, are inserted with one statement. Run inside the
+    transaction of the insert, so that a failure restores the trigger with everything else.
+    """
+    rtree = f"rtree_{name}_geometry"
+    conn.exec_driver_sql(f"DROP TRIGGER {rtree}_insert")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"CREATE TRIGGER {rtree}_insert {_rtree_triggers(name)['insert']}")
+    entries = rtree_entries(fids, geometries)
+    if entries:
+        conn.exec_driver_sql(f"INSERT OR REPLACE INTO {rtree} VALUES (?, ?, ?, ?, ?)", entries)
+
+
+def rtree_entries(
+    fids: Sequence[int], geometries: Sequence[BaseGeometry | None]
+) -> list[tuple[int, float, float, float, float]]:
+    """(id, minx, maxx, miny, maxy) of each geometry the insert trigger would index."""
+    geoms = np.empty(len(geometries), dtype=object)
+    geoms[:] = list(geometries)
+    indexed = np.flatnonzero(~shapely.is_missing(geoms) & ~shapely.is_empty(geoms))
+    minx, miny, maxx, maxy = shapely.bounds(geoms[indexed]).T
+    ids = np.asarray(fids)[indexed]
+    return list(zip(*(a.tolist() for a in (ids, minx, maxx, miny, maxy)), strict=True))
 
 
 def mark_layers_changed(conn: Any) -> None:

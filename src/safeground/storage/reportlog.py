@@ -13,34 +13,33 @@ from sqlalchemy import Connection, or_, select
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
-from safeground.storage.rows import chunked_in
+from safeground.storage.rows import chunked_in, insert_columns, insert_rows
 from safeground.storage.schema import report, report_personal
 
 _FIELDS = [c.name for c in report.c if c.name not in ("report_id", "import_batch")]
 
 
 def insert_reports(
-    conn: Connection, reports: list[Report], import_batch: str | None = None
-) -> list[int]:
-    """Store new reports; returns their numbers in the same order."""
-    rows, personal = [], []
-    for r in reports:
-        hidden = set(record_model(r.record_type).personal_fields)
-        row = {f: getattr(r, f) for f in _FIELDS if f != "changes"}
-        row["changes"] = {k: v for k, v in r.changes.items() if k not in hidden}
-        row["import_batch"] = import_batch
-        rows.append(row)
-        personal.append({k: v for k, v in r.changes.items() if k in hidden})
-    result = conn.execute(
-        report.insert().returning(report.c.report_id, sort_by_parameter_order=True), rows
-    )
-    ids = [row[0] for row in result]
-    private = [{"report_id": i, "changes": p} for i, p in zip(ids, personal, strict=True) if p]
-    if private:
-        conn.execute(report_personal.insert(), private)
-    for r, i in zip(reports, ids, strict=True):
-        r.report_id = i
-    return ids
+    conn: Connection, reports: list[Report], report_ids: list[int], import_batch: str | None = None
+) -> None:
+    """Store new reports under ``report_ids`` (reserved with ``Store.reserve_keys``)."""
+    fields = [vars(r) for r in reports]
+    columns = {f: [values[f] for values in fields] for f in _FIELDS if f != "changes"}
+    columns["report_id"] = report_ids
+    columns["import_batch"] = [import_batch] * len(reports)
+    changes, private = [], []
+    for r, report_id in zip(reports, report_ids, strict=True):
+        r.report_id = report_id
+        hidden = record_model(r.record_type).personal_fields
+        if hidden and any(k in hidden for k in r.changes):
+            changes.append({k: v for k, v in r.changes.items() if k not in hidden})
+            personal = {k: v for k, v in r.changes.items() if k in hidden}
+            private.append({"report_id": report_id, "changes": personal})
+        else:
+            changes.append(r.changes)
+    columns["changes"] = changes
+    insert_columns(conn, report, columns)
+    insert_rows(conn, report_personal, private)
 
 
 def _to_report(row: Any, personal: dict[int, dict[str, Any]]) -> Report:

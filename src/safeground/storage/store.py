@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -93,6 +93,14 @@ class Store:
     def _insert_ignore(self, table: Any) -> Any:
         raise NotImplementedError
 
+    def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
+        """``count`` new values of an autoincrement primary key, in increasing order.
+
+        Rows inserted with their keys given need no RETURNING, which SQLite runs one row at a
+        time when the order of the keys matters.
+        """
+        raise NotImplementedError
+
     def after_write(self, conn: Connection) -> None:
         """Backend bookkeeping after a write transaction (GeoPackage layer metadata)."""
 
@@ -125,6 +133,11 @@ class GeoPackageStore(Store):
     def _insert_ignore(self, table: Any) -> Any:
         return sqlite.insert(table).on_conflict_do_nothing()
 
+    def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
+        # The transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody else inserts.
+        last = conn.execute(select(func.coalesce(func.max(column), 0))).scalar_one()
+        return list(range(last + 1, last + count + 1))
+
     def after_write(self, conn: Connection) -> None:
         gpkg.mark_layers_changed(conn)
 
@@ -150,6 +163,17 @@ class PostgisStore(Store):
 
     def _insert_ignore(self, table: Any) -> Any:
         return postgresql.insert(table).on_conflict_do_nothing()
+
+    def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
+        # From the column's own sequence, so that later inserts without a key never collide.
+        numbers = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence(:table, :column)) "
+                "FROM generate_series(1, :count)"
+            ),
+            {"table": column.table.name, "column": column.name, "count": count},
+        ).scalars()
+        return sorted(numbers)
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox

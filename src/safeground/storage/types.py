@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Dialect, Text
@@ -27,15 +29,37 @@ _FLAG_EMPTY = 0b0001_0000
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 
 
-def gpkg_encode(geom: BaseGeometry) -> bytes:
-    if geom.is_empty:
-        header = struct.pack("<2sBBi", b"GP", 0, _FLAGS_NO_ENVELOPE | _FLAG_EMPTY, SRID)
-        return header + shapely.to_wkb(geom, byte_order=1)
+def _gpkg_header(empty: bool, bounds: Sequence[float]) -> bytes:
+    if empty:
+        return struct.pack("<2sBBi", b"GP", 0, _FLAGS_NO_ENVELOPE | _FLAG_EMPTY, SRID)
     # Every non-empty geometry gets an envelope, points too: the R-tree triggers then read the
     # bounds from the header instead of parsing the geometry.
-    minx, miny, maxx, maxy = geom.bounds
-    header = struct.pack("<2sBBi4d", b"GP", 0, _FLAGS_ENVELOPE, SRID, minx, maxx, miny, maxy)
-    return header + shapely.to_wkb(geom, byte_order=1)
+    minx, miny, maxx, maxy = bounds
+    return struct.pack("<2sBBi4d", b"GP", 0, _FLAGS_ENVELOPE, SRID, minx, maxx, miny, maxy)
+
+
+def encode_geometries(values: Sequence[BaseGeometry | None], dialect: str) -> list[Any]:
+    """Many geometries as ``Geometry`` binds each one, with one vectorised shapely call.
+
+    Encoding one geometry at a time costs more in shapely's per-call overhead than the encoding
+    itself: a bulk import of 30,000 points spent a tenth of its time there.
+    """
+    geoms = np.empty(len(values), dtype=object)
+    geoms[:] = list(values)
+    present = np.flatnonzero(~shapely.is_missing(geoms))
+    found = geoms[present]
+    out: list[Any] = [None] * len(values)
+    if dialect == "postgresql":
+        encoded = shapely.to_wkb(shapely.set_srid(found, SRID), hex=True, include_srid=True)
+        for i, value in zip(present.tolist(), encoded.tolist(), strict=True):
+            out[i] = value
+        return out
+    wkb = shapely.to_wkb(found, byte_order=1).tolist()
+    empty = shapely.is_empty(found).tolist()
+    bounds = shapely.bounds(found).tolist()
+    for i, blob, is_empty, box in zip(present.tolist(), wkb, empty, bounds, strict=True):
+        out[i] = _gpkg_header(is_empty, box) + blob
+    return out
 
 
 def gpkg_wkb(blob: bytes) -> bytes:
@@ -100,11 +124,7 @@ class Geometry(TypeDecorator[BaseGeometry]):
         return dialect.type_descriptor(_GpkgGeometry(self.geometry_type))
 
     def process_bind_param(self, value: BaseGeometry | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if dialect.name == "postgresql":
-            return shapely.to_wkb(shapely.set_srid(value, SRID), hex=True, include_srid=True)
-        return gpkg_encode(value)
+        return None if value is None else encode_geometries([value], dialect.name)[0]
 
     def process_result_value(self, value: Any, dialect: Dialect) -> BaseGeometry | None:
         if value is None:
@@ -112,6 +132,10 @@ class Geometry(TypeDecorator[BaseGeometry]):
         if dialect.name == "postgresql":
             return shapely.from_wkb(value)
         return shapely.from_wkb(gpkg_wkb(value))
+
+
+# One encoder for every value (json.dumps with options builds a new one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
 class JsonValue(TypeDecorator[Any]):
@@ -128,7 +152,7 @@ class JsonValue(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
             return value
-        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return _JSON.encode(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None or dialect.name == "postgresql":
