@@ -237,6 +237,8 @@ def test_draft_submit_approve_updates_the_register_and_is_audited(login, draft_h
     clerk = login("clerk")
     edited = clerk.patch(f"/api/reports/{draft['report_id']}", json={"reason": "from the field"})
     assert edited.status_code == 200 and edited.json()["reason"] == "from the field"
+    assert edited.json()["changes"]["name"] == "Orchard"
+    assert edited.json()["record_id"] == draft["record_id"]
     submitted = clerk.post(f"/api/reports/{draft['report_id']}/submit")
     assert submitted.json()["status"] == "submitted"
 
@@ -561,3 +563,57 @@ def test_csrf_tokens_survive_a_server_restart(app, login, scenario):
     }
     assert again.post("/api/reports", json=body).status_code == 201
     restarted.state.register.store.engine.dispose()
+
+
+def test_nul_characters_are_422_on_both_backends(login, client, scenario):
+    """Found by fuzzing: PostgreSQL cannot store NUL in text, and answered 500."""
+    officer = login("officer")
+    cases = [
+        officer.get("/api/records?type=hazardous_area&admin_area=%00"),
+        officer.get("/api/records/AZ%00"),
+        officer.get("/api/reports?record_type=x%00y"),
+        officer.post(
+            "/api/reports",
+            json={
+                "record_type": "organisation",
+                "date_of_information": "2022-01-01",
+                "changes": {"name": "a\u0000b"},
+            },
+        ),
+        client.post("/api/login", data={"username": "clerk\x00", "password": "x"}),
+        client.post("/api/login", json={"username": "clerk\x00", "password": "x"}),
+        officer.post(
+            f"/api/records/{scenario.hazard}/attachments",
+            files={"file": ("a.txt", b"bytes \x00 are fine in files")},
+            data={"caption": "bad\x00caption"},
+        ),
+    ]
+    for response in cases:
+        assert response.status_code == 422, response.text
+        assert "NUL" in response.json()["problems"][0]["message"]
+    fields = [r.json()["problems"][0]["field"] for r in cases]
+    assert fields == [
+        "query.admin_area",
+        "path",
+        "query.record_type",
+        "body.changes.name",
+        "body",
+        "body.username",
+        "caption",
+    ]
+    fine = officer.post(
+        f"/api/records/{scenario.hazard}/attachments", files={"file": ("a.bin", b"\x00\x01")}
+    )
+    assert fine.status_code == 201
+
+
+def test_editing_a_draft_revalidates_it_and_a_bad_edit_changes_nothing(login, draft_hazard):
+    draft = draft_hazard("clerk")
+    clerk = login("clerk")
+    url = f"/api/reports/{draft['report_id']}"
+    renamed = clerk.patch(url, json={"changes": {**draft["changes"], "name": "Orchard north"}})
+    assert renamed.status_code == 200 and renamed.json()["changes"]["name"] == "Orchard north"
+    bad = clerk.patch(url, json={"changes": {"name": "x", "reliability": 9}})
+    assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "reliability"
+    assert clerk.get(url).json()["changes"] == renamed.json()["changes"]
+    assert login("officer").patch(url, json={"reason": "mine now"}).status_code == 409

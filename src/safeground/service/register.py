@@ -247,11 +247,11 @@ class Register:
             rep.record_type,
             rep.changes if changes is None else changes,
             date_of_information or rep.date_of_information,
-            record_id=None if rep.operation is Operation.CREATE else rep.record_id,
+            record_id=rep.record_id,  # a create report keeps the ID it reserved
             operation=rep.operation,
             reason=rep.reason if reason is None else reason,
         )
-        revised = self._new_report(user, item, rep.record_id)
+        (revised,) = self._new_reports(conn, user, [item])
         revised.report_id, revised.created_at = rep.report_id, rep.created_at
         rewrite_draft(conn, revised)
         return revised

@@ -7,7 +7,12 @@ from fastapi import FastAPI
 from safeground.service.register import Register
 from safeground.web import ogc, tiles
 from safeground.web.api import router as api_router
-from safeground.web.errors import add_error_handlers, describe_errors, limit_request_size
+from safeground.web.errors import (
+    add_error_handlers,
+    describe_errors,
+    limit_request_size,
+    refuse_nul_characters,
+)
 from safeground.web.fieldforms import router as fieldforms_router
 from safeground.web.pages import add_pages
 from safeground.web.settings import Settings
@@ -28,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.register = register
     add_error_handlers(app)
+    refuse_nul_characters(app)
     limit_request_size(app, settings.max_upload_bytes)
     app.include_router(api_router)
     app.include_router(fieldforms_router)

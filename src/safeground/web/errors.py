@@ -5,6 +5,7 @@ problem next to its field, and the OpenAPI document that says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -138,3 +139,61 @@ def describe_errors(app: FastAPI) -> None:
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+NUL_MESSAGE = "text may not contain the NUL character"
+
+
+def refuse_nul_characters(app: FastAPI) -> None:
+    """Refuse the NUL character in the URL, JSON and form bodies with a 422 naming where it is.
+
+    PostgreSQL cannot store it in text (a GeoPackage would, silently): refusing it at the door
+    keeps both backends alike. Uploaded files are not text and are not checked.
+    """
+
+    @app.middleware("http")
+    async def no_nul(request: Request, call_next: Any) -> Any:
+        where = _nul_in_url(request)
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if where is None and kind == "application/json":
+            body = await request.body()
+            if b"\\u0000" in body or b"\x00" in body:
+                try:
+                    where = _nul_in_json(json.loads(body), "body")
+                except ValueError:
+                    where = None  # malformed JSON: the route's own validation says so
+        elif where is None and kind == "application/x-www-form-urlencoded":
+            body = await request.body()
+            if b"%00" in body or b"\x00" in body:
+                where = "body"
+        if where is not None:
+            problem = {"field": where, "message": NUL_MESSAGE}
+            return problem_response(422, f"{where}: {NUL_MESSAGE}", [problem])
+        return await call_next(request)
+
+
+def _nul_in_url(request: Request) -> str | None:
+    if "\x00" in request.scope.get("path", ""):
+        return "path"
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            return f"query.{key.replace(chr(0), '')}"
+    return None
+
+
+def _nul_in_json(value: Any, where: str) -> str | None:
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, item in items:
+        inner = f"{where}.{str(key).replace(chr(0), '')}"
+        if isinstance(key, str) and "\x00" in key:
+            return inner
+        found = _nul_in_json(item, inner)
+        if found:
+            return found
+    return None

@@ -233,6 +233,9 @@ def add_attachment(
     caption: Annotated[str | None, Form()] = None,
 ) -> Attached:
     """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it."""
+    for name, text in (("file", file.filename or ""), ("caption", caption or "")):
+        if "\x00" in text:
+            raise ValidationFailed([Problem(name, "text may not contain the NUL character")])
     limit = get_settings(request).max_upload_bytes
     content = file.file.read(limit + 1)
     if len(content) > limit:
