@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -348,3 +349,39 @@ def test_gdal_oapif_driver_reads_the_layers(live):
         assert list(points["record_id"]) == [data.eo_item]
     finally:
         pyogrio.set_gdal_config_options({"GDAL_HTTP_AUTH": None, "GDAL_HTTP_BEARER": None})
+
+
+@pytest.mark.slow
+def test_fuzzing_the_ogc_api_never_makes_a_server_error(served):
+    """Every /ogc operation of /ogc/api, 40 generated requests each (schemathesis)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from schemathesis.checks import not_a_server_error
+
+    client, data = served
+    schema = schemathesis.openapi.from_asgi("/ogc/api", client.app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert "GET /ogc/collections/{collection_id}/items" in {op.label for op in operations}
+    failures = {}
+    answered: Counter[tuple[str, int]] = Counter()
+    for operation in operations:
+
+        @given(case=operation.as_strategy(), layer=st.sampled_from(sorted(ALL_LAYERS)))
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def fuzz(case, layer):
+            if case.path_parameters and "collection_id" in case.path_parameters:
+                case.path_parameters["collection_id"] = layer  # random names are only 404s
+            response = case.call_and_validate(
+                headers=bearer(data.im_token), checks=[not_a_server_error]
+            )
+            answered[case.operation.label, response.status_code // 100] += 1
+
+        try:
+            fuzz()
+        except Exception as error:  # collected so that one run reports every operation
+            failures[operation.label] = f"{type(error).__name__}: {str(error)[:2000]}"
+    assert not failures, "\n\n".join(f"{k}\n{v}" for k, v in failures.items())
+    print(sorted(answered.items()))
+    items_label = "GET /ogc/collections/{collection_id}/items"
+    assert answered[items_label, 2] >= 5 and answered[items_label, 4] >= 5
