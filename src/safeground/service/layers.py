@@ -403,15 +403,18 @@ def items(store: Store, layer: Layer, principal: Principal, query: Query) -> Pag
             ).scalar_one()
             in_box = where
         else:
+            # The spatial index finds envelopes; only geometries near the edges are tested here
+            # (testing every geometry with ST_Intersects made a national page 16× slower).
             missed = misses_bbox(conn, store, layer, query.bbox, where)
             besides = [table.c.fid.not_in(chunk) for chunk in chunked_in(missed)]
             in_box = [*where, store.bbox_clause(table, query.bbox), *besides]
-            if store.dialect == "sqlite" and not where:
+            gpkg = store.dialect == "sqlite"
+            if gpkg and not where:
                 matched = _rtree_count(conn, table, query.bbox) - len(missed)
             else:
                 count = select(func.count()).select_from(table).where(*in_box)
                 matched = conn.execute(count).scalar_one()
-            if store.dialect == "sqlite" and matched > DENSE_BOX:
+            if gpkg and matched > DENSE_BOX:
                 in_box = [*where, _rtree_probe(table, query.bbox), *besides]
         rows = conn.execute(
             _feature_select(layer)
