@@ -4,7 +4,8 @@ A risk score is a model's output, not something an operator observed, and it cha
 every new map; so it is not filed as a report that would change the record's fields (and its
 history) but kept in a derived table, one row per record, replaced by the next map attached,
 with the model version, the map's SHA-256 and date, and who attached it. The planner and the
-web map join it on ``record_id``.
+web map join it on ``record_id``. The map itself is recorded in ``risk_map`` (its path and
+SHA-256): the newest one attached is the web map's risk layer.
 
 A cell counts for a polygon when the polygon touches it (GDAL's ``all_touched``): hazardous
 areas are often smaller than a cell, and a polygon must never get no score because it missed
@@ -23,12 +24,30 @@ import rasterio
 from rasterio.errors import WindowError
 from rasterio.features import geometry_mask, geometry_window
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 
 from safeground.risk.grid import to_crs
 from safeground.service.register import Register, now
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import record_tables, risk_score
+from safeground.storage.schema import record_tables, risk_map, risk_score
+
+
+@dataclass(frozen=True)
+class AttachedMap:
+    """A risk map as attached: where its file was and what its bytes hashed to then."""
+
+    path: Path
+    sha256: str
+    model_version: str
+    map_date: date
+
+
+def current_map(conn: Connection) -> AttachedMap | None:
+    """The risk map attached last, if any."""
+    row = conn.execute(select(risk_map).order_by(risk_map.c.attached_at.desc()).limit(1)).first()
+    if row is None:
+        return None
+    return AttachedMap(Path(row.path), row.map_sha256, row.model_version, row.map_date)
 
 
 @dataclass
@@ -115,5 +134,16 @@ def attach_map(register: Register, map_path: Path, user: str) -> list[Score]:
                     for s in scores
                 ],
             )
+        conn.execute(delete(risk_map).where(risk_map.c.map_sha256 == digest))
+        conn.execute(
+            risk_map.insert().values(
+                map_sha256=digest,
+                path=str(map_path.resolve()),
+                model_version=version,
+                map_date=map_date,
+                attached_by=user,
+                attached_at=stamp,
+            )
+        )
         register.store.after_write(conn)
     return scores

@@ -313,3 +313,16 @@ risk_score = Table(
     Column("attached_by", Text, nullable=False),
     Column("attached_at", Timestamp, nullable=False),
 )
+
+# The risk maps attached, newest last: the file the web map draws, named by path and SHA-256,
+# so that a file changed since it was attached is refused rather than shown as that map.
+risk_map = Table(
+    "risk_map",
+    metadata,
+    Column("map_sha256", Text, primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("model_version", Text, nullable=False),
+    Column("map_date", Date, nullable=False),
+    Column("attached_by", Text, nullable=False),
+    Column("attached_at", Timestamp, nullable=False),
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from safeground.service.register import Register
-from safeground.web import ogc, tiles
+from safeground.web import ogc, risk, tiles
 from safeground.web.api import router as api_router
 from safeground.web.errors import (
     add_error_handlers,
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fieldforms_router)
     app.include_router(ogc.router)
     app.include_router(tiles.router)
+    app.include_router(risk.router)
     add_pages(app)
     describe_errors(app)
     return app

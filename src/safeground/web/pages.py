@@ -27,7 +27,7 @@ from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
 from safeground.io.fieldforms import FORMS, get_form
 from safeground.storage.schema import record_tables
-from safeground.web import basemap, dashboard
+from safeground.web import basemap, dashboard, risk
 from safeground.web.deps import CurrentPrincipal, get_register, get_settings
 
 HERE = Path(__file__).parent
@@ -93,6 +93,7 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
             }
 
     context = await run_in_threadpool(read)
+    risk_entries = await run_in_threadpool(risk.layer_entries, request, principal)
     base = basemap.describe(get_settings(request).base_map)
     return _render(
         request,
@@ -103,6 +104,7 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
         classifications=list(codes.Classification),
         land_types=list(codes.LandType),
         base_map=base.as_dict() if base else None,
+        risk=risk_entries[0] if risk_entries else None,
         **context,
     )
 

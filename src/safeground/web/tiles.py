@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from safeground.service import layers, tiles
+from safeground.web import risk
 from safeground.web.deps import CurrentPrincipal, get_register
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -34,7 +35,8 @@ def layer_list(request: Request, principal: CurrentPrincipal) -> JSONResponse:
                     "maxzoom": tiles.DETAIL_ZOOM,
                 }
                 for layer in layers.visible_layers(principal)
-            ],
+            ]
+            + risk.layer_entries(request, principal),
             "generalisation": (
                 f"Below zoom {tiles.DETAIL_ZOOM}, a feature smaller than 1/{tiles.CELLS} of a "
                 "tile in both directions is drawn as that cell (one per cell, the most "

@@ -36,6 +36,8 @@ export async function start() {
     layers: container.dataset.layers.split(","),
   });
 
+  addRiskLayer(map, catalogue.risk);
+
   filters.addEventListener("change", () => setFilters(map, catalogue, groups, chosenFilters(filters)));
   filters.addEventListener("reset", () => setTimeout(() => setFilters(map, catalogue, groups, {}), 0));
 
@@ -67,6 +69,19 @@ export async function start() {
       container.dataset.renderedHazards = String(new Set(shown.map((f) => f.properties.record_id)).size);
     }, 150);
   });
+}
+
+/** The risk map's PNG tiles (when one is attached and its file is the one attached), drawn
+ *  under the hazardous areas; the filters do not apply to it. */
+function addRiskLayer(map, risk) {
+  if (!risk?.available) return;
+  map.addSource("risk", {
+    type: "raster", tiles: risk.tiles, tileSize: risk.tile_size, minzoom: risk.minzoom, maxzoom: risk.maxzoom, bounds: risk.bounds,
+  });
+  const above = map.getLayer("hazard-fill") ? "hazard-fill" : undefined;
+  map.addLayer({ id: "risk-raster", type: "raster", source: "risk", paint: { "raster-opacity": 0.75 } }, above);
+  const toggle = document.querySelector("#legend input[name=layer][value=risk]");
+  toggle?.addEventListener("change", () => map.setLayoutProperty("risk-raster", "visibility", toggle.checked ? "visible" : "none"));
 }
 
 /** The filters chosen in the panel, {name: value}; each layer takes those it knows. */

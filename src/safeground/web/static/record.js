@@ -79,11 +79,26 @@ function showRecord(record) {
         el("a", { class: "button", href: `/reports/new?form=${form}&hazard_id=${encodeURIComponent(record.record_id)}` }, title)),
     );
   }
+  if (record.record_type === "hazardous_area" || record.record_type === "task") {
+    api("GET", `/api/records/${encodeURIComponent(record.record_id)}/risk`).then(showRisk, () => {}); // none: no map covers it
+  }
   const rows = Object.entries(record)
     .filter(([key]) => !BOOKKEEPING.has(key) && !LEDGER.includes(key) && key !== "geometry")
     .map(([key, v]) => el("tr", {}, el("th", { scope: "row" }, label(key)), el("td", { dataset: { field: key } }, value(v))));
   document.querySelector("#fields tbody").replaceChildren(...rows);
   if (record.geometry) showGeometry(record);
+}
+
+/** Mean and max risk from the risk map attached last (a model's output, not a field). */
+function showRisk(score) {
+  const box = document.getElementById("risk");
+  box.hidden = false;
+  box.querySelector("dl").replaceChildren(
+    el("dt", {}, "Mean"), el("dd", { dataset: { field: "mean_risk" } }, score.mean_risk.toFixed(3)),
+    el("dt", {}, "Max"), el("dd", { dataset: { field: "max_risk" } }, score.max_risk.toFixed(3)),
+  );
+  box.querySelector("p").textContent =
+    `Model ${score.model_version}, map of ${score.map_date}; over ${score.cells} cells (0 lower, 1 higher).`;
 }
 
 async function showGeometry(record) {

@@ -1,0 +1,204 @@
+"""The risk layer: PNG tiles of the risk map attached last, and records' risk scores.
+
+The register names the map (``risk_map``: path and SHA-256 at attach time); the server draws
+that file only while its bytes still hash to that SHA-256. A file replaced or changed since is
+refused, in ``/tiles/layers.json`` and on the map page as well as for its tiles, rather than
+drawn as if it were the map attached. The hash is computed again whenever the file's size or
+modification time changes.
+
+Tiles are cut from the COG by rio-tiler and coloured with matplotlib's viridis ramp (sequential,
+readable with the common colour-vision deficiencies and in grey): risk ``r`` in 0..1 is drawn as
+entry ``floor(255 r)`` of the ramp; cells without a value are transparent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import morecantile
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from rio_tiler.colormap import cmap
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+from sqlalchemy import select
+
+from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound
+from safeground.risk.attach import AttachedMap, current_map
+from safeground.storage.schema import risk_score
+from safeground.web.api.views import check_record_visible
+from safeground.web.deps import get_register, require
+
+PNG = "image/png"
+RAMP_NAME = "viridis"
+Colour = tuple[int, int, int, int]
+# 256 entries, index → RGBA (rio-tiler's types also allow interval ramps, which this is not).
+RAMP: dict[int, Colour] = {
+    int(k): (int(r), int(g), int(b), int(a))
+    for k, (r, g, b, a) in cast(dict[int, Colour], cmap.get(RAMP_NAME)).items()
+}
+# Stops of the ramp for the legend's gradient (risk, colour).
+LEGEND_STOPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TILE_SIZE = 256
+# Past the map's own resolution tiles are enlarged cells (nearest neighbour); MapLibre asks for
+# them up to here.
+MAX_ZOOM = 18
+WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
+
+router = APIRouter(tags=["risk"])
+RecordReader = Annotated[Principal, Depends(require(lambda p: p.sees_records, "see risk"))]
+
+
+@dataclass(frozen=True)
+class RiskLayer:
+    """The current risk map and whether its file may be drawn (``problem`` says why not)."""
+
+    attached: AttachedMap
+    problem: str | None
+    bounds: tuple[float, float, float, float] | None = None
+
+    @property
+    def title(self) -> str:
+        return f"Risk (model {self.attached.model_version}, {self.attached.map_date.isoformat()})"
+
+    def entry(self, base_url: str) -> dict[str, Any]:
+        """The layer as ``/tiles/layers.json`` lists it."""
+        entry: dict[str, Any] = {
+            "id": "risk",
+            "title": self.title,
+            "type": "raster",
+            "model_version": self.attached.model_version,
+            "map_date": self.attached.map_date.isoformat(),
+            "map_sha256": self.attached.sha256,
+            "available": self.problem is None,
+            "legend": [{"risk": v, "colour": _hex(RAMP[int(255 * v)])} for v in LEGEND_STOPS],
+        }
+        if self.problem is not None:
+            return {**entry, "problem": self.problem}
+        return {
+            **entry,
+            "tiles": [f"{base_url}/tiles/risk/{{z}}/{{x}}/{{y}}.png"],
+            "tile_size": TILE_SIZE,
+            "minzoom": 0,
+            "maxzoom": MAX_ZOOM,
+            "bounds": self.bounds,
+        }
+
+
+def _hex(colour: Colour) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*colour[:3])
+
+
+class Verified:
+    """SHA-256 of files by (path, size, modification time): hashed once, again after a change."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, int, int], str] = {}
+        self._lock = threading.Lock()
+
+    def sha256(self, path: Path) -> str:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            found = self._known.get(key)
+        if found is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            found = digest.hexdigest()
+            with self._lock:
+                self._known = {key: found}  # one map at a time: forget the others
+        return found
+
+
+def risk_layer(request: Request) -> RiskLayer | None:
+    """The risk map attached last, checked against its file; None when none was attached."""
+    with get_register(request).store.read() as conn:
+        attached = current_map(conn)
+    if attached is None:
+        return None
+    verified: Verified | None = getattr(request.app.state, "risk_verified", None)
+    if verified is None:
+        verified = request.app.state.risk_verified = Verified()
+    path = attached.path
+    try:
+        digest = verified.sha256(path)
+    except OSError as error:
+        return RiskLayer(attached, f"the risk map file {path} cannot be read ({error.strerror})")
+    if digest != attached.sha256:
+        return RiskLayer(
+            attached,
+            f"the risk map file {path} has changed since it was attached (SHA-256 "
+            f"{digest[:12]}…, attached {attached.sha256[:12]}…): attach it again",
+        )
+    with Reader(str(path)) as src:
+        bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
+        return RiskLayer(attached, None, bounds=bounds)
+
+
+def layer_entries(request: Request, principal: Principal) -> list[dict[str, Any]]:
+    """The risk layer's entry for ``/tiles/layers.json``: for roles that see records, if any."""
+    if not principal.sees_records:
+        return []
+    layer = risk_layer(request)
+    return [layer.entry(str(request.base_url).rstrip("/"))] if layer else []
+
+
+@router.get(
+    "/tiles/risk/{z}/{x}/{y}.png",
+    summary="One PNG tile of the current risk map (204 outside it)",
+    response_class=Response,
+    responses={
+        200: {"content": {PNG: {}}},
+        204: {"description": "The tile holds no cell of the map"},
+        404: {"description": "No risk map is attached"},
+        409: {"description": "The map's file changed since it was attached"},
+    },
+)
+def risk_tile(request: Request, z: int, x: int, y: int, principal: RecordReader) -> Response:
+    if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
+        raise HTTPException(400, f"no tile {z}/{x}/{y}: zoom 0..{MAX_ZOOM}, x and y 0..2^z-1")
+    layer = risk_layer(request)
+    if layer is None:
+        raise NotFound("no risk map is attached (safeground risk attach)")
+    if layer.problem is not None:
+        raise HTTPException(409, layer.problem)
+    headers = {"Vary": "Cookie, Authorization"}
+    with Reader(str(layer.attached.path)) as src:
+        try:
+            image = src.tile(x, y, z, tilesize=TILE_SIZE)
+        except TileOutsideBounds:
+            return Response(status_code=204, headers=headers)
+    if image.array.mask.all():
+        return Response(status_code=204, headers=headers)
+    image.array.fill_value = 0  # masked cells: cast to the ramp's bytes without NaN
+    image.rescale(in_range=((0.0, 1.0),))
+    return Response(image.render(img_format="PNG", colormap=RAMP), media_type=PNG, headers=headers)
+
+
+@router.get("/api/records/{record_id}/risk", summary="A record's mean and max mapped risk")
+def record_risk(request: Request, record_id: str, principal: RecordReader) -> dict[str, Any]:
+    """Mean and max risk of a hazardous area or task from the map attached last over it."""
+    register = get_register(request)
+    with register.store.read() as conn:
+        row = conn.execute(select(risk_score).where(risk_score.c.record_id == record_id)).first()
+    if row is None:
+        raise NotFound(f"{record_id} has no risk score (no risk map attached covers it)")
+    if row.record_type == "task" and principal.is_organisation_scoped:
+        check_record_visible(principal, register.get(record_id))
+    return {
+        "record_id": row.record_id,
+        "record_type": row.record_type,
+        "mean_risk": row.mean_risk,
+        "max_risk": row.max_risk,
+        "cells": row.cells,
+        "model_version": row.model_version,
+        "map_date": row.map_date.isoformat(),
+        "map_sha256": row.map_sha256,
+        "attached_at": row.attached_at.isoformat(),
+    }
