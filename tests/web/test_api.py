@@ -285,6 +285,19 @@ def test_reject_needs_a_reason_and_a_reviewer(login, draft_hazard):
     )
 
 
+def test_four_eyes_nobody_approves_or_rejects_their_own_report(login, draft_hazard):
+    draft = draft_hazard("officer", submit=True)
+    officer = login("officer")
+    own = officer.post(f"/api/reports/{draft['report_id']}/approve")
+    assert own.status_code == 403 and "of their own" in own.json()["detail"]
+    assert (
+        officer.post(f"/api/reports/{draft['report_id']}/reject", json={"reason": "x"}).status_code
+        == 403
+    )
+    approved = login("reviewer").post(f"/api/reports/{draft['report_id']}/approve")
+    assert approved.status_code == 200 and approved.json()["reviewed_by"] == "reviewer"
+
+
 def test_data_entry_cannot_read_or_touch_another_organisations_drafts(login, draft_hazard):
     draft = draft_hazard("clerk")
     other = login("clerk2")

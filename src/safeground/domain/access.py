@@ -96,6 +96,10 @@ class Principal:
             return True
         return self.organisation_id is not None and author_organisation == self.organisation_id
 
+    def may_review(self, author: str) -> bool:
+        """Four eyes: a report is approved or rejected by someone other than its author."""
+        return self.can_approve and author != self.username
+
     def may_edit_draft(self, author: str) -> bool:
         """A draft is edited and submitted by its author only."""
         return self.can_draft and author == self.username

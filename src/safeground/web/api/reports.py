@@ -188,6 +188,7 @@ def approve_report(
     reason = body.reason if body else None
     with register.store.begin() as conn:
         rep = _loaded(conn, principal, report_id)
+        principal.require(principal.may_review(rep.author), "approve a report of their own")
         approval = register.approve(_username(principal), [report_id], reason, conn=conn)
         _audit(conn, request, principal, "report.approve", rep, reason=reason)
         approved = _loaded(conn, principal, report_id)
@@ -200,7 +201,8 @@ def reject_report(
 ) -> dict[str, Any]:
     register = get_register(request)
     with register.store.begin() as conn:
-        _loaded(conn, principal, report_id)
+        rep = _loaded(conn, principal, report_id)
+        principal.require(principal.may_review(rep.author), "reject a report of their own")
         register.reject(_username(principal), report_id, body.reason, conn=conn)
         rep = _loaded(conn, principal, report_id)
         _audit(conn, request, principal, "report.reject", rep, reason=body.reason)
