@@ -3,6 +3,7 @@
 from datetime import date
 
 import pytest
+from sqlalchemy import or_, select
 
 from safeground.domain.errors import RuleViolation, ValidationFailed, WorkflowError
 from safeground.domain.geometry import geodesic_area
@@ -10,6 +11,7 @@ from safeground.domain.reports import ReportStatus
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
 from safeground.service.register import Submission
+from safeground.storage.schema import record_tables
 from tests import geometries as g
 from tests.helpers import add, update
 
@@ -401,3 +403,23 @@ def test_release_on_an_area_without_polygon_is_a_rule_error(register):
             "im", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 2, 1))]
         )
     assert register.get(hazard_id)["remaining_m2"] == 5000.0
+
+
+def test_two_bounding_boxes_in_one_query_keep_their_own_corners(register):
+    """Each bbox clause binds its own values, on both backends."""
+    on = D(2021, 1, 1)
+    west = add(register, "accident", on, accident_type="mine", geometry="POINT(46.0 40.0)")
+    east = add(register, "accident", on, accident_type="mine", geometry="POINT(47.0 40.0)")
+    add(register, "accident", on, accident_type="mine", geometry="POINT(48.0 40.0)")
+    table = record_tables["accident"]
+    store = register.store
+    with store.begin() as conn:
+        found = conn.scalars(
+            select(table.c.record_id).where(
+                or_(
+                    store.bbox_clause(table, (45.9, 39.9, 46.1, 40.1)),
+                    store.bbox_clause(table, (46.9, 39.9, 47.1, 40.1)),
+                )
+            )
+        ).all()
+    assert sorted(found) == sorted([west, east])

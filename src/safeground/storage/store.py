@@ -16,6 +16,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
@@ -143,11 +145,18 @@ class GeoPackageStore(Store):
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
+        rtree = sql_table(
+            f"rtree_{table.name}_geometry",
+            sql_column("id"),
+            *(sql_column(c) for c in ("minx", "maxx", "miny", "maxy")),
+        )
         return table.c.fid.in_(
-            text(
-                f"SELECT id FROM rtree_{table.name}_geometry "
-                "WHERE minx <= :maxx AND maxx >= :minx AND miny <= :maxy AND maxy >= :miny"
-            ).bindparams(minx=minx, miny=miny, maxx=maxx, maxy=maxy)
+            select(rtree.c.id).where(
+                rtree.c.minx <= maxx,
+                rtree.c.maxx >= minx,
+                rtree.c.miny <= maxy,
+                rtree.c.maxy >= miny,
+            )
         )
 
 
@@ -177,11 +186,7 @@ class PostgisStore(Store):
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
-        return table.c.geometry.op("&&")(
-            text("ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)").bindparams(
-                minx=minx, miny=miny, maxx=maxx, maxy=maxy
-            )
-        )
+        return table.c.geometry.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326))
 
 
 _READ_OPTION = "safeground_read"
