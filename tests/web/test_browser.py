@@ -23,6 +23,9 @@ import pytest
 from shapely.geometry import Point, box, shape
 
 from safeground.domain.geometry import geodesic_area
+from safeground.risk.attach import attach_map
+from safeground.risk.evidence import resolve_region
+from safeground.risk.riskmap import build_map
 from safeground.service import accounts
 from safeground.service.register import Register
 from tests import geometries as g
@@ -110,7 +113,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         evidence=["front_line"],
         admin_area_id=district,
     )
-    for category, quantity, x in [("ap_mine", 4, 0.015), ("at_mine", 1, 0.02), ("uxo", 2, 0.025)]:
+    # Five places where evidence was met with the accident below: the risk map's presences.
+    items = [("ap_mine", 4, 0.015), ("at_mine", 1, 0.02), ("uxo", 2, 0.025), ("ap_mine", 1, 0.03)]
+    for category, quantity, x in items:
         add(
             register,
             "eo_item",
@@ -141,6 +146,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             victim_status=status,
         )
     register.store.migrate()  # the web's tables (accounts) come with the latest migrations
+    # A risk map of the district, attached: the map offers it as a layer.
+    label, region = resolve_region(register, district)
+    risk_map = path.parent / "risk.tif"
+    build_map(register, label, region, 100.0, risk_map, background=2000, grid_layer=False)
+    attach_map(register, risk_map, "analyst")
     with register.store.begin() as conn:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
         accounts.add_account(conn, "officer", "im_officer", PASSWORD)
@@ -351,3 +361,22 @@ def test_uploaded_polygon_breaking_a_rule_is_shown_in_its_entry(page, site: Site
     problem.wait_for(state="visible", timeout=30_000)
     assert site.other_hazard_id in problem.inner_text()
     shot(page, "11-rule-error-in-entry")
+
+
+def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
+    with page.expect_response(lambda r: "/tiles/risk/" in r.url and r.status == 200):
+        log_in(page, site, "officer")
+    toggle = page.locator("#risk-legend input[name=layer][value=risk]")
+    assert toggle.is_checked() and "Risk (model" in page.locator("#risk-legend").inner_text()
+    page.wait_for_function("window.safegroundMap.isSourceLoaded('risk')", timeout=30_000)
+    order = page.evaluate("window.safegroundMap.getStyle().layers.map((layer) => layer.id)")
+    assert order.index("risk-raster") < order.index("hazard-fill")  # drawn under the hazards
+    shot(page, "11-risk-layer")
+    toggle.uncheck()
+    hidden = "window.safegroundMap.getLayoutProperty('risk-raster', 'visibility')"
+    assert page.evaluate(hidden) == "none"
+
+    page.goto(f"{site.url}/records/{site.hazard_id}")
+    mean = page.wait_for_selector("#risk dd[data-field=mean_risk]")
+    assert 0 <= float(mean.inner_text()) <= 1
+    assert "Model " in page.locator("#risk p").inner_text()
