@@ -15,7 +15,6 @@ Why this shape:
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +34,7 @@ from safeground.risk.features import (
     context_block,
     distance_to_positive,
 )
+from safeground.risk.persist import load_model, save_model
 from safeground.risk.table import Projection, RiskDataError, RiskTable, TableSpec
 
 FORMAT = "safeground-risk-model/1"
@@ -248,19 +248,11 @@ class RiskModel:
 
     def save(self, path: str | Path) -> None:
         """Pickle with a format tag. Load only model files you made or trust."""
-        with open(path, "wb") as fh:
-            pickle.dump({"format": FORMAT, "model": self}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        save_model(self, path, FORMAT)
 
     @staticmethod
     def load(path: str | Path) -> RiskModel:
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh)
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a Safeground risk model ({FORMAT})")
-        model = obj["model"]
-        if not isinstance(model, RiskModel):
-            raise ValueError(f"{path} does not hold a RiskModel")
-        return model
+        return load_model(path, FORMAT, RiskModel, "risk model")
 
 
 def _cv_groups(

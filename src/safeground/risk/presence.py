@@ -16,7 +16,6 @@ in the covariates, so each cell's score splits exactly into one contribution per
 from __future__ import annotations
 
 import hashlib
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ import numpy as np
 import pandas as pd
 from elapid import MaxentModel
 from elapid.models import maxent_cloglog_transform
+
+from safeground.risk.persist import load_model, save_model
 
 FORMAT = "safeground-presence-model/1"
 FEATURE_TYPES = "lqh"
@@ -128,19 +129,11 @@ class PresenceModel:
 
     def save(self, path: str | Path) -> None:
         """Pickle with a format tag. Load only model files you made or trust."""
-        with open(path, "wb") as fh:
-            pickle.dump({"format": FORMAT, "model": self}, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        save_model(self, path, FORMAT)
 
     @staticmethod
     def load(path: str | Path) -> PresenceModel:
-        with open(path, "rb") as fh:
-            obj = pickle.load(fh)
-        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a Safeground presence-only model ({FORMAT})")
-        model = obj["model"]
-        if not isinstance(model, PresenceModel):
-            raise ValueError(f"{path} does not hold a PresenceModel")
-        return model
+        return load_model(path, FORMAT, PresenceModel, "presence-only model")
 
 
 def fit_presence(

@@ -396,6 +396,33 @@ _HAZARD_REQUIRED: dict[str, Any] = {"hazard_id": {"required": True}}
 _LAND = (c.LandType.CANCELLED, c.LandType.REDUCED, c.LandType.CLEARED)
 _CLEARANCE_TYPES = (c.ActivityType.CLEARANCE, c.ActivityType.BAC, c.ActivityType.ROAD_CLEARANCE)
 
+
+def _clearance_form(
+    name: str, title: str, outcome: c.Outcome, land_types: tuple[c.LandType, ...]
+) -> FieldForm:
+    """Clearance progress and completion ask the same; completion may also cancel land."""
+    return FieldForm(
+        name=name,
+        title=title,
+        record_type="activity",
+        fixed={"outcome": outcome.value},
+        questions=(
+            _date_of_information(),
+            *_questions(
+                Activity,
+                "activity_type",
+                *_ACTIVITY_COMMON,
+                "clearance_depth_cm",
+                "evidence_found",
+                "notes",
+                activity_type={"only": _CLEARANCE_TYPES},
+                **_HAZARD_REQUIRED,
+            ),
+        ),
+        repeats=(_processed(land_types),),
+    )
+
+
 FORMS: dict[str, FieldForm] = {
     form.name: form
     for form in (
@@ -458,45 +485,14 @@ FORMS: dict[str, FieldForm] = {
             ),
             repeats=(_processed((c.LandType.REDUCED, c.LandType.CLEARED)),),
         ),
-        FieldForm(
-            name="clearance_progress",
-            title="Clearance progress",
-            record_type="activity",
-            fixed={"outcome": c.Outcome.PROGRESS.value},
-            questions=(
-                _date_of_information(),
-                *_questions(
-                    Activity,
-                    "activity_type",
-                    *_ACTIVITY_COMMON,
-                    "clearance_depth_cm",
-                    "evidence_found",
-                    "notes",
-                    activity_type={"only": _CLEARANCE_TYPES},
-                    **_HAZARD_REQUIRED,
-                ),
-            ),
-            repeats=(_processed((c.LandType.REDUCED, c.LandType.CLEARED)),),
+        _clearance_form(
+            "clearance_progress",
+            "Clearance progress",
+            c.Outcome.PROGRESS,
+            (c.LandType.REDUCED, c.LandType.CLEARED),
         ),
-        FieldForm(
-            name="clearance_completion",
-            title="Clearance completion",
-            record_type="activity",
-            fixed={"outcome": c.Outcome.COMPLETION.value},
-            questions=(
-                _date_of_information(),
-                *_questions(
-                    Activity,
-                    "activity_type",
-                    *_ACTIVITY_COMMON,
-                    "clearance_depth_cm",
-                    "evidence_found",
-                    "notes",
-                    activity_type={"only": _CLEARANCE_TYPES},
-                    **_HAZARD_REQUIRED,
-                ),
-            ),
-            repeats=(_processed(_LAND),),
+        _clearance_form(
+            "clearance_completion", "Clearance completion", c.Outcome.COMPLETION, _LAND
         ),
         FieldForm(
             name="items_found",
