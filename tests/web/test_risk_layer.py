@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import morecantile
@@ -24,7 +25,8 @@ from safeground.risk.attach import attach_map
 from safeground.risk.evidence import resolve_region
 from safeground.risk.riskmap import build_map
 from safeground.service import accounts
-from safeground.service.register import Register
+from safeground.service.register import Register, now
+from safeground.storage.schema import risk_score
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 from tests.risk import registers
@@ -189,3 +191,28 @@ def test_no_layer_without_a_map(login) -> None:
     }
     assert officer.get("/tiles/risk/10/650/385.png").status_code == 404
     assert "risk-legend" not in officer.get("/").text
+
+
+def test_a_clerk_reads_the_risk_of_its_own_organisation_s_tasks_only(scenario, login) -> None:
+    rows = [
+        {
+            "record_id": task,
+            "record_type": "task",
+            "mean_risk": 0.4,
+            "max_risk": 0.9,
+            "cells": 3,
+            "model_version": "maxent-test",
+            "map_sha256": "0" * 64,
+            "map_date": date(2026, 1, 1),
+            "attached_by": "planner",
+            "attached_at": now(),
+        }
+        for task in scenario.tasks.values()
+    ]
+    with scenario.register.store.begin() as conn:
+        conn.execute(risk_score.insert(), rows)
+    clerk = login("clerk")  # of organisation alpha
+    own = clerk.get(f"/api/records/{scenario.tasks['alpha']}/risk")
+    assert own.status_code == 200 and own.json()["max_risk"] == 0.9
+    assert clerk.get(f"/api/records/{scenario.tasks['beta']}/risk").status_code == 403
+    assert login("reviewer").get(f"/api/records/{scenario.tasks['beta']}/risk").status_code == 200
