@@ -16,6 +16,12 @@ Goal (issue 4): p95 ≤ 100 ms at 50 clients, on the GeoPackage store and on Pos
 
     python bench/bench_web.py [--hazards N] [--register FILE.gpkg]        # GeoPackage
     python bench/bench_web.py --postgis URL --hazards N                      # PostGIS too
+    python bench/bench_web.py --single-client N [--register FILE.gpkg]       # one client
+
+--single-client N sends N items requests of the same mix one at a time to one server process
+(no wrk, no pygeoapi) and prints their latency and the server's CPU time per request (from
+/proc), against the CPU time of encoding the same answers with Python's json module alone, as
+a yardstick of how much of a request is more than writing its answer.
 
 The GeoPackage register is the one bench_register.py keeps (--keep); it is built once if
 missing (100k areas take 10-15 minutes) and reused. With --postgis, a register is filled by the
@@ -77,8 +83,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=int, default=20, help="seconds of each measured run")
     parser.add_argument("--workers", type=int, default=2, help="server processes (both servers)")
+    parser.add_argument(
+        "--single-client", type=int, metavar="N", help="N items requests one at a time, CPU cost"
+    )
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.single_client:
+        gpkg = Path(args.register or WORK / f"register-{args.hazards}.gpkg")
+        location = args.postgis_register or str(gpkg)
+        single_client(location, bench_token(location), args.single_client)
+        return
     debian_packages({"wrk": "wrk", "python3-gdal": "/usr/lib/python3/dist-packages/osgeo"})
     peer_environment()
     gpkg = Path(args.register or WORK / f"register-{args.hazards}.gpkg")
@@ -141,6 +155,44 @@ def measure(args: argparse.Namespace, location: str, peer_source: dict, token: s
         )
     same = sum(a == b for a, b in zip(counts, their_counts, strict=True))
     print(f"check: {same} of {len(counts)} pages hold as many features on both servers")
+
+
+def single_client(location: str, token: str, requests: int) -> None:
+    """Items requests one at a time to one server process: latency and its CPU time each."""
+    paths = ["/ogc" + p for p in items_paths(np.random.default_rng(11))]
+    paths = [paths[i % len(paths)] for i in range(requests)]
+    headers = {"Authorization": f"Bearer {token}"}
+    server = serve_safeground(location, 1)  # one worker: uvicorn serves in its own process
+    with server as base:
+        pid = server.process.pid
+        for path in paths[:20]:  # warm-up: connections, caches, the first compilations
+            timed_get(base + path, headers)
+        cpu_before = process_cpu_seconds(pid)
+        latencies = []
+        answers = []
+        for path in paths:
+            started = time.perf_counter()
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as r:
+                answers.append(json.load(r))
+            latencies.append(1000 * (time.perf_counter() - started))
+        server_cpu = 1000 * (process_cpu_seconds(pid) - cpu_before) / requests
+    started_cpu = time.process_time()
+    size = sum(len(json.dumps(a, ensure_ascii=False, separators=(",", ":"))) for a in answers)
+    encoding_cpu = 1000 * (time.process_time() - started_cpu) / requests
+    features = sum(len(a["features"]) for a in answers) / requests
+    print(
+        f"{requests} items requests one at a time ({location.split('@')[-1]}), "
+        f"{features:.0f} features and {size / requests / 1000:.0f} kB an answer on average: "
+        f"latency p50 {percentile(latencies, 50):.1f} ms, p95 {percentile(latencies, 95):.1f} ms; "
+        f"server CPU {server_cpu:.2f} ms a request; json.dumps of the same answers alone "
+        f"{encoding_cpu:.2f} ms a request; ratio {server_cpu / encoding_cpu:.1f}×"
+    )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def items_paths(rng: np.random.Generator) -> list[str]:

@@ -16,8 +16,10 @@ import pyproj
 import pytest
 import shapely
 from fastapi.testclient import TestClient
-from shapely.geometry import shape
+from shapely.geometry import mapping, shape
 
+from safeground.domain.access import Principal, Role
+from safeground.service import layers
 from safeground.service.register import Register
 from safeground.web.app import create_app
 from safeground.web.ogc import CONFORMANCE
@@ -132,6 +134,30 @@ def test_features_carry_their_attributes_and_geometry(served):
     assert one.json()["properties"]["land_type"] == "cleared"
     missing = f"/ogc/collections/processed_land/items/{data.activity}.9"
     assert client.get(missing, headers=bearer(data.im_token)).status_code == 404
+
+
+@pytest.mark.parametrize("crs", [None, f"{EPSG}3857"])
+def test_pages_are_the_features_as_shapely_and_json_write_them(served, crs):
+    """The page's GeoJSON (written by GEOS, encoded by orjson) is exactly the stored features:
+    coordinates as shapely's own mapping gives them, properties as Python's json writes them."""
+    client, data = served
+    store = client.app.state.register.store  # type: ignore[attr-defined]
+    principal = Principal("reader", Role.IM_OFFICER)
+    transformer = pyproj.Transformer.from_crs("OGC:CRS84", "EPSG:3857")
+    for layer in layers.visible_layers(principal):
+        stored = layers.items(store, layer, principal, layers.Query(limit=1000)).features
+        response = items(client, data, layer.id, limit=1000, **({"crs": crs} if crs else {}))
+        assert response.status_code == 200, response.text
+        features = response.json()["features"]
+        assert [f["id"] for f in features] == [f.id for f in stored] and stored
+        for got, feature in zip(features, stored, strict=True):
+            geometry = feature.geometry
+            if crs is not None:
+                geometry = shapely.transform(
+                    geometry, lambda xy: np.column_stack(transformer.transform(*xy.T))
+                )
+            assert got["geometry"] == json.loads(json.dumps(mapping(geometry)))
+            assert got["properties"] == json.loads(json.dumps(feature.properties))
 
 
 def test_bbox_is_an_exact_intersection(served):
