@@ -10,9 +10,23 @@ import typer
 from safeground.cli.main import StoreOption, _register, _run, _user
 from safeground.cli.output import table
 from safeground.service import accounts
+from safeground.service.register import Register
 
 user_app = typer.Typer(help="Accounts of the web application.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for scripts.", no_args_is_help=True)
+
+
+def _accounts_register(store: str | None) -> Register:
+    """The register, migrated: one made before the account tables gets them."""
+    register = _register(store)
+    register.store.migrate()
+    return register
+
+
+def _new_password(from_stdin: bool) -> tuple[str, bool]:
+    """(the password, whether it was generated): read from standard input, or generated."""
+    given = sys.stdin.readline().rstrip("\r\n") if from_stdin else None
+    return (given, False) if given else (accounts.generate_password(), True)
 
 
 def serve(
@@ -46,16 +60,14 @@ def user_add(
     store: StoreOption = None,
 ) -> None:
     """Add an account; without --password-stdin a password is generated and printed."""
-    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-    register = _register(store)
-    register.store.migrate()
-    chosen = password or accounts.generate_password()
+    chosen, generated = _new_password(password_stdin)
+    register = _accounts_register(store)
     with register.store.begin() as conn:
         _run(
             lambda: accounts.add_account(conn, username, role, chosen, organisation, by=_user(None))
         )
     typer.echo(f"added {username} ({role})")
-    if password is None:
+    if generated:
         typer.echo(f"password: {chosen}")
 
 
@@ -67,8 +79,7 @@ def user_role(
     store: StoreOption = None,
 ) -> None:
     """Change an account's role; it takes effect on the account's next request."""
-    register = _register(store)
-    register.store.migrate()
+    register = _accounts_register(store)
     with register.store.begin() as conn:
         changed = _run(
             lambda: accounts.set_role(conn, username, role, organisation, by=_user(None))
@@ -85,20 +96,17 @@ def user_password(
     store: StoreOption = None,
 ) -> None:
     """Set a new password (generated and printed unless --password-stdin); sessions end."""
-    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
-    register = _register(store)
-    register.store.migrate()
-    chosen = password or accounts.generate_password()
+    chosen, generated = _new_password(password_stdin)
+    register = _accounts_register(store)
     with register.store.begin() as conn:
         _run(lambda: accounts.set_password(conn, username, chosen, by=_user(None)))
-    typer.echo(f"new password for {username}" + ("" if password else f": {chosen}"))
+    typer.echo(f"new password for {username}" + (f": {chosen}" if generated else ""))
 
 
 @user_app.command("disable")
 def user_disable(username: str, store: StoreOption = None) -> None:
     """Shut an account out at once: its sessions end and its API tokens stop working."""
-    register = _register(store)
-    register.store.migrate()
+    register = _accounts_register(store)
     with register.store.begin() as conn:
         _run(lambda: accounts.disable_account(conn, username, by=_user(None)))
     typer.echo(f"{username} is disabled")
@@ -107,8 +115,7 @@ def user_disable(username: str, store: StoreOption = None) -> None:
 @user_app.command("list")
 def user_list(store: StoreOption = None) -> None:
     """Accounts with their role and organisation."""
-    register = _register(store)
-    register.store.migrate()
+    register = _accounts_register(store)
     with register.store.read() as conn:
         found = accounts.list_accounts(conn)
     rows = [
@@ -131,8 +138,7 @@ def token_create(
     store: StoreOption = None,
 ) -> None:
     """Create an API token for an account; it is printed once (send as Authorization: Bearer)."""
-    register = _register(store)
-    register.store.migrate()
+    register = _accounts_register(store)
     with register.store.begin() as conn:
         token_id, secret = _run(lambda: accounts.create_token(conn, username, label))
     typer.echo(f"token {token_id} for {username}: {secret}")
