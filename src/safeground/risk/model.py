@@ -26,6 +26,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold
 
+from safeground.risk.factors import top_factors
 from safeground.risk.features import (
     DISTANCE_FEATURE,
     ContextLayout,
@@ -228,14 +229,7 @@ class RiskModel:
         pos = {s: i for i, s in enumerate(uniq)}
         for j, s in enumerate(sources):
             agg[:, pos[s]] += contrib[:, j]
-        order = np.argsort(-np.abs(agg), axis=1, kind="stable")[:, :top]
-        cols: dict[str, Any] = {}
-        names = np.array(uniq, dtype=object)
-        for k in range(min(top, len(uniq))):
-            idx = order[:, k]
-            cols[f"factor_{k + 1}"] = names[idx]
-            cols[f"factor_{k + 1}_effect"] = np.round(agg[np.arange(len(agg)), idx], 4)
-        return pd.DataFrame(cols)
+        return top_factors(agg, uniq, top)
 
     def importance(self) -> pd.Series:
         """Global importance: share of total split gain, summed by source covariate."""

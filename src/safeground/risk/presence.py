@@ -25,6 +25,7 @@ import pandas as pd
 from elapid import MaxentModel
 from elapid.models import maxent_cloglog_transform
 
+from safeground.risk.factors import top_factors
 from safeground.risk.persist import load_model, save_model
 
 FORMAT = "safeground-presence-model/1"
@@ -118,14 +119,8 @@ class PresenceModel:
         return self.factors(self.contributions(frame), top)
 
     def factors(self, contrib: np.ndarray, top: int = 3) -> pd.DataFrame:
-        order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top]
-        names = np.array(self.features, dtype=object)
-        rows = np.arange(len(contrib))
-        cols: dict[str, Any] = {}
-        for k in range(min(top, len(self.features))):
-            cols[f"factor_{k + 1}"] = names[order[:, k]]
-            cols[f"factor_{k + 1}_effect"] = np.round(contrib[rows, order[:, k]], 4)
-        return pd.DataFrame(cols)
+        """Top factors of contributions already computed (``score(..., explain=True)``)."""
+        return top_factors(contrib, self.features, top)
 
     def save(self, path: str | Path) -> None:
         """Pickle with a format tag. Load only model files you made or trust."""
