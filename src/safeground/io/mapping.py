@@ -29,7 +29,6 @@ import difflib
 import functools
 import math
 import string
-import types
 import typing
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -56,6 +55,7 @@ from shapely.geometry.base import BaseGeometry
 from safeground.domain.errors import Problem, ValidationFailed
 from safeground.domain.records import RECORD_TYPES, Record, field_adapter
 from safeground.io.mappings import FOLDER, shipped, shipped_path
+from safeground.storage.schema import unwrap
 
 DATE_FORMATS = ("year", "date")
 
@@ -532,15 +532,8 @@ def _first_error(exc: ValidationError) -> str:
 
 def field_kind(model: type[Record], name: str) -> Any:
     """The field's type without ``| None`` and ``Annotated``: list, date, BaseGeometry, ..."""
-    kind: Any = model.model_fields[name].annotation
-    while True:
-        origin = typing.get_origin(kind)
-        if origin is typing.Annotated:
-            kind = typing.get_args(kind)[0]
-        elif origin in (typing.Union, types.UnionType):
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        else:
-            return origin or kind
+    kind = unwrap(model.model_fields[name].annotation)
+    return typing.get_origin(kind) or kind
 
 
 def _is_list_field(model: type[Record], name: str) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,6 +37,7 @@ from safeground.domain.records import (
     Record,
     Victim,
 )
+from safeground.storage.schema import unwrap
 
 Kind = Literal[
     "text",
@@ -189,17 +189,11 @@ def _label(name: str) -> str:
 
 def _unwrap(annotation: Any) -> tuple[bool, Any]:
     """(is a list, inner type) without ``| None`` and ``Annotated``."""
-    is_list = False
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-        elif origin is list:
-            is_list, annotation = True, typing.get_args(annotation)[0]
-        else:
-            return is_list, origin or annotation
+    kind = unwrap(annotation)
+    is_list = typing.get_origin(kind) is list
+    if is_list:
+        kind = unwrap(typing.get_args(kind)[0])
+    return is_list, typing.get_origin(kind) or kind
 
 
 def _bounds(model: type[BaseModel], name: str) -> str | None:
