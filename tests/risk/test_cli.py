@@ -8,29 +8,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from safeground.cli.risk import risk_app
 
 runner = CliRunner()
 
 
+def run(*args: object) -> Result:
+    """``safeground risk`` with these arguments (paths and numbers written as text)."""
+    return runner.invoke(risk_app, [str(a) for a in args])
+
+
+def labelled(table: Path) -> list[object]:
+    """The options naming a table of the cut's columns: its label and its group."""
+    return ["--table", table, "--label", "mines_outcome", "--group", "Municipio"]
+
+
 def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
     model = tmp_path / "risk.model"
-    res = runner.invoke(
-        risk_app,
-        [
-            "fit",
-            "--table",
-            str(cut_path),
-            "--label",
-            "mines_outcome",
-            "--group",
-            "Municipio",
-            "--model",
-            str(model),
-        ],
-    )
+    res = run("fit", *labelled(cut_path), "--model", model)
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["labelled"] == 358 and summary["positives"] == 139
@@ -40,19 +37,7 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
     shuffled = tmp_path / "shuffled.csv"
     frame.to_csv(shuffled, index=True)  # with a blank-header index column, as RELand's files
     out = tmp_path / "pred.csv"
-    res = runner.invoke(
-        risk_app,
-        [
-            "predict",
-            "--model",
-            str(model),
-            "--table",
-            str(shuffled),
-            "--out",
-            str(out),
-            "--explain",
-        ],
-    )
+    res = run("predict", "--model", model, "--table", shuffled, "--out", out, "--explain")
     assert res.exit_code == 0, res.output
     assert out.read_text(encoding="utf-8").startswith(",")  # the blank header is kept
     pred = pd.read_csv(out)
@@ -63,21 +48,18 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
 
     # Same cells in the original order: same risk per cell.
     out2 = tmp_path / "pred2.csv"
-    res = runner.invoke(
-        risk_app,
-        [
-            "predict",
-            "--model",
-            str(model),
-            "--table",
-            str(cut_path),
-            "--out",
-            str(out2),
-            "--rows-per-tile",
-            "100",
-            "--workers",
-            "2",
-        ],
+    res = run(
+        "predict",
+        "--model",
+        model,
+        "--table",
+        cut_path,
+        "--out",
+        out2,
+        "--rows-per-tile",
+        100,
+        "--workers",
+        2,
     )
     assert res.exit_code == 0, res.output
     pred2 = pd.read_csv(out2).set_index("geometry")["risk"]
@@ -86,59 +68,27 @@ def test_fit_predict_round_trip(cut_path: Path, tmp_path: Path) -> None:
 
 def test_errors_name_the_column(cut_path: Path, tmp_path: Path) -> None:
     # Municipio is text and not declared as the group.
-    res = runner.invoke(
-        risk_app,
-        [
-            "fit",
-            "--table",
-            str(cut_path),
-            "--label",
-            "mines_outcome",
-            "--model",
-            str(tmp_path / "m"),
-        ],
-    )
+    res = run("fit", "--table", cut_path, "--label", "mines_outcome", "--model", tmp_path / "m")
     assert res.exit_code == 2
     assert "'Municipio' is not numeric" in res.output
     one_class = tmp_path / "one.csv"
     frame = pd.read_csv(cut_path)
     frame[frame["mines_outcome"] != 1].to_csv(one_class, index=False)
-    res = runner.invoke(
-        risk_app,
-        [
-            "fit",
-            "--table",
-            str(one_class),
-            "--label",
-            "mines_outcome",
-            "--group",
-            "Municipio",
-            "--model",
-            str(tmp_path / "m"),
-        ],
-    )
+    res = run("fit", *labelled(one_class), "--model", tmp_path / "m")
     assert res.exit_code == 2
     assert "'mines_outcome' has only class 0" in res.output
 
 
 def test_evaluate_prints_json_and_writes_plots(cut_path: Path, tmp_path: Path) -> None:
     plots = tmp_path / "plots"
-    res = runner.invoke(
-        risk_app,
-        [
-            "evaluate",
-            "--table",
-            str(cut_path),
-            "--label",
-            "mines_outcome",
-            "--group",
-            "Municipio",
-            "--models",
-            "safeground,kde,logistic",
-            "--plots",
-            str(plots),
-            "--quiet",
-        ],
+    res = run(
+        "evaluate",
+        *labelled(cut_path),
+        "--models",
+        "safeground,kde,logistic",
+        "--plots",
+        plots,
+        "--quiet",
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
@@ -155,24 +105,16 @@ def test_evaluate_prints_json_and_writes_plots(cut_path: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_evaluate_both_protocols_all_models(cut_path: Path) -> None:
-    res = runner.invoke(
-        risk_app,
-        [
-            "evaluate",
-            "--table",
-            str(cut_path),
-            "--label",
-            "mines_outcome",
-            "--group",
-            "Municipio",
-            "--protocol",
-            "both",
-            "--block-km",
-            "5",
-            "--folds",
-            "3",
-            "--quiet",
-        ],
+    res = run(
+        "evaluate",
+        *labelled(cut_path),
+        "--protocol",
+        "both",
+        "--block-km",
+        5,
+        "--folds",
+        3,
+        "--quiet",
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output)
