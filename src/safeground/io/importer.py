@@ -17,7 +17,7 @@ import gc
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -52,8 +52,11 @@ class RowProblem:
     field: str | None
     reason: str
 
+    def where(self) -> str:
+        return self.file if self.row is None else f"{self.file} row {self.row}"
+
     def __str__(self) -> str:
-        where = self.file if self.row is None else f"{self.file} row {self.row}"
+        where = self.where()
         return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
 
 
@@ -83,7 +86,7 @@ class ImportReport:
         lines = [f"Import of {files} with mapping {self.mapping} (source {self.source})"]
         if self.import_batch:
             lines.append(f"  batch {self.import_batch}")
-        lines.append(f"  {_count(self.rows_read, 'row')} read")
+        lines.append(f"  {counted(self.rows_read, 'row')} read")
         kinds = ", ".join(f"{t} {n}" for t, n in sorted(self.by_type.items()))
         lines.append(f"  {self.imported} imported" + (f" ({kinds})" if kinds else ""))
         lines.append(f"  {self.already_imported} already imported (skipped)")
@@ -99,14 +102,12 @@ class ImportReport:
         if self.rejected_rows:
             where = ", ".join(str(p) for p in self.rejects_files)
             lines.append(
-                f"  {_count(self.rejected_rows, 'row')} rejected "
-                f"({_count(len(self.rejected), 'problem')})"
+                f"  {counted(self.rejected_rows, 'row')} rejected "
+                f"({counted(len(self.rejected), 'problem')})"
                 + (f", written to {where}" if where else "")
                 + ":"
             )
-            lines += [f"    {p}" for p in self.rejected[:SHOWN_PROBLEMS]]
-            if len(self.rejected) > SHOWN_PROBLEMS:
-                lines.append(f"    ... and {len(self.rejected) - SHOWN_PROBLEMS} more")
+            lines += shown_problems(self.rejected, "    ")
         else:
             lines.append("  no rows rejected")
         return "\n".join(lines)
@@ -123,18 +124,24 @@ class ImportFailed(ValidationFailed):
         head = "nothing was imported:"
         if rows:
             head = (
-                f"{_count(len(rows), 'row')} cannot be imported "
-                f"({_count(len(problems), 'problem')}); nothing was imported "
+                f"{counted(len(rows), 'row')} cannot be imported "
+                f"({counted(len(problems), 'problem')}); nothing was imported "
                 "(use skip_invalid / --skip-invalid to import the rest):"
             )
-        lines = [head] + [f"  {p}" for p in problems[:SHOWN_PROBLEMS]]
-        if len(problems) > SHOWN_PROBLEMS:
-            lines.append(f"  ... and {len(problems) - SHOWN_PROBLEMS} more")
-        self.args = ("\n".join(lines),)
+        self.args = ("\n".join([head, *shown_problems(problems, "  ")]),)
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
+    """``1 row``, ``2 rows``: a count with its noun, for summaries."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def shown_problems(problems: Sequence[RowProblem], indent: str) -> list[str]:
+    """The first SHOWN_PROBLEMS problems, a line each, and how many more there are."""
+    lines = [f"{indent}{p}" for p in problems[:SHOWN_PROBLEMS]]
+    if len(problems) > SHOWN_PROBLEMS:
+        lines.append(f"{indent}... and {len(problems) - SHOWN_PROBLEMS} more")
+    return lines
 
 
 def _as_problem(p: RowProblem) -> Problem:

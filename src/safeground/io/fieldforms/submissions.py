@@ -46,7 +46,7 @@ from safeground.io.fieldforms.definitions import (
     Question,
     Repeat,
 )
-from safeground.io.importer import SHOWN_PROBLEMS, ImportFailed, RowProblem
+from safeground.io.importer import ImportFailed, RowProblem, counted, shown_problems
 from safeground.io.mapping import is_missing
 from safeground.service.register import Register, Submission, json_changes
 from safeground.storage.reportlog import reports_by_source
@@ -79,13 +79,9 @@ class SubmissionProblem(RowProblem):
 
     submission: str | None = None
 
-    def __str__(self) -> str:
-        where = self.file
-        if self.row is not None:
-            where += f" row {self.row}"
-        if self.submission:
-            where += f" (submission {self.submission})"
-        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+    def where(self) -> str:
+        where = super().where()
+        return f"{where} (submission {self.submission})" if self.submission else where
 
 
 @dataclass
@@ -120,8 +116,8 @@ class FieldImport:
     def summary(self) -> str:
         lines = [
             f"Import of {self.file} with field form {self.form} (source {self.source})",
-            f"  {_count(self.submissions, 'submission')} read",
-            f"  {self.drafted} drafted as {_count(len(self.report_ids), 'draft report')}"
+            f"  {counted(self.submissions, 'submission')} read",
+            f"  {self.drafted} drafted as {counted(len(self.report_ids), 'draft report')}"
             + (f" ({', '.join(self.record_ids[:10])}" if self.record_ids else "")
             + (" ..." if len(self.record_ids) > 10 else "")
             + (")" if self.record_ids else ""),
@@ -133,18 +129,12 @@ class FieldImport:
             )
         if self.rejected_submissions:
             where = f", written to {self.rejects_file}" if self.rejects_file else ""
-            lines.append(f"  {_count(self.rejected_submissions, 'submission')} rejected{where}:")
-            lines += [f"    {p}" for p in self.rejected[:SHOWN_PROBLEMS]]
-            if len(self.rejected) > SHOWN_PROBLEMS:
-                lines.append(f"    ... and {len(self.rejected) - SHOWN_PROBLEMS} more")
+            lines.append(f"  {counted(self.rejected_submissions, 'submission')} rejected{where}:")
+            lines += shown_problems(self.rejected, "    ")
         else:
             lines.append("  no submissions rejected")
         lines += [f"  note: {n}" for n in self.notices]
         return "\n".join(lines)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # -- reading an export --------------------------------------------------------------------------
