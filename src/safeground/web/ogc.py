@@ -183,14 +183,21 @@ def conformance() -> JSONResponse:
 
 
 @router.get("/api", summary="OpenAPI 3.0 definition of this OGC API")
-def api_definition(request: Request) -> JSONResponse:
+def api_definition() -> JSONResponse:
+    return JSONResponse(_api_document(), headers={"Content-Type": OPENAPI_30})
+
+
+@cache
+def _api_document() -> dict[str, Any]:
+    """Built at the first request: the routes do not change while the server runs."""
     document = get_openapi(
         title="Safeground OGC API - Features",
         version="1.0.0",
         openapi_version="3.0.3",
         routes=router.routes,
     )
-    return JSONResponse(_nullable_30(document), headers={"Content-Type": OPENAPI_30})
+    result: dict[str, Any] = _nullable_30(document)
+    return result
 
 
 def _nullable_30(node: Any) -> Any:
