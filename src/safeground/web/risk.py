@@ -59,7 +59,6 @@ class RiskLayer:
 
     attached: AttachedMap
     problem: str | None
-    bounds: tuple[float, float, float, float] | None = None
 
     @property
     def title(self) -> str:
@@ -79,13 +78,15 @@ class RiskLayer:
         }
         if self.problem is not None:
             return {**entry, "problem": self.problem}
+        with Reader(str(self.attached.path)) as src:
+            bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
         return {
             **entry,
             "tiles": [f"{base_url}/tiles/risk/{{z}}/{{x}}/{{y}}.png"],
             "tile_size": TILE_SIZE,
             "minzoom": 0,
             "maxzoom": MAX_ZOOM,
-            "bounds": self.bounds,
+            "bounds": bounds,
         }
 
 
@@ -122,9 +123,7 @@ def risk_layer(request: Request) -> RiskLayer | None:
         attached = current_map(conn)
     if attached is None:
         return None
-    verified: Verified | None = getattr(request.app.state, "risk_verified", None)
-    if verified is None:
-        verified = request.app.state.risk_verified = Verified()
+    verified: Verified = request.app.state.risk_verified  # made by create_app
     path = attached.path
     try:
         digest = verified.sha256(path)
@@ -136,9 +135,7 @@ def risk_layer(request: Request) -> RiskLayer | None:
             f"the risk map file {path} has changed since it was attached (SHA-256 "
             f"{digest[:12]}…, attached {attached.sha256[:12]}…): attach it again",
         )
-    with Reader(str(path)) as src:
-        bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
-        return RiskLayer(attached, None, bounds=bounds)
+    return RiskLayer(attached, None)
 
 
 def layer_entries(request: Request, principal: Principal) -> list[dict[str, Any]]:
