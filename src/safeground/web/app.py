@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from safeground.service.register import Register
+from safeground.service.tiles import TileCache
 from safeground.web import ogc, risk, tiles
 from safeground.web.api import router as api_router
 from safeground.web.errors import (
@@ -32,6 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.register = register
+    app.state.tile_cache = TileCache()
+    app.state.risk_verified = risk.Verified()
     add_error_handlers(app)
     refuse_nul_characters(app)
     limit_request_size(app, settings.max_upload_bytes)

@@ -85,10 +85,8 @@ def vector_tile(
 
 
 def _cache(request: Request) -> tiles.TileCache:
-    """The application's tile cache, made at its first tile."""
-    cache: tiles.TileCache | None = getattr(request.app.state, "tile_cache", None)
-    if cache is None:
-        cache = request.app.state.tile_cache = tiles.TileCache()
+    """The application's tile cache (made by ``create_app``)."""
+    cache: tiles.TileCache = request.app.state.tile_cache
     return cache
 
 
