@@ -55,6 +55,19 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/** The lon/lat box [[minX, minY], [maxX, maxY]] around GeoJSON geometries. */
+export function boundsOf(geometries) {
+  let minX = 180, minY = 90, maxX = -180, maxY = -90;
+  const walk = (c) => {
+    if (typeof c[0] === "number") {
+      minX = Math.min(minX, c[0]); maxX = Math.max(maxX, c[0]);
+      minY = Math.min(minY, c[1]); maxY = Math.max(maxY, c[1]);
+    } else c.forEach(walk);
+  };
+  geometries.forEach((g) => walk(g.coordinates));
+  return [[minX, minY], [maxX, maxY]];
+}
+
 const area = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
 const hectares = new Intl.NumberFormat("en", { maximumFractionDigits: 2 });
 

@@ -4,7 +4,7 @@
 import * as maplibregl from "maplibre-gl";
 import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
 import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
-import { api, el } from "./app.js";
+import { api, boundsOf, el } from "./app.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 let form;
@@ -312,18 +312,6 @@ async function initialBounds() {
     }
   }
   const [minX, minY, maxX, maxY] = form.dataset.bounds.split(",").map(Number);
-  return [[minX, minY], [maxX, maxY]];
-}
-
-function boundsOf(geometries) {
-  let minX = 180, minY = 90, maxX = -180, maxY = -90;
-  const walk = (c) => {
-    if (typeof c[0] === "number") {
-      minX = Math.min(minX, c[0]); maxX = Math.max(maxX, c[0]);
-      minY = Math.min(minY, c[1]); maxY = Math.max(maxY, c[1]);
-    } else c.forEach(walk);
-  };
-  geometries.forEach((g) => walk(g.coordinates));
   return [[minX, minY], [maxX, maxY]];
 }
 

@@ -1,6 +1,6 @@
 // A record's page: current view, land-release balance, linked records, attachments, history.
 import * as maplibregl from "maplibre-gl";
-import { api, el, formatArea, label } from "./app.js";
+import { api, boundsOf, el, formatArea, label } from "./app.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 const LEDGER = ["estimated_area_m2", "cancelled_m2", "reduced_m2", "cleared_m2", "remaining_m2"];
@@ -121,14 +121,7 @@ async function showGeometry(record) {
 }
 
 function bounds(geometry) {
-  let minX = 180, minY = 90, maxX = -180, maxY = -90;
-  const walk = (c) => {
-    if (typeof c[0] === "number") {
-      minX = Math.min(minX, c[0]); maxX = Math.max(maxX, c[0]);
-      minY = Math.min(minY, c[1]); maxY = Math.max(maxY, c[1]);
-    } else c.forEach(walk);
-  };
-  walk(geometry.coordinates);
+  const [[minX, minY], [maxX, maxY]] = boundsOf([geometry]);
   const pad = minX === maxX ? 0.005 : 0;
   return [[minX - pad, minY - pad], [maxX + pad, maxY + pad]];
 }
