@@ -41,7 +41,7 @@ from sqlalchemy import Connection, delete, func, or_, select
 
 from safeground.domain import codes as c
 from safeground.domain.errors import NotFound, SafegroundError
-from safeground.risk.grid import Grid
+from safeground.risk.grid import Grid, to_crs
 from safeground.service.register import Register, now
 from safeground.storage.schema import blob, processed_land, record_tables, risk_covariate
 
@@ -297,14 +297,6 @@ class Evidence:
         return cells[inside] if len(cells) else cells
 
 
-def _project(geoms: list[BaseGeometry], crs: CRS) -> np.ndarray:
-    tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    arr = np.array(geoms, dtype=object)
-    return np.asarray(
-        shapely.transform(arr, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-    )
-
-
 def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) -> Evidence:
     """Read presences, feature layers and covariates in and around the region."""
     minx, miny, maxx, maxy = region_wgs84.bounds
@@ -349,7 +341,7 @@ def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) ->
     presence_rows = [r for r in presence_rows if r.geometry is not None]
     presences = np.empty((0, 2))
     if presence_rows:
-        pts = _project([r.geometry for r in presence_rows], grid.crs)
+        pts = to_crs(np.array([r.geometry for r in presence_rows], dtype=object), grid.crs)
         presences = np.column_stack([shapely.get_x(pts), shapely.get_y(pts)])
     layers: dict[str, tuple[list[BaseGeometry], CovariateUse]] = {
         "km_sha": (
@@ -369,7 +361,9 @@ def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) ->
         "km_place": (settlements, "distance"),
     }
     vectors = [
-        VectorLayer(name, _project([g for g in geoms if g is not None], grid.crs), use)
+        VectorLayer(
+            name, to_crs(np.array([g for g in geoms if g is not None], dtype=object), grid.crs), use
+        )
         for name, (geoms, use) in layers.items()
         if any(g is not None for g in geoms)
     ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import shapely
@@ -21,6 +22,8 @@ from pyproj.database import query_utm_crs_info
 from rasterio.features import geometry_mask
 from rasterio.transform import Affine
 from shapely.geometry.base import BaseGeometry
+
+Geoms = TypeVar("Geoms", BaseGeometry, np.ndarray)
 
 # Beyond this many cells, a grid must be scored block by block (it always is) and the caller is
 # told how many cells it asked for before any work starts.
@@ -43,8 +46,8 @@ def utm_crs(region_wgs84: BaseGeometry) -> CRS:
     return CRS.from_epsg(int(found[0].code))
 
 
-def to_crs(geom: BaseGeometry, crs: CRS) -> BaseGeometry:
-    """Project a WGS84 lon/lat geometry to ``crs``."""
+def to_crs(geom: Geoms, crs: CRS) -> Geoms:
+    """Project a WGS84 lon/lat geometry (or an array of them) to ``crs``."""
     tr = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
