@@ -37,12 +37,16 @@ class BaseMap:
 
     kind: str  # "mbtiles" or "pmtiles"
     url: str
-    # For MBTiles: raster or vector, zoom range and attribution from its metadata.
-    vector: bool = False
+    # For MBTiles: tile format, raster or vector, zoom range and attribution from its metadata.
+    tile_format: str = "png"
     minzoom: int = 0
     maxzoom: int = 14
     attribution: str | None = None
     vector_layers: tuple[str, ...] = ()
+
+    @property
+    def vector(self) -> bool:
+        return self.tile_format == "pbf"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,7 +80,7 @@ def describe(path: Path | None) -> BaseMap | None:
     return BaseMap(
         "mbtiles",
         "/basemap/{z}/{x}/{y}",
-        vector=fmt == "pbf",
+        tile_format=fmt,
         minzoom=int(meta.get("minzoom", 0)),
         maxzoom=int(meta.get("maxzoom", 14)),
         attribution=meta.get("attribution"),
@@ -115,11 +119,10 @@ def mbtiles_tile(request: Request, z: int, x: int, y: int) -> Response:
         ).fetchone()
     if row is None:
         return Response(status_code=204)
-    fmt = "pbf" if base.vector else _metadata(path).get("format", "png")
     headers = {"Cache-Control": "public, max-age=86400"}
     if base.vector and bytes(row[0][:2]) == b"\x1f\x8b":
         headers["Content-Encoding"] = "gzip"
-    return Response(bytes(row[0]), media_type=MEDIA_TYPES[fmt], headers=headers)
+    return Response(bytes(row[0]), media_type=MEDIA_TYPES[base.tile_format], headers=headers)
 
 
 @router.get("/basemap.pmtiles")
