@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from safeground.cli.output import fail, table
-from safeground.domain.errors import SafegroundError
+from safeground.cli.common import StoreOption, acting_user, open_register, run
+from safeground.cli.output import table
 from safeground.io.fieldforms import FORMS, get_form
 from safeground.io.fieldforms.submissions import import_submissions
 from safeground.io.fieldforms.xlsform import write_xlsform
@@ -41,16 +41,12 @@ def forms_xlsform(
     """Write a form's XLSForm, to upload to KoboToolbox or ODK Central."""
     if all_forms == (name is not None):
         raise typer.BadParameter("give a form NAME or --all")
-    try:
-        if all_forms:
-            out.mkdir(parents=True, exist_ok=True)
-            chosen = list(FORMS.values())
-            paths = [write_xlsform(f, out / f"{f.form_id}.xlsx") for f in chosen]
-        else:
-            assert name is not None
-            paths = [write_xlsform(get_form(name), out)]
-    except SafegroundError as error:
-        fail(error)
+    if all_forms:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = run(lambda: [write_xlsform(f, out / f"{f.form_id}.xlsx") for f in FORMS.values()])
+    else:
+        assert name is not None
+        paths = run(lambda: [write_xlsform(get_form(name), out)])
     for path in paths:
         typer.echo(str(path))
 
@@ -69,20 +65,20 @@ def forms_import(
     rejects: Annotated[
         Path | None, typer.Option(help="Where rejected rows go [default: FILE.rejects.csv]")
     ] = None,
-    store: Annotated[
-        str | None, typer.Option("--store", help="Register: a GeoPackage path or postgresql:// URL")
-    ] = None,
+    store: StoreOption = None,
     user: Annotated[str | None, typer.Option("--user", help="Whose drafts they become")] = None,
 ) -> None:
     """Import a submission export as draft reports (all or nothing, unless --skip-invalid)."""
-    from safeground.cli.main import _register, _user
-
-    register = _register(store)
+    register = open_register(store)
     target = rejects or file.with_name(f"{file.stem}.rejects.csv")
-    try:
-        result = import_submissions(
-            register, get_form(name), file, _user(user), skip_invalid=skip_invalid, rejects=target
+    result = run(
+        lambda: import_submissions(
+            register,
+            get_form(name),
+            file,
+            acting_user(user),
+            skip_invalid=skip_invalid,
+            rejects=target,
         )
-    except SafegroundError as error:
-        fail(error)
+    )
     typer.echo(result.summary())

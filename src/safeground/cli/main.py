@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
+from safeground.cli.common import StoreOption, UserOption, acting_user, open_register, run
 from safeground.cli.forms import forms_app
-from safeground.cli.output import fail, table
+from safeground.cli.output import table
 from safeground.cli.risk import risk_app
-from safeground.domain.errors import SafegroundError
+from safeground.cli.web import serve, token_app, user_app
 from safeground.domain.personal import mask
 from safeground.domain.records import RECORD_TYPES, record_model
 from safeground.domain.reports import Operation, ReportStatus
@@ -38,37 +36,6 @@ app.add_typer(report_app, name="report")
 app.add_typer(risk_app, name="risk")
 app.add_typer(forms_app, name="forms")
 
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Register: a GeoPackage path or a postgresql:// URL "
-        "[default: $SAFEGROUND_STORE or ./safeground.gpkg]",
-    ),
-]
-UserOption = Annotated[
-    str | None, typer.Option("--user", help="Who acts [default: $SAFEGROUND_USER or login name]")
-]
-
-
-T = TypeVar("T")
-
-
-def _user(user: str | None) -> str:
-    return user or os.environ.get("SAFEGROUND_USER") or getpass.getuser()
-
-
-def _register(store: str | None) -> Register:
-    return _run(lambda: Register.open(store))
-
-
-def _run(action: Callable[[], T]) -> T:
-    """Run a service call; a user error is printed (one problem a line) and exits 1."""
-    try:
-        return action()
-    except SafegroundError as error:
-        fail(error)
-
 
 @app.command()
 def init(
@@ -80,7 +47,7 @@ def init(
 ) -> None:
     """Create an empty register (a GeoPackage file by default, or PostGIS with a URL)."""
     location = store or default_location()
-    _run(lambda: Register.create(location, country=country, tolerance_m=tolerance))
+    run(lambda: Register.create(location, country=country, tolerance_m=tolerance))
     typer.echo(f"created register at {location} (country {country}, tolerance {tolerance:g} m)")
 
 
@@ -107,18 +74,18 @@ DateOption = Annotated[
 def _file_or_draft(
     store: str | None, user: str | None, item: Submission, submit: bool, approve: bool
 ) -> None:
-    register = _register(store)
-    who = _user(user)
+    register = open_register(store)
+    who = acting_user(user)
     if approve:
-        result = _run(lambda: register.file(who, [item], reason=item.reason))
+        result = run(lambda: register.file(who, [item], reason=item.reason))
         typer.echo(f"{result.record_ids[0]}: approved report {result.report_ids[0]}")
         for notice in result.notices:
             typer.echo(f"note: {notice}")
         return
-    rep = _run(lambda: register.draft(who, [item]))[0]
+    rep = run(lambda: register.draft(who, [item]))[0]
     typer.echo(f"{rep.record_id}: draft report {rep.report_id}")
     if submit:
-        _run(lambda: register.submit(who, rep.report_id))
+        run(lambda: register.submit(who, rep.report_id))
         typer.echo(f"report {rep.report_id} submitted for review")
 
 
@@ -134,7 +101,7 @@ def record_add(
     user: UserOption = None,
 ) -> None:
     """Draft a report that creates a record."""
-    _run(lambda: record_model(record_type))
+    run(lambda: record_model(record_type))
     item = Submission(record_type, _read_data(data), _date(on), reason=reason)
     _file_or_draft(store, user, item, submit, approve)
 
@@ -152,9 +119,9 @@ def record_update(
     user: UserOption = None,
 ) -> None:
     """Draft a report that changes (or retires) a record. Give null to clear a field."""
-    register = _register(store)
+    register = open_register(store)
     with register.store.begin() as conn:
-        record_type = _run(lambda: register.record_type_of(conn, record_id))
+        record_type = run(lambda: register.record_type_of(conn, record_id))
     item = Submission(
         record_type,
         _read_data(data),
@@ -173,8 +140,8 @@ def record_show(
     store: StoreOption = None,
 ) -> None:
     """The current view of a record."""
-    register = _register(store)
-    values = _run(lambda: register.get(record_id, include_personal=True))
+    register = open_register(store)
+    values = run(lambda: register.get(record_id, include_personal=True))
     personal = set(record_model(values["record_type"]).personal_fields)
     for key, value in values.items():
         if key == "fid":
@@ -198,8 +165,8 @@ def record_list(
 
     from safeground.storage.schema import record_tables
 
-    _run(lambda: record_model(record_type))
-    register = _register(store)
+    run(lambda: record_model(record_type))
+    register = open_register(store)
     table_ = record_tables[record_type]
     query = select(table_).order_by(table_.c.record_id).limit(limit)
     if bbox:
@@ -248,8 +215,8 @@ def _date(text: str) -> date:
 @report_app.command("submit")
 def report_submit(report_id: int, store: StoreOption = None, user: UserOption = None) -> None:
     """Submit a draft for review (the register's checks run now)."""
-    register = _register(store)
-    _run(lambda: register.submit(_user(user), report_id))
+    register = open_register(store)
+    run(lambda: register.submit(acting_user(user), report_id))
     typer.echo(f"report {report_id} submitted")
 
 
@@ -261,8 +228,8 @@ def report_approve(
     user: UserOption = None,
 ) -> None:
     """Approve submitted reports; the register changes only now."""
-    register = _register(store)
-    result = _run(lambda: register.approve(_user(user), report_ids, reason))
+    register = open_register(store)
+    result = run(lambda: register.approve(acting_user(user), report_ids, reason))
     typer.echo(f"approved {', '.join(map(str, result.report_ids))}")
     for notice in result.notices:
         typer.echo(f"note: {notice}")
@@ -276,8 +243,8 @@ def report_reject(
     user: UserOption = None,
 ) -> None:
     """Reject a submitted report with a reason."""
-    register = _register(store)
-    _run(lambda: register.reject(_user(user), report_id, reason))
+    register = open_register(store)
+    run(lambda: register.reject(acting_user(user), report_id, reason))
     typer.echo(f"report {report_id} rejected")
 
 
@@ -287,7 +254,7 @@ def report_list(
     store: StoreOption = None,
 ) -> None:
     """Reports waiting in the workflow."""
-    register = _register(store)
+    register = open_register(store)
     rows = [
         [r.report_id, r.record_id, r.operation.value, str(r.date_of_information), r.author]
         for r in register.pending(status)
@@ -302,8 +269,8 @@ def history(
     store: StoreOption = None,
 ) -> None:
     """Who changed what, when and why: every report of a record, in date-of-information order."""
-    register = _register(store)
-    found = _run(lambda: record_history(register, record_id, include_personal=show_personal))
+    register = open_register(store)
+    found = run(lambda: record_history(register, record_id, include_personal=show_personal))
     typer.echo(f"{record_id} ({found.record_type})")
     for entry in found.entries:
         r = entry.report
@@ -351,9 +318,9 @@ def ledger_command(
     store: StoreOption = None,
 ) -> None:
     """Land-release totals (m²), and optionally a recount from polygons that must agree."""
-    register = _register(store)
+    register = open_register(store)
     with register.store.begin() as conn:
-        rows = _run(lambda: ledger_service.totals(conn, by, period))
+        rows = run(lambda: ledger_service.totals(conn, by, period))
         check = ledger_service.recount(conn) if verify else None
     headers = [by, "areas", "estimated", "cancelled", "reduced", "cleared", "remaining"]
     body = [
@@ -410,11 +377,13 @@ def attach(
     """Attach a photo or scanned form to a record; kept in the register with its SHA-256."""
     from safeground.service.attachments import attach as attach_file
 
-    register = _register(store)
+    register = open_register(store)
     content = file.read_bytes()
     with register.store.begin() as conn:
-        done = _run(
-            lambda: attach_file(register, conn, _user(user), record_id, file.name, content, caption)
+        done = run(
+            lambda: attach_file(
+                register, conn, acting_user(user), record_id, file.name, content, caption
+            )
         )
     typer.echo(f"{done.record_id}: {file.name} ({done.size_bytes:,} bytes, sha256 {done.sha256})")
 
@@ -439,17 +408,17 @@ def import_command(
     from safeground.io.importer import import_many
     from safeground.io.mapping import load_mapping
 
-    register = _register(store)
+    register = open_register(store)
     if len(files) == 1 and is_dump(files[0]):
-        count = _run(lambda: restore(register, files[0]))
+        count = run(lambda: restore(register, files[0]))
         typer.echo(f"restored {count:,} rows from {files[0]}")
         return
     if mapping is None:
         raise typer.BadParameter("give --mapping (or a dump file to restore)")
-    chosen = _run(lambda: load_mapping(mapping))
-    report = _run(
+    chosen = run(lambda: load_mapping(mapping))
+    report = run(
         lambda: import_many(
-            register, files, chosen, _user(user), skip_invalid=skip_invalid, rejects=rejects
+            register, files, chosen, acting_user(user), skip_invalid=skip_invalid, rejects=rejects
         )
     )
     typer.echo(report.summary())
@@ -466,8 +435,8 @@ def export(
     """Export the current views as GeoPackage, GeoJSON or CSV."""
     from safeground.io.export import export_layers
 
-    register = _register(store)
-    written = _run(lambda: export_layers(register, out, format, layer, include_personal))
+    register = open_register(store)
+    written = run(lambda: export_layers(register, out, format, layer, include_personal))
     for path in written:
         typer.echo(str(path))
 
@@ -481,8 +450,8 @@ def dump(
     """Write a full dump (every report and setting) that `safeground import` restores."""
     from safeground.io.dump import dump as write_dump
 
-    register = _register(store)
-    count = _run(lambda: write_dump(register, out, include_personal))
+    register = open_register(store)
+    count = run(lambda: write_dump(register, out, include_personal))
     typer.echo(f"dumped {count:,} rows to {out}")
 
 
@@ -495,16 +464,13 @@ def demo(
     """Build the demo register from real data plus a SYNTHETIC Karabakh scenario."""
     from safeground.demo.build import build, summary
 
-    made = _run(lambda: build(out, echo=typer.echo))
+    made = run(lambda: build(out, echo=typer.echo))
     typer.echo("")
     typer.echo(summary(made))
     typer.echo("")
     typer.echo(f"The register is {out / 'safeground.gpkg'}: open it in QGIS (Layer > Add Layer >")
     typer.echo("Add Vector Layer), or explore it with `safeground --help` and --store.")
 
-
-# The web application's commands use this module's options and helpers, so they mount last.
-from safeground.cli.web import serve, token_app, user_app  # noqa: E402
 
 app.command()(serve)
 app.add_typer(user_app, name="user")

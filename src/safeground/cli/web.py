@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from safeground.cli.main import StoreOption, _register, _run, _user
+from safeground.cli.common import StoreOption, acting_user, open_register, run
 from safeground.cli.output import table
 from safeground.service import accounts
 from safeground.service.register import Register
@@ -18,7 +18,7 @@ token_app = typer.Typer(help="API tokens for scripts.", no_args_is_help=True)
 
 def _accounts_register(store: str | None) -> Register:
     """The register, migrated: one made before the account tables gets them."""
-    register = _register(store)
+    register = open_register(store)
     register.store.migrate()
     return register
 
@@ -41,7 +41,7 @@ def serve(
     from safeground.web.settings import Settings
 
     settings = Settings.from_env(store=store)
-    app = _run(lambda: create_app(settings))
+    app = run(lambda: create_app(settings))
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"Safeground is serving {settings.store} at http://{shown}:{port}/ (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -63,8 +63,10 @@ def user_add(
     chosen, generated = _new_password(password_stdin)
     register = _accounts_register(store)
     with register.store.begin() as conn:
-        _run(
-            lambda: accounts.add_account(conn, username, role, chosen, organisation, by=_user(None))
+        run(
+            lambda: accounts.add_account(
+                conn, username, role, chosen, organisation, by=acting_user(None)
+            )
         )
     typer.echo(f"added {username} ({role})")
     if generated:
@@ -81,8 +83,8 @@ def user_role(
     """Change an account's role; it takes effect on the account's next request."""
     register = _accounts_register(store)
     with register.store.begin() as conn:
-        changed = _run(
-            lambda: accounts.set_role(conn, username, role, organisation, by=_user(None))
+        changed = run(
+            lambda: accounts.set_role(conn, username, role, organisation, by=acting_user(None))
         )
     typer.echo(f"{changed.username} is now {changed.role}")
 
@@ -99,7 +101,7 @@ def user_password(
     chosen, generated = _new_password(password_stdin)
     register = _accounts_register(store)
     with register.store.begin() as conn:
-        _run(lambda: accounts.set_password(conn, username, chosen, by=_user(None)))
+        run(lambda: accounts.set_password(conn, username, chosen, by=acting_user(None)))
     typer.echo(f"new password for {username}" + (f": {chosen}" if generated else ""))
 
 
@@ -108,7 +110,7 @@ def user_disable(username: str, store: StoreOption = None) -> None:
     """Shut an account out at once: its sessions end and its API tokens stop working."""
     register = _accounts_register(store)
     with register.store.begin() as conn:
-        _run(lambda: accounts.disable_account(conn, username, by=_user(None)))
+        run(lambda: accounts.disable_account(conn, username, by=acting_user(None)))
     typer.echo(f"{username} is disabled")
 
 
@@ -140,5 +142,5 @@ def token_create(
     """Create an API token for an account; it is printed once (send as Authorization: Bearer)."""
     register = _accounts_register(store)
     with register.store.begin() as conn:
-        token_id, secret = _run(lambda: accounts.create_token(conn, username, label))
+        token_id, secret = run(lambda: accounts.create_token(conn, username, label))
     typer.echo(f"token {token_id} for {username}: {secret}")
