@@ -95,18 +95,19 @@ def client(app) -> TestClient:
     return TestClient(app)
 
 
+def logged_in(app, username: str) -> TestClient:
+    """A client of ``app`` logged in (cookie session) as ``username``, sending its CSRF token."""
+    session = TestClient(app)
+    response = session.post("/api/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    session.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+    return session
+
+
 @pytest.fixture
 def login(app) -> Callable[[str], TestClient]:
-    """A client logged in (cookie session) as one of ACCOUNTS, sending its CSRF token."""
-
-    def log_in(username: str) -> TestClient:
-        session = TestClient(app)
-        response = session.post("/api/login", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        session.headers["X-CSRF-Token"] = response.json()["csrf_token"]
-        return session
-
-    return log_in
+    """A client logged in as one of ACCOUNTS."""
+    return lambda username: logged_in(app, username)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from safeground.storage.schema import risk_score
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 from tests.risk import registers
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, logged_in
 
 WEB_MERCATOR = morecantile.tms.get("WebMercatorQuad")
 VIRIDIS = cmap.get("viridis")
@@ -65,13 +65,7 @@ def served(store_location: str, tmp_path: Path) -> Iterator[Served]:
 
 @pytest.fixture
 def as_user(served: Served) -> Callable[[str], TestClient]:
-    def log_in(username: str) -> TestClient:
-        client = TestClient(served.app)
-        response = client.post("/api/login", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        return client
-
-    return log_in
+    return lambda username: logged_in(served.app, username)
 
 
 def _cell_centres(path: Path) -> tuple[np.ndarray, list[tuple[float, float]]]:
