@@ -6,6 +6,7 @@ whole batch inside one transaction, so a batch that breaks a rule changes nothin
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -130,28 +131,29 @@ class Register:
     def _new_reports(self, conn: Connection, user: str, items: list[Submission]) -> list[Report]:
         """Validate submissions and give new records their IDs, reserved per prefix in bulk."""
         country = self.store.settings(conn)["country"]
-        wanted: dict[tuple[str, str, int], int] = {}
-        for item in items:
-            if item.record_id is None and item.operation in (None, Operation.CREATE):
-                key = (
-                    item.country or country,
-                    record_model(item.record_type).id_code,
-                    item.date_of_information.year,
-                )
-                wanted[key] = wanted.get(key, 0) + 1
+        # The ID prefix of each submission creating a record that has no ID yet (else None).
+        prefixes = [
+            (
+                item.country or country,
+                record_model(item.record_type).id_code,
+                item.date_of_information.year,
+            )
+            if item.record_id is None and item.operation in (None, Operation.CREATE)
+            else None
+            for item in items
+        ]
+        wanted = Counter(p for p in prefixes if p is not None)
         reserved = {key: iter(self.new_ids(conn, *key, n)) for key, n in wanted.items()}
         created_at = now()
-        reports = []
-        for item in items:
-            record_id = item.record_id
-            if record_id is None and item.operation in (None, Operation.CREATE):
-                key = (
-                    item.country or country,
-                    record_model(item.record_type).id_code,
-                    item.date_of_information.year,
-                )
-                record_id = next(reserved[key])
-            reports.append(self._new_report(user, item, record_id, created_at))
+        reports = [
+            self._new_report(
+                user,
+                item,
+                item.record_id if prefix is None else next(reserved[prefix]),
+                created_at,
+            )
+            for item, prefix in zip(items, prefixes, strict=True)
+        ]
         # A created record's report holds the whole record; encoded for all at once.
         created = [(r, r.built) for r in reports if r.built is not None]
         for (r, _), payload in zip(created, to_payloads([b for _, b in created]), strict=True):
