@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, func, select
 
 from safeground.domain.codes import LandType
@@ -144,30 +145,22 @@ def recount(conn: Connection, workers: int | None = None) -> Recount:
     index = {row.record_id: i for i, row in enumerate(rows)}
     pieces = conn.execute(select(processed_land.c.hazard_id, processed_land.c.geometry)).all()
     owner = np.array([index[p.hazard_id] for p in pieces], dtype=np.int64)
-    hazard_wkb = [None if r.geometry is None else shapely.to_wkb(r.geometry) for r in rows]
-    piece_wkb = [shapely.to_wkb(p.geometry) for p in pieces]
-    released = np.zeros(len(rows))
+    hazard_geoms = [row.geometry for row in rows]
+    piece_geoms = np.array([p.geometry for p in pieces], dtype=object)
     workers = workers or (os.cpu_count() or 1)
     if workers > 1 and len(pieces) > PARALLEL_FROM:
         owned = sorted(set(owner.tolist()))
-        chunks = [owned[i::workers] for i in range(workers)]
         jobs = []
-        for chunk in chunks:
-            wanted = set(chunk)
-            members = [i for i, h in enumerate(owner) if h in wanted]
-            jobs.append(
-                (
-                    {h: hazard_wkb[h] for h in chunk},
-                    owner[members],
-                    [piece_wkb[i] for i in members],
-                )
-            )
+        for chunk in (owned[i::workers] for i in range(workers)):
+            members = np.isin(owner, chunk)
+            jobs.append(({h: hazard_geoms[h] for h in chunk}, owner[members], piece_geoms[members]))
+        # Shapely geometries are pickled (as WKB) to and from the worker processes.
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for areas in pool.map(_released_areas, *zip(*jobs, strict=True)):
-                for h, area in areas.items():
-                    released[h] = area
+            found = list(pool.map(_released_areas, *zip(*jobs, strict=True)))
     else:
-        areas = _released_areas(dict(enumerate(hazard_wkb)), owner, piece_wkb)
+        found = [_released_areas(dict(enumerate(hazard_geoms)), owner, piece_geoms)]
+    released = np.zeros(len(rows))
+    for areas in found:
         for h, area in areas.items():
             released[h] = area
     disagreements = []
@@ -195,20 +188,18 @@ PARALLEL_FROM = 20_000
 
 
 def _released_areas(
-    hazards: dict[int, bytes | None], owner: np.ndarray, pieces: list[bytes]
+    hazards: dict[int, BaseGeometry | None], owner: np.ndarray, pieces: np.ndarray
 ) -> dict[int, float]:
-    """Area of the union of each hazard's pieces clipped to it (runs in a worker process)."""
-    geoms = shapely.from_wkb(np.array(pieces, dtype=object)) if pieces else np.array([])
-    hazard_geoms = {h: None if w is None else shapely.from_wkb(w) for h, w in hazards.items()}
+    """Area of the union of each hazard's pieces clipped to it (may run in a worker process)."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, h in enumerate(owner.tolist()):
         groups[h].append(i)
     found = {}
     for h, members in groups.items():
-        outline = hazard_geoms[h]
+        outline = hazards[h]
         if outline is None:
             continue
-        clipped = [polygonal(g) for g in shapely.intersection(geoms[members], outline)]
+        clipped = [polygonal(g) for g in shapely.intersection(pieces[members], outline)]
         union = clipped[0] if len(clipped) == 1 else shapely.union_all(clipped)
         found[h] = geodesic_area(union)
     return found
