@@ -55,7 +55,7 @@ def totals(conn: Connection, by: str, period: str = "year") -> list[LedgerRow]:
         func.sum(hazard.c.cleared_m2),
         func.sum(hazard.c.remaining_m2),
     ).group_by(key)
-    labels = _admin_labels(conn) if by == "admin_area" else {}
+    labels = _names(conn, "admin_area") if by == "admin_area" else {}
     rows = []
     for k, n, *areas in conn.execute(query):
         name = k or "(none)"
@@ -80,7 +80,7 @@ def _released_totals(conn: Connection, by: str, period: str) -> list[LedgerRow]:
             key = str(on.year) if period == "year" else f"{on.year}-{on.month:02d}"
         grouped[key][land_type] += credited
         hazards[key].add(hazard_id)
-    labels = _organisation_labels(conn) if by == "operator" else {}
+    labels = _names(conn, "organisation") if by == "operator" else {}
     return [
         LedgerRow(
             key,
@@ -96,15 +96,9 @@ def _released_totals(conn: Connection, by: str, period: str) -> list[LedgerRow]:
     ]
 
 
-def _admin_labels(conn: Connection) -> dict[str, str]:
-    table = record_tables["admin_area"]
-    return {
-        row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))
-    }
-
-
-def _organisation_labels(conn: Connection) -> dict[str, str]:
-    table = record_tables["organisation"]
+def _names(conn: Connection, record_type: str) -> dict[str, str]:
+    """Display names of all records of a named type (admin areas, organisations)."""
+    table = record_tables[record_type]
     return {
         row.record_id: row.name for row in conn.execute(select(table.c.record_id, table.c.name))
     }
