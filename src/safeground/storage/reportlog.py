@@ -30,16 +30,24 @@ def insert_reports(
     changes, private = [], []
     for r, report_id in zip(reports, report_ids, strict=True):
         r.report_id = report_id
-        hidden = record_model(r.record_type).personal_fields
-        if hidden and any(k in hidden for k in r.changes):
-            changes.append({k: v for k, v in r.changes.items() if k not in hidden})
-            personal = {k: v for k, v in r.changes.items() if k in hidden}
+        public, personal = _split_personal(r)
+        changes.append(public)
+        if personal:
             private.append({"report_id": report_id, "changes": personal})
-        else:
-            changes.append(r.changes)
     columns["changes"] = changes
     insert_columns(conn, report, columns)
     insert_rows(conn, report_personal, private)
+
+
+def _split_personal(rep: Report) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A report's changes without its personal fields, and those fields (stored apart)."""
+    hidden = record_model(rep.record_type).personal_fields
+    if not any(k in hidden for k in rep.changes):
+        return rep.changes, {}
+    return (
+        {k: v for k, v in rep.changes.items() if k not in hidden},
+        {k: v for k, v in rep.changes.items() if k in hidden},
+    )
 
 
 def _to_report(row: Any, personal: dict[int, dict[str, Any]]) -> Report:
@@ -109,16 +117,15 @@ def _personal(conn: Connection, report_ids: list[int]) -> dict[int, dict[str, An
 
 def rewrite_draft(conn: Connection, rep: Report) -> None:
     """Store a revised draft's changes, date and reason (personal fields apart, as on insert)."""
-    hidden = set(record_model(rep.record_type).personal_fields)
+    public, private = _split_personal(rep)
     update_report(
         conn,
         rep.report_id,
-        changes={k: v for k, v in rep.changes.items() if k not in hidden},
+        changes=public,
         date_of_information=rep.date_of_information,
         reason=rep.reason,
     )
     conn.execute(report_personal.delete().where(report_personal.c.report_id == rep.report_id))
-    private = {k: v for k, v in rep.changes.items() if k in hidden}
     if private:
         conn.execute(report_personal.insert().values(report_id=rep.report_id, changes=private))
 
