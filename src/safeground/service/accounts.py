@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, func, select
+from sqlalchemy import ColumnElement, Connection, Table, func, select
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
@@ -310,14 +310,22 @@ def logout(conn: Connection, session: str, client: str | None) -> None:
 
 def principal_for_session(conn: Connection, session: str) -> Principal | None:
     """The account behind a session cookie, if the session is live and the account enabled."""
+    return _enabled_holder(
+        conn,
+        web_session,
+        web_session.c.session_hash == digest(session),
+        web_session.c.expires_at > now(),
+    )
+
+
+def _enabled_holder(
+    conn: Connection, credentials: Table, *live: ColumnElement[bool]
+) -> Principal | None:
+    """The enabled account holding a live credential (a session or an API token), if any."""
     row = conn.execute(
         select(account)
-        .join(web_session, web_session.c.username == account.c.username)
-        .where(
-            web_session.c.session_hash == digest(session),
-            web_session.c.expires_at > now(),
-            account.c.disabled_at.is_(None),
-        )
+        .join(credentials, credentials.c.username == account.c.username)
+        .where(*live, account.c.disabled_at.is_(None))
     ).first()
     return None if row is None else _account(row).principal
 
@@ -358,16 +366,9 @@ def revoke_token(
 
 
 def principal_for_token(conn: Connection, token: str) -> Principal | None:
-    row = conn.execute(
-        select(account)
-        .join(api_token, api_token.c.username == account.c.username)
-        .where(
-            api_token.c.token_hash == digest(token),
-            api_token.c.revoked_at.is_(None),
-            account.c.disabled_at.is_(None),
-        )
-    ).first()
-    return None if row is None else _account(row).principal
+    return _enabled_holder(
+        conn, api_token, api_token.c.token_hash == digest(token), api_token.c.revoked_at.is_(None)
+    )
 
 
 def organisations_of(conn: Connection, usernames: set[str]) -> dict[str, str | None]:
