@@ -512,7 +512,6 @@ RECORD_TYPES: dict[str, type[Record]] = {
         Attachment,
     )
 }
-RECORD_TYPE_BY_CODE = {model.id_code: model for model in RECORD_TYPES.values()}
 
 
 def record_model(record_type: str) -> type[Record]:
