@@ -7,15 +7,14 @@ names the column.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from safeground.cli.common import StoreOption, UserOption, acting_user
 from safeground.domain.errors import SafegroundError
 from safeground.risk import (
     ModelConfig,
@@ -79,23 +78,8 @@ def _spec(
     )
 
 
-StoreOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Register: a GeoPackage path or a postgresql:// URL "
-        "[default: $SAFEGROUND_STORE or ./safeground.gpkg]",
-    ),
-]
-UserOpt = Annotated[
-    str | None, typer.Option("--user", help="Who acts [default: $SAFEGROUND_USER or login name]")
-]
 # Errors of the register-side commands: bad input, never a bug; exit code 2 as the table ones.
 MAP_ERRORS = (SafegroundError, RiskDataError, PresenceDataError, GridError, ValueError, OSError)
-
-
-def _user(user: str | None) -> str:
-    return user or os.environ.get("SAFEGROUND_USER") or getpass.getuser()
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -274,8 +258,8 @@ def covariate_add_cmd(
         str | None,
         typer.Option("--use", help="vectors: distance (default) or presence; rasters: value"),
     ] = None,
-    store: StoreOpt = None,
-    user: UserOpt = None,
+    store: StoreOption = None,
+    user: UserOption = None,
 ) -> None:
     """Keep a covariate layer (its bytes and SHA-256) for every later risk map."""
     from safeground.risk.evidence import add_covariate
@@ -283,7 +267,7 @@ def covariate_add_cmd(
     if use not in (None, "value", "distance", "presence"):
         raise _fail(ValueError(f"--use {use!r}: value, distance or presence"))
     try:
-        cov = add_covariate(Register.open(store), name, file, _user(user), use)  # type: ignore[arg-type]
+        cov = add_covariate(Register.open(store), name, file, acting_user(user), use)  # type: ignore[arg-type]
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(f"covariate {cov.name}: {cov.kind} {cov.filename} ({cov.use}), sha256 {cov.sha256}")
@@ -320,8 +304,8 @@ def map_cmd(
         bool, typer.Option("--no-grid-layer", help="write the GeoTIFF only (huge grids)")
     ] = False,
     seed: SeedOpt = 0,
-    store: StoreOpt = None,
-    user: UserOpt = None,
+    store: StoreOption = None,
+    user: UserOption = None,
 ) -> None:
     """Risk grid over a region from the register's evidence: COG GeoTIFF + GeoPackage layer."""
     from safeground.risk.attach import attach_map
@@ -358,7 +342,7 @@ def map_cmd(
             result.model.save(save_model)
         summary = result.summary()
         if attach:
-            summary["attached"] = len(attach_map(register, out, _user(user)))
+            summary["attached"] = len(attach_map(register, out, acting_user(user)))
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -369,14 +353,14 @@ def attach_cmd(
     map_file: Annotated[
         Path, typer.Option("--map", help="a GeoTIFF written by 'risk map'", exists=True)
     ],
-    store: StoreOpt = None,
-    user: UserOpt = None,
+    store: StoreOption = None,
+    user: UserOption = None,
 ) -> None:
     """Store mean and max risk of every hazardous area and task the map covers."""
     from safeground.risk.attach import attach_map
 
     try:
-        scores = attach_map(Register.open(store), map_file, _user(user))
+        scores = attach_map(Register.open(store), map_file, acting_user(user))
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(f"attached risk to {len(scores)} hazardous areas and tasks (table risk_score)")
