@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import date
 
 import numpy as np
 import pyproj
@@ -24,6 +25,7 @@ from safeground.service.register import Register
 from safeground.web.app import create_app
 from safeground.web.ogc import CONFORMANCE
 from safeground.web.settings import Settings
+from tests.helpers import add
 from tests.web.layer_data import DISTRICT, TRIANGLE, VICTIM_NAME, MapData, bearer, build, hazard_box
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -171,6 +173,39 @@ def test_bbox_is_an_exact_intersection(served):
     assert ids(items(client, data, "hazardous_area", bbox="47.203,39.503,47.3,39.6")) == [
         data.hazards[-1]
     ]
+
+
+def test_boxes_paged_in_memory_match_the_database(served):
+    """The envelope index (unfiltered boxes) gives the pages and counts the database gives."""
+    client, _ = served
+    store = client.app.state.register.store
+    layer = layers.LAYERS["hazardous_area"]
+    principal = Principal("im", Role.IM_OFFICER, None)
+    envelopes = layers.EnvelopeCache()
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        x0, x1 = np.sort(rng.uniform(46.99, 47.22, 2))
+        y0, y1 = np.sort(rng.uniform(39.495, 39.515, 2))
+        query = layers.Query(
+            bbox=(x0, y0, x1, y1), limit=int(rng.integers(1, 6)), offset=int(rng.integers(0, 4))
+        )
+        in_memory = layers.items(store, layer, principal, query, envelopes)
+        database = layers.items(store, layer, principal, query)
+        assert in_memory.number_matched == database.number_matched
+        assert [f.id for f in in_memory.features] == [f.id for f in database.features]
+        assert [f.properties for f in in_memory.features] == [
+            f.properties for f in database.features
+        ]
+
+
+def test_boxes_paged_in_memory_follow_each_approval(served):
+    client, data = served
+    wide = {"bbox": "46.9,39.4,47.9,39.7", "limit": 100}
+    before = ids(items(client, data, "hazardous_area", **wide))
+    register = Register.open(client.app.state.register.store.location)
+    added = add(register, "hazardous_area", date(2022, 1, 1), geometry=hazard_box(40).wkt)
+    register.store.engine.dispose()
+    assert ids(items(client, data, "hazardous_area", **wide)) == [*before, added]
 
 
 def test_datetime_instants_and_intervals(served):

@@ -17,7 +17,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, Connection, Table, func, select
+from sqlalchemy import Column, ColumnElement, Connection, Select, Table, bindparam, func, select
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
@@ -310,24 +310,35 @@ def logout(conn: Connection, session: str, client: str | None) -> None:
 
 def principal_for_session(conn: Connection, session: str) -> Principal | None:
     """The account behind a session cookie, if the session is live and the account enabled."""
-    return _enabled_holder(
-        conn,
-        web_session,
-        web_session.c.session_hash == digest(session),
-        web_session.c.expires_at > now(),
+    return _holder(conn, _SESSION_HOLDER, hash=digest(session), now=now())
+
+
+def _enabled_holder_query(
+    credentials: Table, hashed: Column[str], *live: ColumnElement[bool]
+) -> Select[Any]:
+    """The enabled account holding a live credential (a session or an API token), if any.
+
+    Built once: every request looks its credential up, and building the query each time cost
+    more than running it.
+    """
+    return (
+        select(account.c.username, account.c.role, account.c.organisation_id)
+        .join(credentials, credentials.c.username == account.c.username)
+        .where(hashed == bindparam("hash"), *live, account.c.disabled_at.is_(None))
     )
 
 
-def _enabled_holder(
-    conn: Connection, credentials: Table, *live: ColumnElement[bool]
-) -> Principal | None:
-    """The enabled account holding a live credential (a session or an API token), if any."""
-    row = conn.execute(
-        select(account)
-        .join(credentials, credentials.c.username == account.c.username)
-        .where(*live, account.c.disabled_at.is_(None))
-    ).first()
-    return None if row is None else _account(row).principal
+_SESSION_HOLDER = _enabled_holder_query(
+    web_session, web_session.c.session_hash, web_session.c.expires_at > bindparam("now")
+)
+_TOKEN_HOLDER = _enabled_holder_query(
+    api_token, api_token.c.token_hash, api_token.c.revoked_at.is_(None)
+)
+
+
+def _holder(conn: Connection, query: Select[Any], **params: Any) -> Principal | None:
+    row = conn.execute(query, params).first()
+    return None if row is None else Principal(row.username, Role(row.role), row.organisation_id)
 
 
 # -- API tokens -----------------------------------------------------------------------------
@@ -366,9 +377,7 @@ def revoke_token(
 
 
 def principal_for_token(conn: Connection, token: str) -> Principal | None:
-    return _enabled_holder(
-        conn, api_token, api_token.c.token_hash == digest(token), api_token.c.revoked_at.is_(None)
-    )
+    return _holder(conn, _TOKEN_HOLDER, hash=digest(token))
 
 
 def organisations_of(conn: Connection, usernames: set[str]) -> dict[str, str | None]:

@@ -9,10 +9,11 @@ tasks of its own organisation only (the same scoping as the REST API).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
+    Date,
+    DateTime,
     Float,
     Table,
     and_,
@@ -79,6 +82,13 @@ class Layer:
     organisation_scoped: bool = False  # data entry accounts see their organisation's rows only
     # Order of importance when a tile keeps one feature of several (most important first).
     priority: tuple[str, tuple[str, ...]] | None = None
+
+    @cached_property
+    def date_properties(self) -> tuple[str, ...]:
+        """Properties that are dates, written as ISO 8601 text in a feature."""
+        return tuple(
+            name for name in self.properties if isinstance(self.table.c[name].type, Date | DateTime)
+        )
 
     def key_columns(self) -> list[Column[Any]]:
         return [self.table.c[k] for k in self.key]
@@ -381,10 +391,15 @@ def misses_bbox(
     for edge in edges:  # one query each: a store's bbox clause binds fixed parameter names
         query = select(table.c.fid, table.c.geometry).where(store.bbox_clause(table, edge), *where)
         rows.update((fid, geometry) for fid, geometry in conn.execute(query))
-    if not rows:
+    return _missing(rows, bbox)
+
+
+def _missing(geometries: dict[int, BaseGeometry], bbox: Bbox) -> list[int]:
+    """fids of the geometries that do not meet the box."""
+    if not geometries:
         return []
-    inside = shapely.intersects(np.array(list(rows.values()), dtype=object), box(*bbox))
-    return [fid for fid, hit in zip(rows, inside, strict=True) if not hit]
+    hits = shapely.intersects(np.array(list(geometries.values()), dtype=object), box(*bbox))
+    return [fid for fid, hit in zip(geometries, hits, strict=True) if not hit]
 
 
 # A GeoPackage box holding more features than this is paged by probing the R-tree row by row in
@@ -392,11 +407,25 @@ def misses_bbox(
 DENSE_BOX = 5000
 
 
-def items(store: Store, layer: Layer, principal: Principal, query: Query) -> Page:
-    """One page of a layer's features, in fid order, and how many match in all."""
+def items(
+    store: Store,
+    layer: Layer,
+    principal: Principal,
+    query: Query,
+    envelopes: EnvelopeCache | None = None,
+) -> Page:
+    """One page of a layer's features, in fid order, and how many match in all.
+
+    With ``envelopes``, a box with no other condition is counted and paged in memory (see
+    ``Envelopes``); otherwise, and always when the cache is behind the reader's snapshot,
+    the database does it.
+    """
     table = layer.table
     where = conditions(layer, principal, query)
     with store.read() as conn:
+        index = envelopes.get(conn, store, layer) if envelopes and not where else None
+        if query.bbox is not None and index is not None:
+            return _items_in_box(conn, layer, index, query.bbox, query)
         if query.bbox is None:
             matched = conn.execute(
                 select(func.count()).select_from(table).where(*where)
@@ -424,6 +453,29 @@ def items(store: Store, layer: Layer, principal: Principal, query: Query) -> Pag
             .offset(query.offset)
         ).all()
     return Page([_feature(layer, row) for row in rows], matched)
+
+
+def _items_in_box(
+    conn: Connection, layer: Layer, index: Envelopes, bbox: Bbox, query: Query
+) -> Page:
+    """A box's page from the envelopes in memory: the database reads only the geometries
+    near the box's edges (to drop those that miss it) and the page's rows."""
+    table = layer.table
+    meeting, near_edge = index.meeting(bbox)
+    near: dict[int, BaseGeometry] = {}
+    for chunk in chunked_in(near_edge.tolist()):
+        found = conn.execute(select(table.c.fid, table.c.geometry).where(table.c.fid.in_(chunk)))
+        near.update((fid, geometry) for fid, geometry in found)
+    missed = _missing(near, bbox)
+    if missed:
+        meeting = meeting[~np.isin(meeting, missed)]
+    wanted = query.offset + query.limit
+    first = np.partition(meeting, wanted - 1)[:wanted] if len(meeting) > wanted else meeting
+    page = np.sort(first)[query.offset :].tolist()
+    rows = conn.execute(
+        _feature_select(layer).where(table.c.fid.in_(page)).order_by(table.c.fid)
+    ).all()
+    return Page([_feature(layer, row) for row in rows], len(meeting))
 
 
 def _rtree_count(conn: Connection, table: Table, bbox: Bbox) -> int:
@@ -461,22 +513,88 @@ def item(store: Store, layer: Layer, principal: Principal, feature_id: str) -> F
 
 
 def _feature_select(layer: Layer) -> Any:
-    names = dict.fromkeys([*layer.key, *layer.properties])
+    """The properties first, in order, then any key column that is not one, then geometry."""
+    names = dict.fromkeys([*layer.properties, *layer.key])
     return select(*(layer.table.c[n] for n in names), layer.table.c.geometry)
 
 
 def _feature(layer: Layer, row: Any) -> Feature:
-    return Feature(
-        layer.feature_id(row),
-        row.geometry,
-        {name: _json_value(getattr(row, name)) for name in layer.properties},
-    )
+    properties = dict(zip(layer.properties, row, strict=False))
+    for name in layer.date_properties:
+        if properties[name] is not None:
+            properties[name] = properties[name].isoformat()
+    return Feature(layer.feature_id(row), row.geometry, properties)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return value
+class Envelopes:
+    """The envelopes of a layer's features, in memory, sorted by their west edge.
+
+    Counting a national box in the database reads every index entry in it (5 ms for 75k
+    areas in a GeoPackage's R-tree, more on PostGIS), for each request. In memory it is a few
+    array comparisons over the features whose west edge can fall in the box, and the page is
+    the box's lowest fids. The database then reads only the geometries whose envelope crosses
+    an edge of the box (the others surely meet it) and the page's rows.
+    """
+
+    def __init__(self, fids: np.ndarray, bounds: np.ndarray):
+        order = np.argsort(bounds[:, 0], kind="stable")
+        self.fids = fids[order]
+        self.minx, self.miny, self.maxx, self.maxy = (bounds[order, i].copy() for i in range(4))
+        self.widest = float((self.maxx - self.minx).max()) if len(fids) else 0.0
+
+    @classmethod
+    def load(cls, conn: Connection, store: Store, layer: Layer) -> Envelopes:
+        table = layer.table
+        if store.dialect == "postgresql":
+            geometry = table.c.geometry
+            query = select(
+                table.c.fid,
+                func.ST_XMin(geometry),
+                func.ST_YMin(geometry),
+                func.ST_XMax(geometry),
+                func.ST_YMax(geometry),
+            ).where(geometry.is_not(None))
+        else:
+            rtree = rtree_of(table)
+            query = select(rtree.c.id, rtree.c.minx, rtree.c.miny, rtree.c.maxx, rtree.c.maxy)
+        # Plain tuples: numpy reads a list of SQLAlchemy rows five times slower.
+        rows = np.array([tuple(r) for r in conn.execute(query)], dtype=np.float64).reshape(-1, 5)
+        return cls(rows[:, 0].astype(np.int64), rows[:, 1:])
+
+    def meeting(self, bbox: Bbox) -> tuple[np.ndarray, np.ndarray]:
+        """fids whose envelope meets the box, and those of them whose envelope is not inside
+        it (only their geometry can miss the box)."""
+        minx, miny, maxx, maxy = bbox
+        start = int(np.searchsorted(self.minx, minx - self.widest, side="left"))
+        end = int(np.searchsorted(self.minx, maxx, side="right"))
+        west, south, east, north = (
+            a[start:end] for a in (self.minx, self.miny, self.maxx, self.maxy)
+        )
+        meets = (east >= minx) & (south <= maxy) & (north >= miny)
+        inside = (west >= minx) & (east <= maxx) & (south >= miny) & (north <= maxy)
+        fids = self.fids[start:end]
+        return fids[meets], fids[meets & ~inside]
+
+
+class EnvelopeCache:
+    """Each layer's ``Envelopes`` at the register's current data generation, one per server
+    process, loaded again after a write (0.3 s for 100k areas in a GeoPackage)."""
+
+    def __init__(self) -> None:
+        self._layers: dict[str, tuple[int, Envelopes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
+        """The layer's envelopes as ``conn`` sees the register; None when the cache is newer
+        than the reader's snapshot (the database answers that reader)."""
+        generation = store.generation(conn)
+        with self._lock:  # one thread loads; the others wait for it rather than load too
+            cached = self._layers.get(layer.id)
+            if cached is not None and cached[0] >= generation:
+                return cached[1] if cached[0] == generation else None
+            envelopes = Envelopes.load(conn, store, layer)
+            self._layers[layer.id] = (generation, envelopes)
+            return envelopes
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from sqlalchemy import (
 from safeground.domain.access import Principal
 from safeground.service.layers import Layer, Query, conditions, rtree_of
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import report
 from safeground.storage.store import Store
 
 EXTENT = 4096  # tile coordinate units
@@ -111,7 +110,7 @@ def tile(
     with store.read() as conn:
         key = None
         if cache is not None:
-            key = _cache_key(conn, layer, principal, address, query)
+            key = _cache_key(conn, store, layer, principal, address, query)
             found = cache.get(key)
             if found is not _MISSING:
                 return found  # type: ignore[return-value]
@@ -131,9 +130,10 @@ class TileCache:
     """Tiles drawn recently, in memory: national tiles of a large register take long to draw
     (about a second at zoom 6 with 100k areas) and every user asks for the same ones.
 
-    A tile is keyed by the register's last approval, so an approval redraws every tile; an
-    entry also expires after ``max_age_s``, which bounds how long a change made another way
-    (a rebuild) can take to show. Least recently used tiles go first beyond ``max_bytes``.
+    A tile is keyed by the register's data generation, so an approval (or a rebuild) redraws
+    every tile; an entry also expires after ``max_age_s``, which bounds how long a change made
+    outside Safeground (a GeoPackage edited in QGIS) can take to show. Least recently used
+    tiles go first beyond ``max_bytes``.
     """
 
     def __init__(self, max_bytes: int = 64 * 2**20, max_age_s: float = 300.0):
@@ -164,14 +164,18 @@ class TileCache:
 
 
 def _cache_key(
-    conn: Connection, layer: Layer, principal: Principal, address: TileAddress, query: Query
+    conn: Connection,
+    store: Store,
+    layer: Layer,
+    principal: Principal,
+    address: TileAddress,
+    query: Query,
 ) -> Hashable:
-    last_approval = conn.execute(select(func.max(report.c.approval_seq))).scalar()
     scope = principal.organisation_id if layer.organisation_scoped else None
     if not principal.is_organisation_scoped:
         scope = None
     filters = tuple(sorted(query.filters.items()))
-    return (layer.id, address, query.interval, filters, scope, last_approval)
+    return (layer.id, address, query.interval, filters, scope, store.generation(conn))
 
 
 def _selection(

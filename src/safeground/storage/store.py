@@ -26,6 +26,9 @@ from safeground.storage import gpkg, migrations
 from safeground.storage.schema import id_sequence, setting
 
 DEFAULT_STORE = "safeground.gpkg"
+# The id_sequence entry counting writes to the views (``Store.generation``).
+GENERATION = "data_generation"
+_GENERATION_QUERY = select(id_sequence.c.last).where(id_sequence.c.prefix == GENERATION)
 
 
 def default_location() -> str:
@@ -104,7 +107,15 @@ class Store:
         raise NotImplementedError
 
     def after_write(self, conn: Connection) -> None:
-        """Backend bookkeeping after a write transaction (GeoPackage layer metadata)."""
+        """Bookkeeping after a write to the register's views: a new data generation, which
+        tells every server process that what it keeps in memory (tiles, envelopes) is stale,
+        and the GeoPackage's layer metadata."""
+        self.next_numbers(conn, GENERATION, 1)
+
+    def generation(self, conn: Connection) -> int:
+        """The register's data generation: it changes with every write to the views."""
+        found = conn.execute(_GENERATION_QUERY).scalar()
+        return int(found or 0)
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         raise NotImplementedError
@@ -141,6 +152,7 @@ class GeoPackageStore(Store):
         return list(range(last + 1, last + count + 1))
 
     def after_write(self, conn: Connection) -> None:
+        super().after_write(conn)
         gpkg.mark_layers_changed(conn)
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:

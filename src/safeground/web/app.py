@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from safeground.service.layers import EnvelopeCache
 from safeground.service.register import Register
 from safeground.service.tiles import TileCache
 from safeground.web import ogc, risk, tiles
 from safeground.web.api import router as api_router
 from safeground.web.errors import (
+    RequestGuard,
     add_error_handlers,
     describe_errors,
-    limit_request_size,
-    refuse_nul_characters,
 )
 from safeground.web.fieldforms import router as fieldforms_router
 from safeground.web.pages import add_pages
@@ -34,10 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.register = register
     app.state.tile_cache = TileCache()
+    app.state.envelopes = EnvelopeCache()
     app.state.risk_verified = risk.Verified()
     add_error_handlers(app)
-    refuse_nul_characters(app)
-    limit_request_size(app, settings.max_upload_bytes)
+    app.add_middleware(RequestGuard, limit=settings.max_upload_bytes)
     app.include_router(api_router)
     app.include_router(fieldforms_router)
     app.include_router(ogc.router)

@@ -312,7 +312,7 @@ def items(
             limit=limit,
             offset=offset,
         )
-        page = layers.items(store, layer, principal, query)
+        page = layers.items(store, layer, principal, query, request.app.state.envelopes)
     except ValueError as error:
         raise _bad(str(error)) from None
     path = f"/collections/{layer.id}/items"
