@@ -9,6 +9,7 @@ Prints, each against a baseline run side by side in the same process:
 Goals (issue 2): recount ≤ 30 s on 2 cores, bbox p95 ≤ 20 ms, peak memory ≤ 2 GiB.
 
     python bench/bench_register.py [--hazards N] [--postgis URL]   # default: a temporary GeoPackage
+    python bench/bench_register.py --keep FILE.gpkg|URL             # fill once, measure again later
 The register is filled through Register.file (validation, rules, history on), in batches.
 """
 
@@ -31,6 +32,7 @@ from sqlalchemy import create_engine, select
 from safeground.service.ledger import recount
 from safeground.service.register import Register, Submission
 from safeground.storage.schema import processed_land, record_tables
+from safeground.storage.store import open_store
 
 # Azerbaijan's bounding box, roughly: hazards are spread over it.
 LON0, LAT0, LON1, LAT1 = 44.8, 38.4, 50.4, 41.9
@@ -136,13 +138,15 @@ def main() -> None:
     parser.add_argument("--postgis", help="a PostGIS URL: the bench works in a fresh schema there")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument(
-        "--keep", help="GeoPackage to fill and keep; if it exists, it is measured without refilling"
+        "--keep",
+        help="a GeoPackage or a PostGIS URL (with its search_path) to fill and keep; if it "
+        "holds a register already, that register is measured without refilling",
     )
     args = parser.parse_args()
     rng = np.random.default_rng(7)
     with tempfile.TemporaryDirectory() as tmp:
         location = fresh_schema(args.postgis) if args.postgis else str(Path(tmp) / "bench.gpkg")
-        if args.keep and Path(args.keep).exists():
+        if args.keep and open_store(args.keep).exists():
             location, register = args.keep, Register.open(args.keep)
             print(f"measuring the kept register {args.keep} (not refilled)")
         else:

@@ -78,6 +78,16 @@ def test_login_is_rate_limited_per_username_and_client(client, scenario):
     )
 
 
+def test_login_spraying_many_usernames_from_one_client_is_rate_limited(client, scenario):
+    names = iter(f"nobody{i}" for i in range(1000))
+    for _ in range(scenario.settings.login_client_attempts):
+        failed = client.post("/api/login", json={"username": next(names), "password": "x"})
+        assert failed.status_code == 401
+    blocked = client.post("/api/login", json={"username": "officer", "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) >= 1
+
+
 def test_login_needs_username_and_password(client):
     response = client.post("/api/login", json={"username": "clerk"})
     assert response.status_code == 422

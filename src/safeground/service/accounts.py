@@ -32,7 +32,7 @@ LOGIN_FAILED = "login.failed"
 
 
 class TooManyAttempts(SafegroundError):
-    """Too many failed logins for this username from this client (HTTP 429)."""
+    """Too many failed logins for this username, or from this client (HTTP 429)."""
 
     def __init__(self, retry_after_s: int):
         self.retry_after_s = retry_after_s
@@ -41,9 +41,11 @@ class TooManyAttempts(SafegroundError):
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    """At most ``attempts`` failed logins per username and client within ``window``."""
+    """At most ``attempts`` failed logins per username and client within ``window``, and at
+    most ``client_attempts`` from one client whatever the usernames (password spraying)."""
 
     attempts: int = 5
+    client_attempts: int = 30
     window: timedelta = timedelta(minutes=5)
     session_lifetime: timedelta = timedelta(hours=12)
 
@@ -226,16 +228,22 @@ def login(
 
 def _check_rate(conn: Connection, username: str, client: str | None, policy: LoginPolicy) -> None:
     since = now() - policy.window
-    query = select(func.count(), func.min(audit_log.c.at)).where(
-        audit_log.c.action == LOGIN_FAILED,
-        audit_log.c.username == username,
-        audit_log.c.client == client if client is not None else audit_log.c.client.is_(None),
-        audit_log.c.at >= since,
+    recent = (audit_log.c.action == LOGIN_FAILED, audit_log.c.at >= since)
+    same_client = (
+        audit_log.c.client == client if client is not None else audit_log.c.client.is_(None)
     )
-    failures, oldest = conn.execute(query).one()
-    if failures >= policy.attempts:
-        retry = int((oldest + policy.window - now()).total_seconds()) + 1
-        raise TooManyAttempts(max(retry, 1))
+    limits: list[tuple[int, tuple[ColumnElement[bool], ...]]] = [
+        (policy.attempts, (*recent, same_client, audit_log.c.username == username))
+    ]
+    if client is not None:  # the command line has no client address, and no spraying
+        limits.append((policy.client_attempts, (*recent, same_client)))
+    for attempts, where in limits:
+        failures, oldest = conn.execute(
+            select(func.count(), func.min(audit_log.c.at)).where(*where)
+        ).one()
+        if failures >= attempts:
+            retry = int((oldest + policy.window - now()).total_seconds()) + 1
+            raise TooManyAttempts(max(retry, 1))
 
 
 def _verify(conn: Connection, row: Any, password: str) -> bool:

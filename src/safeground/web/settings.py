@@ -20,6 +20,7 @@ class Settings(BaseModel):
     cookie_secure: bool = Field(False, description="Send cookies over HTTPS only")
     session_hours: float = 12.0
     login_attempts: int = 5
+    login_client_attempts: int = 30
     login_window_s: int = 300
 
     @classmethod

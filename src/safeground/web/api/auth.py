@@ -95,6 +95,7 @@ async def login(request: Request, response: Response) -> Me:
     settings = get_settings(request)
     policy = accounts.LoginPolicy(
         attempts=settings.login_attempts,
+        client_attempts=settings.login_client_attempts,
         window=timedelta(seconds=settings.login_window_s),
         session_lifetime=timedelta(hours=settings.session_hours),
     )
