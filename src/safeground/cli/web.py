@@ -14,6 +14,7 @@ from safeground.service.register import Register
 
 user_app = typer.Typer(help="Accounts of the web application.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for scripts.", no_args_is_help=True)
+PasswordStdinOption = Annotated[bool, typer.Option(help="Read the password from standard input")]
 
 
 def _accounts_register(store: str | None) -> Register:
@@ -54,9 +55,7 @@ def user_add(
     organisation: Annotated[
         str | None, typer.Option(help="Organisation record ID (data entry must have one)")
     ] = None,
-    password_stdin: Annotated[
-        bool, typer.Option(help="Read the password from standard input")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     store: StoreOption = None,
 ) -> None:
     """Add an account; without --password-stdin a password is generated and printed."""
@@ -92,9 +91,7 @@ def user_role(
 @user_app.command("password")
 def user_password(
     username: str,
-    password_stdin: Annotated[
-        bool, typer.Option(help="Read the password from standard input")
-    ] = False,
+    password_stdin: PasswordStdinOption = False,
     store: StoreOption = None,
 ) -> None:
     """Set a new password (generated and printed unless --password-stdin); sessions end."""
