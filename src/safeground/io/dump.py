@@ -37,7 +37,6 @@ from safeground.storage.schema import (
     risk_covariate,
 )
 from safeground.storage.schema import setting as setting_table
-from safeground.storage.store import GENERATION
 from safeground.storage.types import JsonValue, Timestamp
 
 FORMAT = "safeground-dump"
@@ -69,8 +68,6 @@ def dump(register: Register, out: Path, include_personal: bool = False) -> int:
         for name in tables:
             table = TABLES[name]
             query = select(table).order_by(*table.primary_key.columns)
-            if table is id_sequence:  # the data generation counts writes; it is not content
-                query = query.where(id_sequence.c.prefix != GENERATION)
             for row in conn.execute(query):
                 values = {c.name: _encode(getattr(row, c.name), c.type) for c in table.c}
                 f.write(_line({"table": name, "row": values}))

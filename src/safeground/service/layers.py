@@ -423,9 +423,10 @@ def items(
     table = layer.table
     where = conditions(layer, principal, query)
     with store.read() as conn:
-        index = envelopes.get(conn, store, layer) if envelopes and not where else None
-        if query.bbox is not None and index is not None:
-            return _items_in_box(conn, layer, index, query.bbox, query)
+        if query.bbox is not None and envelopes is not None and not where:
+            index = envelopes.get(conn, store, layer)
+            if index is not None:
+                return _items_in_box(conn, layer, index, query.bbox, query)
         if query.bbox is None:
             matched = conn.execute(
                 select(func.count()).select_from(table).where(*where)

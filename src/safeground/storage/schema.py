@@ -75,6 +75,15 @@ id_sequence = Table(
     Column("last", Integer, nullable=False),
 )
 
+# One row: how many writes the register's views have had. Server processes compare it to know
+# when what they keep in memory (tiles, envelopes) is stale. Not content: never dumped.
+data_generation = Table(
+    "data_generation",
+    metadata,
+    Column("id", Integer, primary_key=True),  # a GeoPackage attribute table needs one
+    Column("generation", Integer, nullable=False),
+)
+
 setting = Table(
     "setting",
     metadata,

@@ -23,12 +23,10 @@ from sqlalchemy.engine import make_url
 
 from safeground.domain.errors import SafegroundError
 from safeground.storage import gpkg, migrations
-from safeground.storage.schema import id_sequence, setting
+from safeground.storage.schema import data_generation, id_sequence, setting
 
 DEFAULT_STORE = "safeground.gpkg"
-# The id_sequence entry counting writes to the views (``Store.generation``).
-GENERATION = "data_generation"
-_GENERATION_QUERY = select(id_sequence.c.last).where(id_sequence.c.prefix == GENERATION)
+_GENERATION_QUERY = select(data_generation.c.generation)
 
 
 def default_location() -> str:
@@ -110,12 +108,11 @@ class Store:
         """Bookkeeping after a write to the register's views: a new data generation, which
         tells every server process that what it keeps in memory (tiles, envelopes) is stale,
         and the GeoPackage's layer metadata."""
-        self.next_numbers(conn, GENERATION, 1)
+        conn.execute(data_generation.update().values(generation=data_generation.c.generation + 1))
 
     def generation(self, conn: Connection) -> int:
         """The register's data generation: it changes with every write to the views."""
-        found = conn.execute(_GENERATION_QUERY).scalar()
-        return int(found or 0)
+        return int(conn.execute(_GENERATION_QUERY).scalar_one())
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         raise NotImplementedError
