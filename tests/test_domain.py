@@ -132,6 +132,13 @@ def test_missing_required_field_and_unknown_code_name_the_field():
     assert {p.field for p in error.value.problems} == {"name", "organisation_id"}
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_infinite_or_undefined_numbers_are_refused(value):
+    with pytest.raises(ValidationFailed) as error:
+        build_record("hazardous_area", {"name": "X", "estimated_area_m2": value})
+    assert [p.field for p in error.value.problems] == ["estimated_area_m2"]
+
+
 def test_status_transitions():
     assert status_change_problem(HazardStatus.OPEN, HazardStatus.WORKED_ON) is None
     assert status_change_problem(HazardStatus.CLOSED, HazardStatus.OPEN) is None

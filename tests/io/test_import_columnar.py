@@ -27,7 +27,7 @@ from safeground.io.mapping import load_mapping
 from safeground.service.register import Register, Submission
 from safeground.storage import gpkg
 from safeground.storage.schema import report
-from safeground.storage.types import encode_geometries, gpkg_envelope, gpkg_wkb
+from safeground.storage.types import encode_geometries, encode_json, gpkg_envelope, gpkg_wkb
 from tests.io.conftest import ACCIDENTS, mapping
 from tests.io.test_import_equivalence import CUTS, SHIPPED
 
@@ -168,6 +168,16 @@ def test_bulk_payloads_are_the_payloads():
     ]
     assert to_payloads(records) == [to_payload(r) for r in records]
     assert to_payloads([]) == []
+
+
+def test_json_is_written_by_orjson_as_json_would_read_it_and_refuses_non_finite_numbers():
+    value = {"b": [1, 2.5, None, "Ağdam"], "a": {"2": True, "1": "x"}, "c": 1e-7}
+    text = encode_json(value)
+    assert json.loads(text) == value
+    assert text.startswith('{"a":{"1":"x","2":true},"b":[1,2.5,null,"Ağdam"]')
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            encode_json({"a": [1, {"b": bad}]})
 
 
 def test_cells_equal_in_python_but_of_other_types_are_mapped_apart(reg, tmp_path):

@@ -63,7 +63,11 @@ class Record(BaseModel):
     """Common behaviour: strict fields, geometry checks, a type name and an ID code."""
 
     model_config = ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True, validate_default=False, frozen=True
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        validate_default=False,
+        frozen=True,
+        allow_inf_nan=False,
     )
 
     record_type: ClassVar[str]
@@ -176,7 +180,9 @@ class HazardousArea(Record):
 class ProcessedLand(BaseModel):
     """One processed polygon of an activity: land cancelled, reduced or cleared."""
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, frozen=True, allow_inf_nan=False
+    )
     land_type: c.LandType
     geometry: Geometry
     method: c.ReleaseMethod | None = None
@@ -402,7 +408,7 @@ class Accreditation(Record):
 
 
 class NonConformity(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind: str = Field(min_length=1)
     severity: c.Severity
     corrective_action: str | None = None

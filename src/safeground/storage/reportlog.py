@@ -42,7 +42,7 @@ def insert_reports(
 def _split_personal(rep: Report) -> tuple[dict[str, Any], dict[str, Any]]:
     """A report's changes without its personal fields, and those fields (stored apart)."""
     hidden = record_model(rep.record_type).personal_fields
-    if not any(k in hidden for k in rep.changes):
+    if not hidden or not any(k in hidden for k in rep.changes):
         return rep.changes, {}
     return (
         {k: v for k, v in rep.changes.items() if k not in hidden},
