@@ -376,6 +376,20 @@ def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
     hidden = "window.safegroundMap.getLayoutProperty('risk-raster', 'visibility')"
     assert page.evaluate(hidden) == "none"
 
+    # Hazards coloured by their mean risk: the drawn features carry it, the fill follows it.
+    fill = "JSON.stringify(window.safegroundMap.getPaintProperty('hazard-fill', 'fill-color'))"
+    assert "risk_mean" not in page.evaluate(fill)
+    page.locator("#risk-legend input[name=hazard-colour]").check()
+    assert "risk_mean" in page.evaluate(fill)
+    scored = page.evaluate(
+        "window.safegroundMap.queryRenderedFeatures({layers: ['hazard-fill']})"
+        ".filter((f) => f.properties.risk_mean !== undefined).length"
+    )
+    assert scored > 0
+    shot(page, "11-hazards-by-risk")
+    page.locator("#risk-legend input[name=hazard-colour]").uncheck()
+    assert "risk_mean" not in page.evaluate(fill)
+
     page.goto(f"{site.url}/records/{site.hazard_id}")
     mean = page.wait_for_selector("#risk dd[data-field=mean_risk]")
     assert 0 <= float(mean.inner_text()) <= 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import mapbox_vector_tile
 import morecantile
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pyproj import Transformer
 from rio_tiler.colormap import cmap
+from sqlalchemy import select
 
 from safeground.risk.attach import attach_map
 from safeground.risk.evidence import resolve_region
@@ -176,6 +178,25 @@ def test_record_risk_from_risk_score(served: Served, as_user) -> None:
     assert task["record_type"] == "task"
     missing = officer.get(f"/api/records/{served.ids['district']}/risk")
     assert missing.status_code == 404 and "no risk score" in missing.json()["detail"]
+
+
+def test_hazard_tiles_carry_the_mean_risk_of_each_area(served: Served, as_user) -> None:
+    officer = as_user("officer")
+    listed = {layer["id"]: layer for layer in officer.get("/tiles/layers.json").json()["layers"]}
+    assert "risk_mean" in listed["hazardous_area"]["properties"]
+    features: dict[str, dict] = {}
+    for zoom in (14, 10):  # drawn as they are, and generalised
+        tile = WEB_MERCATOR.tile(registers.CHA.centroid.x, registers.CHA.centroid.y, zoom)
+        response = officer.get(f"/tiles/hazardous_area/{tile.z}/{tile.x}/{tile.y}.pbf")
+        assert response.status_code == 200
+        decoded = mapbox_vector_tile.decode(response.content)["hazardous_area"]["features"]
+        features.update({f["properties"]["record_id"]: f["properties"] for f in decoded})
+    scored = features[served.ids["cha"]]
+    expected = officer.get(f"/api/records/{served.ids['cha']}/risk").json()["mean_risk"]
+    assert scored["risk_mean"] == pytest.approx(expected)
+    with served.app.state.register.store.read() as conn:  # type: ignore[attr-defined]
+        unscored = set(features) - set(conn.scalars(select(risk_score.c.record_id)))
+    assert all("risk_mean" not in features[record_id] for record_id in unscored)
 
 
 def test_no_layer_without_a_map(login) -> None:

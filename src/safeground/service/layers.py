@@ -41,7 +41,7 @@ from sqlalchemy import (
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import processed_land, record_tables
+from safeground.storage.schema import processed_land, record_tables, risk_score
 from safeground.storage.store import Store
 
 Bbox = tuple[float, float, float, float]
@@ -82,6 +82,14 @@ class Layer:
     organisation_scoped: bool = False  # data entry accounts see their organisation's rows only
     # Order of importance when a tile keeps one feature of several (most important first).
     priority: tuple[str, tuple[str, ...]] | None = None
+    # Tile properties from another table joined on record_id (name → column), empty when the
+    # record has no row there: a hazardous area's mapped risk, which the map can colour by.
+    joined_tile_properties: Mapping[str, Column[Any]] = field(default_factory=dict)
+
+    @property
+    def tile_names(self) -> tuple[str, ...]:
+        """Every property of the layer's vector tiles."""
+        return (*self.tile_properties, *self.joined_tile_properties)
 
     @cached_property
     def date_properties(self) -> tuple[str, ...]:
@@ -161,6 +169,7 @@ LAYERS: dict[str, Layer] = {
                 "status": _column("status"),
             },
             priority=("classification", ("cha", "sha", "indication", "eod_spot", "stockpile")),
+            joined_tile_properties={"risk_mean": risk_score.c.mean_risk},
         ),
         Layer(
             id="processed_land",

@@ -192,17 +192,22 @@ def _selection(
         name, order = layer.priority
         rank = case({v: i for i, v in enumerate(order)}, value=table.c[name], else_=len(order))
     names = list(dict.fromkeys([*layer.key, *layer.tile_properties]))
+    joined = layer.joined_tile_properties
+    source = _envelope_source(store, layer)
+    for other in dict.fromkeys(column.table for column in joined.values()):
+        source = source.outerjoin(other, other.c.record_id == table.c.record_id)
     envelopes = (
         select(
             table.c.fid,
             *(table.c[n] for n in names),
+            *(column.label(n) for n, column in joined.items()),
             rank.label("importance"),
             _mercator_x(minx).label("x0"),
             _mercator_x(maxx).label("x1"),
             _mercator_y(miny).label("y0"),
             _mercator_y(maxy).label("y1"),
         )
-        .select_from(_envelope_source(store, layer))
+        .select_from(source)
         .where(store.bbox_clause(table, address.lonlat_bounds(BUFFER / EXTENT)), *where)
         .subquery("envelopes")
     )
@@ -216,7 +221,7 @@ def _selection(
     order_by = [e.importance, *(e[k] for k in layer.key)]
     candidates = select(
         e.fid,
-        *(e[n] for n in names),
+        *(e[n] for n in [*names, *joined]),
         func.count().over(partition_by=group).label(FEATURE_COUNT),
         func.row_number().over(partition_by=group, order_by=order_by).label("rank_in_cell"),
         small.label("small"),
@@ -258,7 +263,7 @@ def _envelope_source(store: Store, layer: Layer) -> Any:
 def _properties(layer: Layer, row: Any) -> dict[str, Any]:
     """Tile properties; MVT values are scalars, so dates go as ISO text and empty ones are left
     out (as ST_AsMVT does)."""
-    values = {n: getattr(row, n) for n in layer.tile_properties}
+    values = {n: getattr(row, n) for n in layer.tile_names}
     values[FEATURE_COUNT] = row.feature_count
     return {
         k: v if isinstance(v, int | float | str | bool) else str(v)
@@ -360,6 +365,7 @@ def _postgis_tile(
         case((chosen.c.small, small_shape), else_=shape), envelope, EXTENT, BUFFER, True
     )
     properties = [_mvt_value(layer, n, chosen.c[n]).label(n) for n in layer.tile_properties]
+    properties += [chosen.c[n].label(n) for n in layer.joined_tile_properties]
     rows = (
         select(*properties, chosen.c[FEATURE_COUNT], geometry.label("geom"))
         .select_from(chosen.join(table, table.c.fid == chosen.c.fid))

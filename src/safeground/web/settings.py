@@ -22,6 +22,8 @@ class Settings(BaseModel):
     login_attempts: int = 5
     login_client_attempts: int = 30
     login_window_s: int = 300
+    # Threads a server process runs blocking requests on (anyio's default is 40).
+    request_threads: int = Field(40, ge=1)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

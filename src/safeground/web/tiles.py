@@ -29,7 +29,7 @@ def layer_list(request: Request, principal: CurrentPrincipal) -> JSONResponse:
                     "geometry_type": layer.geometry_type,
                     "tiles": [f"{base}/tiles/{layer.id}/{{z}}/{{x}}/{{y}}.pbf"],
                     "source_layer": layer.id,
-                    "properties": [*layer.tile_properties, tiles.FEATURE_COUNT],
+                    "properties": [*layer.tile_names, tiles.FEATURE_COUNT],
                     "filters": [*layer.filters, "since", "until"],
                     "minzoom": 0,
                     "maxzoom": tiles.DETAIL_ZOOM,

@@ -1,7 +1,7 @@
 // The map page: the register's layers as vector tiles, filters, layer toggles, click to open.
 import * as maplibregl from "maplibre-gl";
 import { addBaseMap } from "./basemap.js";
-import { addRegisterLayers, setFilters, tileCatalogue } from "./symbology.js";
+import { CLASSIFICATION_FILL, addRegisterLayers, riskFill, setFilters, tileCatalogue } from "./symbology.js";
 
 // Layers a click can open, topmost first.
 const CLICKABLE = [
@@ -82,6 +82,11 @@ function addRiskLayer(map, risk) {
   map.addLayer({ id: "risk-raster", type: "raster", source: "risk", paint: { "raster-opacity": 0.75 } }, above);
   const toggle = document.querySelector("#legend input[name=layer][value=risk]");
   toggle?.addEventListener("change", () => map.setLayoutProperty("risk-raster", "visibility", toggle.checked ? "visible" : "none"));
+  const byRisk = document.querySelector("#legend input[name=hazard-colour]");
+  if (!byRisk || !map.getLayer("hazard-fill")) return;
+  byRisk.addEventListener("change", () => {
+    map.setPaintProperty("hazard-fill", "fill-color", byRisk.checked ? riskFill(risk.legend) : CLASSIFICATION_FILL);
+  });
 }
 
 /** The filters chosen in the panel, {name: value}; each layer takes those it knows. */

@@ -20,6 +20,24 @@ export const COLOURS = {
   closed: "#4d9221",
 };
 
+/** Hazard fill by classification, the IMAS default. */
+export const CLASSIFICATION_FILL = [
+  "match", ["get", "classification"],
+  "cha", COLOURS.cha,
+  "sha", COLOURS.sha,
+  "indication", COLOURS.indication,
+  "stockpile", COLOURS.stockpile,
+  "eod_spot", COLOURS.eod_spot,
+  "#999999",
+];
+
+/** Hazard fill by the mean mapped risk of each area (``risk_mean`` in the tiles), on the risk
+ *  map's own ramp (its legend stops); grey where no attached map covers the area. */
+export function riskFill(legend) {
+  const stops = legend.flatMap((stop) => [stop.risk, stop.colour]);
+  return ["case", ["has", "risk_mean"], ["interpolate", ["linear"], ["get", "risk_mean"], ...stops], "#bdbdbd"];
+}
+
 const OUTLINE_COLOUR = [
   "match", ["get", "classification"],
   "cha", "#a50f15",
@@ -80,15 +98,7 @@ export function addRegisterLayers(map, catalogue, { filters = {}, plainBackgroun
     id: "hazard-fill",
     type: "fill",
     paint: {
-      "fill-color": [
-        "match", ["get", "classification"],
-        "cha", COLOURS.cha,
-        "sha", COLOURS.sha,
-        "indication", COLOURS.indication,
-        "stockpile", COLOURS.stockpile,
-        "eod_spot", COLOURS.eod_spot,
-        "#999999",
-      ],
+      "fill-color": CLASSIFICATION_FILL,
       "fill-opacity": ["match", ["get", "status"], "closed", 0.12, 0.45],
     },
   });
