@@ -435,7 +435,7 @@ def items(
         if query.bbox is not None and envelopes is not None and not where:
             index = envelopes.get(conn, store, layer)
             if index is not None:
-                return _items_in_box(conn, layer, index, query.bbox, query)
+                return _items_in_box(conn, store, layer, index, query.bbox, query)
         if query.bbox is None:
             matched = conn.execute(
                 select(func.count()).select_from(table).where(*where)
@@ -466,7 +466,7 @@ def items(
 
 
 def _items_in_box(
-    conn: Connection, layer: Layer, index: Envelopes, bbox: Bbox, query: Query
+    conn: Connection, store: Store, layer: Layer, index: Envelopes, bbox: Bbox, query: Query
 ) -> Page:
     """A box's page from the envelopes in memory: the database reads only the geometries
     near the box's edges (to drop those that miss it) and the page's rows."""
@@ -474,7 +474,9 @@ def _items_in_box(
     meeting, near_edge = index.meeting(bbox)
     near: dict[int, BaseGeometry] = {}
     for chunk in chunked_in(near_edge.tolist()):
-        found = conn.execute(select(table.c.fid, table.c.geometry).where(table.c.fid.in_(chunk)))
+        found = conn.execute(
+            select(table.c.fid, table.c.geometry).where(store.among(table.c.fid, chunk))
+        )
         near.update((fid, geometry) for fid, geometry in found)
     missed = _missing(near, bbox)
     if missed:
@@ -483,7 +485,7 @@ def _items_in_box(
     first = np.partition(meeting, wanted - 1)[:wanted] if len(meeting) > wanted else meeting
     page = np.sort(first)[query.offset :].tolist()
     rows = conn.execute(
-        _feature_select(layer).where(table.c.fid.in_(page)).order_by(table.c.fid)
+        _feature_select(layer).where(store.among(table.c.fid, page)).order_by(table.c.fid)
     ).all()
     return Page([_feature(layer, row) for row in rows], len(meeting))
 

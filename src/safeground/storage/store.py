@@ -15,7 +15,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -117,6 +128,10 @@ class Store:
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         raise NotImplementedError
 
+    def among(self, column: Any, values: list[int]) -> Any:
+        """``column IN (values)``; give SQLite at most ``rows.chunked_in``'s count at a time."""
+        return column.in_(values)
+
 
 class GeoPackageStore(Store):
     dialect = "sqlite"
@@ -192,6 +207,11 @@ class PostgisStore(Store):
             {"table": column.table.name, "column": column.name, "count": count},
         ).scalars()
         return sorted(numbers)
+
+    def among(self, column: Any, values: list[int]) -> Any:
+        # One array parameter: the statement's text is the same whatever the count, so psycopg
+        # prepares it once per connection instead of PostgreSQL planning each length anew.
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(Integer)))
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
