@@ -640,3 +640,66 @@ def test_editing_a_draft_revalidates_it_and_a_bad_edit_changes_nothing(login, dr
     assert bad.status_code == 422 and bad.json()["problems"][0]["field"] == "reliability"
     assert clerk.get(url).json()["changes"] == renamed.json()["changes"]
     assert login("officer").patch(url, json={"reason": "mine now"}).status_code == 409
+
+
+def test_a_report_names_the_form_that_reopens_it_and_gives_processed_land_as_geojson(
+    login, draft_hazard, scenario
+):
+    clerk = login("clerk")
+    square = [[46.901, 39.901], [46.905, 39.901], [46.905, 39.905], [46.901, 39.905]]
+    cleared = {"type": "Polygon", "coordinates": [[*square, square[0]]]}
+    activity = {
+        "record_type": "activity",
+        "date_of_information": "2022-05-01",
+        "changes": {
+            "activity_type": "clearance",
+            "outcome": "completion",
+            "hazard_id": scenario.hazard,
+            "processed": [{"land_type": "cleared", "geometry": cleared, "method": "manual"}],
+        },
+    }
+    draft = clerk.post("/api/reports", json=activity).json()
+    assert draft["form"] == "clearance_completion"
+    processed = clerk.get(f"/api/reports/{draft['report_id']}").json()["changes"]["processed"]
+    assert processed[0]["geometry"] == cleared
+    # What the form reads it can send back unchanged.
+    back = clerk.patch(
+        f"/api/reports/{draft['report_id']}",
+        json={"changes": {**activity["changes"], "processed": processed}},
+    )
+    assert back.status_code == 200 and back.json()["changes"]["processed"] == processed
+    survey = {**activity["changes"], "activity_type": "ts", "outcome": "progress"}
+    assert clerk.post("/api/reports", json={**activity, "changes": survey}).json()["form"] == "ts"
+    assert draft_hazard("clerk")["form"] == "nts"
+    victim = {
+        "record_type": "victim",
+        "date_of_information": "2022-05-01",
+        "changes": {"accident_id": scenario.accident, "outcome": "injured"},
+    }
+    assert clerk.post("/api/reports", json=victim).json()["form"] is None  # with its accident
+
+
+def test_editing_a_victim_draft_keeps_the_personal_fields_its_author_may_not_see(login, scenario):
+    clerk = login("clerk")
+    body = {
+        "record_type": "victim",
+        "date_of_information": "2022-05-01",
+        "changes": {
+            "accident_id": scenario.accident,
+            "outcome": "injured",
+            "name": "Aysel Aliyeva",
+            "phone": "+994 50 111 11 11",
+        },
+    }
+    draft = clerk.post("/api/reports", json=body).json()
+    url = f"/api/reports/{draft['report_id']}"
+    shown = clerk.get(url).json()["changes"]
+    assert "name" not in shown and "phone" not in shown
+    assert clerk.patch(url, json={"changes": {**shown, "age": 31}}).status_code == 200
+    kept = login("officer").get(url).json()["changes"]
+    assert (kept["name"], kept["phone"], kept["age"]) == ("Aysel Aliyeva", "+994 50 111 11 11", 31)
+    renamed = clerk.patch(url, json={"changes": {**shown, "name": "Aysel Aliyeva-Guliyeva"}})
+    assert renamed.status_code == 200
+    kept = login("officer").get(url).json()["changes"]
+    assert (kept["name"], kept["phone"]) == ("Aysel Aliyeva-Guliyeva", "+994 50 111 11 11")
+    assert "age" not in kept

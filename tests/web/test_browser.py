@@ -394,3 +394,106 @@ def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
     mean = page.wait_for_selector("#risk dd[data-field=mean_risk]")
     assert 0 <= float(mean.inner_text()) <= 1
     assert "Model " in page.locator("#risk p").inner_text()
+
+
+# A new hazardous area between the two of the site, drawn on the NTS form, then made narrower.
+HILLSIDE = box(g.X0 + 0.013, g.Y0 + 0.002, g.X0 + 0.027, g.Y0 + 0.008)
+HILLSIDE_NARROWER = box(g.X0 + 0.016, g.Y0 + 0.003, g.X0 + 0.024, g.Y0 + 0.007)
+FORM_READY = "#report-form[data-ready=true]"
+
+
+def drawn_shape(page, question: str):
+    return shape(json.loads(page.input_value(f"{question} textarea.geometry")))
+
+
+def test_a_saved_draft_is_reopened_from_the_drafts_tab_edited_and_submitted(
+    page, browser, site: Site
+) -> None:
+    geometry = ".question[data-field=geometry]"
+    name = ".question[data-field=name] input"
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=nts")
+    page.wait_for_selector(FORM_READY)
+    page.fill(name, "Hillside")
+    page.select_option(".question[data-field=classification] select", "sha")
+    page.fill(".question[data-field=reference_point] .lon", "46.92")
+    page.fill(".question[data-field=reference_point] .lat", "39.905")
+    page.fill(".question[data-field=date_of_information] input", "2022-06-01")
+    page.fill("[data-question=reason] textarea", "Shepherd's report")
+    page.click(f"{geometry} button.draw")
+    draw_polygon(page, "safegroundFormMap", HILLSIDE)
+    page.wait_for_selector(f"{geometry}[data-has-shape=true]")
+    page.click("#save-draft")
+    report_id = page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved")
+    edit_link = f"/reports/new?form=nts&report={report_id}"
+    # The new area's page lists the draft in its history, with a link to edit it.
+    record_id = page.request.get(f"{site.url}/api/reports/{report_id}").json()["record_id"]
+    page.goto(f"{site.url}/records/{record_id}")
+    assert page.wait_for_selector("#history a.edit").get_attribute("href") == edit_link
+
+    # The Drafts tab offers to edit it; the form opens with every answer as saved.
+    page.goto(f"{site.url}/reports")
+    page.click(".tabs button[data-status=draft]")
+    page.locator(f"li.card[data-report-id='{report_id}'] a.edit").click()
+    page.wait_for_url(f"{site.url}{edit_link}")
+    page.wait_for_selector(FORM_READY)
+    assert page.input_value(name) == "Hillside"
+    assert page.input_value(".question[data-field=classification] select") == "sha"
+    assert page.input_value(".question[data-field=reference_point] .lon") == "46.92"
+    assert page.input_value(".question[data-field=date_of_information] input") == "2022-06-01"
+    assert page.input_value("[data-question=reason] textarea") == "Shepherd's report"
+    assert drawn_shape(page, geometry).symmetric_difference(HILLSIDE).area < 0.05 * HILLSIDE.area
+    assert page.locator(f"{geometry} .shape-status").inner_text() == "Polygon with 4 corners."
+    shot(page, "12-draft-reopened")
+
+    # The register's rules still speak next to their fields, and a refused edit saves nothing.
+    page.fill(".question[data-field=expected_returnees] input", "-5")
+    page.click("#save-draft")
+    problem = page.locator(".question[data-field=expected_returnees] .problem")
+    problem.wait_for(state="visible")
+    assert "greater than or equal to 0" in problem.inner_text()
+    unchanged = page.request.get(f"{site.url}/api/reports/{report_id}").json()["changes"]
+    assert unchanged["name"] == "Hillside" and unchanged.get("expected_returnees") is None
+    page.fill(".question[data-field=expected_returnees] input", "")
+
+    # A new name and a narrower polygon, saved onto the same report.
+    page.fill(name, "Hillside north")
+    page.click(f"{geometry} button.clear")
+    page.wait_for_selector(f"{geometry}[data-has-shape=false]")
+    page.click(f"{geometry} button.draw")
+    draw_polygon(page, "safegroundFormMap", HILLSIDE_NARROWER)
+    page.wait_for_selector(f"{geometry}[data-has-shape=true]")
+    page.click("#save-draft")
+    assert page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved") == (
+        report_id
+    )
+    saved = page.request.get(f"{site.url}/api/reports/{report_id}").json()
+    assert saved["status"] == "draft" and saved["changes"]["name"] == "Hillside north"
+    narrower = shape(saved["changes"]["geometry"])
+    assert narrower.symmetric_difference(HILLSIDE_NARROWER).area < 0.05 * HILLSIDE_NARROWER.area
+    assert saved["changes"]["reference_point"]["coordinates"] == [46.92, 39.905]
+    assert (saved["date_of_information"], saved["reason"]) == ("2022-06-01", "Shepherd's report")
+    drafts = page.request.get(f"{site.url}/api/reports?status=draft&record_type=hazardous_area")
+    assert [r["report_id"] for r in drafts.json()["items"]] == [int(report_id)]  # no new one
+
+    # Only its author edits a draft: the IM officer is told so and offered no saving.
+    officer = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    log_in(officer, site, "officer")
+    officer.goto(f"{site.url}{edit_link}")
+    officer.wait_for_selector(FORM_READY)
+    refusal = officer.locator("#form-error")
+    assert "clerk's draft: only its author can edit it" in refusal.inner_text()
+    assert officer.input_value(name) == "Hillside north"
+    assert officer.locator("#save-draft, #submit-report").count() == 0
+    officer.context.close()
+
+    # Submitted from the reopened form; reopened again, it is no longer a draft to edit.
+    page.click("#submit-report")
+    page.wait_for_selector("#report-form[data-submitted=true]", timeout=30_000)
+    assert page.request.get(f"{site.url}/api/reports/{report_id}").json()["status"] == "submitted"
+    page.goto(f"{site.url}{edit_link}")
+    page.wait_for_selector(FORM_READY)
+    refusal = page.locator("#form-error")
+    assert "is submitted: only a draft can be edited" in refusal.inner_text()
+    assert page.locator("#save-draft, #submit-report").count() == 0
+    shot(page, "13-submitted-report-not-editable")

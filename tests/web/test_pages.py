@@ -1,6 +1,7 @@
 """The HTML pages as served: who is sent to log in, what a page carries, forms from the models,
 and the local base map. (What the pages do in a browser: test_browser.py.)"""
 
+import json
 import re
 import sqlite3
 
@@ -39,6 +40,14 @@ def test_every_form_asks_its_model_fields(login, name):
     for repeat in form.repeats:
         assert f'data-repeat="{repeat.name}" data-mode="{repeat.mode}"' in page.text
     assert '"hazard_id": "AZ-HA-2021-00001"' in page.text.replace("&#34;", '"')
+
+
+def test_a_form_page_names_the_draft_it_reopens_apart_from_its_prefill(login):
+    page = login("clerk").get("/reports/new?form=nts&report=7&name=Orchard").text
+    assert 'data-report="7"' in page and "report 7</h1>" in page
+    prefill = re.search(r"data-prefill='([^']*)'", page).group(1).replace("&#34;", '"')
+    assert json.loads(prefill) == {"name": "Orchard"}
+    assert login("clerk").get("/reports/new?form=nts&report=0").status_code == 422
 
 
 def test_unknown_form_is_404_naming_the_forms(login):

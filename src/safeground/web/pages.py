@@ -11,11 +11,11 @@ record models, so the browser form and the KoboToolbox form ask the same questio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import shapely
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +28,7 @@ from safeground.domain.errors import NotFound
 from safeground.io.fieldforms import FORMS, get_form
 from safeground.storage.schema import record_tables
 from safeground.web import basemap, dashboard, risk
-from safeground.web.deps import CurrentPrincipal, get_register, get_settings
+from safeground.web.deps import MAX_ID, CurrentPrincipal, get_register, get_settings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -148,7 +148,9 @@ async def report_form_page(
     request: Request,
     principal: CurrentPrincipal,
     form: str = "clearance_progress",
+    report: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> Response:
+    """A new report, or with ``report`` the draft to reopen: form.js loads it from the API."""
     if not principal.is_authenticated:
         return _login_first(request)
     principal.require(principal.can_draft, "write reports")
@@ -170,7 +172,8 @@ async def report_form_page(
         principal,
         form=definition,
         bounds=await run_in_threadpool(frame),
-        prefill={k: v for k, v in request.query_params.items() if k != "form"},
+        report_id=report,
+        prefill={k: v for k, v in request.query_params.items() if k not in ("form", "report")},
     )
 
 

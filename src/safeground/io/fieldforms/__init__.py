@@ -5,6 +5,6 @@ workbooks to load into KoboToolbox or ODK Central. ``submissions``: their submis
 turned into draft reports, validated like any other report.
 """
 
-from safeground.io.fieldforms.definitions import FORMS, FieldForm, get_form
+from safeground.io.fieldforms.definitions import FORMS, FieldForm, form_for, get_form
 
-__all__ = ["FORMS", "FieldForm", "get_form"]
+__all__ = ["FORMS", "FieldForm", "form_for", "get_form"]

@@ -608,6 +608,27 @@ FORMS: dict[str, FieldForm] = {
 }
 
 
+def form_for(record_type: str, changes: dict[str, Any]) -> FieldForm | None:
+    """The form a draft was written in, to reopen it there: its record type and fixed answers
+    match, and it offers every choice the draft made. None for a report no form asks for (a
+    victim is written with its accident)."""
+    for form in FORMS.values():
+        if form.record_type == record_type and _asks_for(form, changes):
+            return form
+    return None
+
+
+def _asks_for(form: FieldForm, changes: dict[str, Any]) -> bool:
+    if any(changes.get(name) != value for name, value in form.fixed.items()):
+        return False
+    own = [*form.questions, *(q for r in form.repeats if r.mode == "each" for q in r.questions)]
+    return all(
+        changes.get(q.field) in (None, *(value for value, _ in q.choices))
+        for q in own
+        if q.kind == "select_one"
+    )
+
+
 def get_form(name: str) -> FieldForm:
     """A field form by name; the error lists the forms there are."""
     try:

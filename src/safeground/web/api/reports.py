@@ -15,6 +15,7 @@ from sqlalchemy import Connection
 
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
+from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
 from safeground.service import accounts
 from safeground.service.register import Register, Submission
@@ -152,20 +153,33 @@ def create_report(request: Request, body: NewReport, principal: Drafter) -> dict
 def edit_report(
     request: Request, report_id: ReportId, body: DraftEdit, principal: Drafter
 ) -> dict[str, Any]:
-    """Revise one's own draft."""
+    """Revise one's own draft; personal fields the author may not see are kept."""
     register = get_register(request)
     with register.store.begin() as conn:
         _loaded(conn, principal, report_id)
         rep = register.edit(
             _username(principal),
             report_id,
-            body.changes,
+            _keeping_hidden(conn, principal, report_id, body.changes),
             body.date_of_information,
             body.reason,
             conn=conn,
         )
         _audit(conn, request, principal, "report.edit", rep)
     return report_json(rep, principal)
+
+
+def _keeping_hidden(
+    conn: Connection, principal: Principal, report_id: int, changes: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The new changes with the personal fields the editor was not shown (a victim's name for
+    data entry): sent without them, they would be erased. Sent, they replace the stored ones."""
+    if changes is None or principal.can_see_personal:
+        return changes
+    stored = load_report(conn, report_id, include_personal=True)
+    assert stored is not None  # _loaded found it in this transaction
+    hidden = record_model(stored.record_type).personal_fields
+    return {**{k: v for k, v in stored.changes.items() if k in hidden}, **changes}
 
 
 @router.post("/reports/{report_id}/submit")

@@ -3,11 +3,13 @@ roles allowed to see it, organisation scoping applied."""
 
 from __future__ import annotations
 
+import typing
 from functools import cache
 from typing import Any
 
 import shapely
 from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection
@@ -16,6 +18,7 @@ from safeground.domain.access import Principal
 from safeground.domain.geometry import parse_geometry
 from safeground.domain.records import Record, record_model
 from safeground.domain.reports import Report
+from safeground.io.fieldforms import form_for
 from safeground.service import accounts
 from safeground.storage.schema import unwrap
 
@@ -23,13 +26,28 @@ HIDDEN_COLUMNS = frozenset({"fid"})
 
 
 @cache
-def geometry_fields(model: type[Record]) -> frozenset[str]:
+def geometry_fields(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(
         name
         for name, info in model.model_fields.items()
         if isinstance(unwrap(info.annotation), type)
         and issubclass(unwrap(info.annotation), BaseGeometry)
     )
+
+
+@cache
+def nested_geometry_fields(model: type[Record]) -> dict[str, frozenset[str]]:
+    """List fields of parts with geometries of their own (an activity's processed land), with
+    those geometry fields: a form reopening a draft draws them."""
+    found = {}
+    for name, info in model.model_fields.items():
+        kind = unwrap(info.annotation)
+        if typing.get_origin(kind) is not list:
+            continue
+        part = unwrap(typing.get_args(kind)[0])
+        if isinstance(part, type) and issubclass(part, BaseModel) and geometry_fields(part):
+            found[name] = geometry_fields(part)
+    return found
 
 
 def geojson(value: Any) -> Any:
@@ -43,13 +61,25 @@ def geojson(value: Any) -> Any:
 def values_json(model: type[Record], values: dict[str, Any], personal: bool) -> dict[str, Any]:
     """Field values for output: geometries as GeoJSON; personal fields dropped unless allowed."""
     spatial = geometry_fields(model)
+    nested = nested_geometry_fields(model)
     hidden = set() if personal else set(model.personal_fields)
     out = {
-        k: geojson(v) if k in spatial else v
+        k: geojson(v) if k in spatial else _parts_json(v, nested[k]) if k in nested else v
         for k, v in values.items()
         if k not in HIDDEN_COLUMNS and k not in hidden
     }
     return dict(jsonable_encoder(out))
+
+
+def _parts_json(parts: Any, spatial: frozenset[str]) -> Any:
+    if not isinstance(parts, list):
+        return parts
+    return [
+        {k: geojson(v) if k in spatial else v for k, v in part.items()}
+        if isinstance(part, dict)
+        else part
+        for part in parts
+    ]
 
 
 def record_json(values: dict[str, Any], principal: Principal) -> dict[str, Any]:
@@ -67,6 +97,7 @@ def report_json(rep: Report, principal: Principal) -> dict[str, Any]:
         "status": rep.status,
         "date_of_information": rep.date_of_information.isoformat(),
         "changes": values_json(model, rep.changes, principal.can_see_personal),
+        "form": _form_name(rep),
         "author": rep.author,
         "reason": rep.reason,
         "created_at": _iso(rep.created_at),
@@ -77,6 +108,12 @@ def report_json(rep: Report, principal: Principal) -> dict[str, Any]:
         "approval_seq": rep.approval_seq,
         "source": rep.source,
     }
+
+
+def _form_name(rep: Report) -> str | None:
+    """The browser form that reopens a draft (``/reports/new?form=...&report=...``)."""
+    form = form_for(rep.record_type, rep.changes)
+    return None if form is None else form.name
 
 
 def _iso(value: Any) -> str | None:

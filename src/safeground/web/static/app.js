@@ -55,6 +55,11 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+/** The form page that reopens a report for editing; null when no form asks for what it says. */
+export function draftFormLink(report) {
+  return report.form ? `/reports/new?form=${encodeURIComponent(report.form)}&report=${report.report_id}` : null;
+}
+
 /** The lon/lat box [[minX, minY], [maxX, maxY]] around GeoJSON geometries. */
 export function boundsOf(geometries) {
   let minX = 180, minY = 90, maxX = -180, maxY = -90;

@@ -1,10 +1,11 @@
 // Report forms: the questions come from the field-form definitions (one per record field); this
 // module turns the answers into draft reports, lets the user draw or upload polygons and pick
-// points, saves drafts, submits them, and shows the register's problems next to their fields.
+// points, saves drafts, reopens them (?report=ID), submits them, and shows the register's
+// problems next to their fields.
 import * as maplibregl from "maplibre-gl";
 import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
 import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
-import { api, boundsOf, el } from "./app.js";
+import { api, boundsOf, draftFormLink, el, label } from "./app.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 let form;
@@ -12,22 +13,25 @@ let map;
 let draw;
 let drawTarget = null; // the geoshape question being drawn
 let pickTarget = null; // the geopoint question waiting for a click
-// Report IDs of the drafts saved so far: the main report first, then one per repeat entry
-// that becomes a record of its own (items found, victims).
-let drafts = { main: null, others: [] };
+// The drafts saved so far: the main report, and the report of each repeat entry that becomes a
+// record of its own (items found, victims), kept with its entry.
+let mainDraft = null;
+const entryDrafts = new WeakMap();
 
 export async function start() {
   form = document.getElementById("report-form");
   setUpRepeats();
   prefill();
+  if (form.dataset.report) await reopen(form.dataset.report);
   await setUpMap();
   form.addEventListener("click", onClick);
   form.addEventListener("change", onFileChosen);
-  document.getElementById("save-draft").addEventListener("click", () => save(false));
+  document.getElementById("save-draft")?.addEventListener("click", () => save(false)); // none when read only
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     save(true);
   });
+  form.dataset.ready = "true";
 }
 
 // -- questions ----------------------------------------------------------------------------
@@ -50,8 +54,16 @@ function addEntry(repeat) {
 function renumber(repeat) {
   repeat.querySelectorAll(".entry").forEach((entry, i) => {
     entry.dataset.index = String(i);
-    entry.querySelector(".entry-title").textContent = `${repeat.querySelector("legend").textContent}: entry ${i + 1}`;
+    const saved = entryDrafts.get(entry);
+    entry.querySelector(".entry-title").textContent = `${repeat.querySelector("legend").textContent}: entry ${i + 1}${saved ? ` (report ${saved.report_id})` : ""}`;
   });
+}
+
+/** Tie a saved report to its entry. The entry can no longer be removed: its draft would stay. */
+function keepDraft(entry, report) {
+  entryDrafts.set(entry, report);
+  entry.querySelector("button.remove")?.remove();
+  renumber(entry.closest("fieldset.repeat"));
 }
 
 function prefill() {
@@ -110,26 +122,120 @@ function answers(scope) {
 /** The reports this form makes: the main one, and records of their own from repeats. */
 function reportsToFile() {
   const top = answers(form);
-  const dateOfInformation = top.date_of_information;
-  const recordId = top.record_id;
+  const { date_of_information: dateOfInformation, record_id: recordId, reason } = top;
   delete top.date_of_information;
   delete top.record_id;
+  delete top.reason;
   const fixed = JSON.parse(form.dataset.fixed || "{}");
-  const main = { record_type: form.dataset.recordType, changes: { ...fixed, ...top } };
+  const main = { record_type: form.dataset.recordType, changes: { ...fixed, ...top }, reason };
   if (recordId) main.record_id = recordId;
   const others = [];
   for (const repeat of form.querySelectorAll("fieldset.repeat")) {
-    const entries = [...repeat.querySelectorAll(".entry")].map((entry) => answers(entry));
-    const filled = entries.filter((e) => Object.keys(e).length > 0);
+    const filled = [...repeat.querySelectorAll(".entry")]
+      .map((entry) => ({ entry, changes: answers(entry) }))
+      .filter(({ changes }) => Object.keys(changes).length > 0);
     if (repeat.dataset.mode === "into") {
-      main.changes[repeat.dataset.target] = filled;
+      main.changes[repeat.dataset.target] = filled.map(({ changes }) => changes);
     } else if (repeat.dataset.mode === "each") {
-      filled.forEach((entry) => others.push({ record_type: form.dataset.recordType, changes: { ...fixed, ...top, ...entry }, repeat: repeat.dataset.repeat }));
+      filled.forEach(({ entry, changes }) => others.push({ entry, record_type: form.dataset.recordType, changes: { ...fixed, ...top, ...changes }, reason }));
     } else {
-      filled.forEach((entry) => others.push({ record_type: repeat.dataset.recordType, changes: entry, link: repeat.dataset.target, repeat: repeat.dataset.repeat }));
+      filled.forEach(({ entry, changes }) => others.push({ entry, record_type: repeat.dataset.recordType, changes, reason, link: repeat.dataset.target }));
     }
   }
   return { dateOfInformation, main: form.dataset.createsMain === "true" ? main : null, others };
+}
+
+// -- reopening a saved draft --------------------------------------------------------------
+
+/** Fill the form with a saved draft (and its entries' drafts), or say why it cannot be edited. */
+async function reopen(reportId) {
+  try {
+    const report = await api("GET", `/api/reports/${encodeURIComponent(reportId)}`);
+    if (report.form !== form.dataset.form) {
+      const link = draftFormLink(report);
+      refuse(`Report ${reportId} (${label(report.record_type)}) was not written in this form. `, link ? el("a", { href: link }, "Open it in its own form") : "No form edits it.");
+      return;
+    }
+    const editable = report.status === "draft" && report.author === form.dataset.user;
+    fill(report, editable ? await linkedDrafts(report) : []);
+    if (report.status !== "draft") {
+      refuse(`Report ${reportId} is ${report.status}: only a draft can be edited. `, el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `See ${report.record_id}`));
+    } else if (!editable) {
+      refuse(`Report ${reportId} is ${report.author}'s draft: only its author can edit it.`);
+    }
+  } catch (failure) {
+    refuse(`Report ${reportId} cannot be opened: ${failure.message}`);
+  }
+}
+
+/** Say why the report cannot be saved from here, and offer no saving. */
+function refuse(...message) {
+  const box = document.getElementById("form-error");
+  box.replaceChildren(...message);
+  box.hidden = false;
+  for (const control of form.elements) control.disabled = true;
+  form.querySelector(".buttons").remove();
+}
+
+/** The author's drafts that name the report from a repeat entry (an accident's victims). */
+async function linkedDrafts(report) {
+  const repeat = form.querySelector("fieldset.repeat[data-mode=link]");
+  if (!repeat) return [];
+  const found = await api("GET", `/api/reports?status=draft&record_type=${encodeURIComponent(repeat.dataset.recordType)}&limit=1000`);
+  return found.items
+    .filter((r) => r.author === report.author && r.changes[repeat.dataset.target] === report.record_id)
+    .sort((a, b) => a.report_id - b.report_id);
+}
+
+function fill(report, linked) {
+  fillQuestions(form, report.changes);
+  form.querySelector('[data-question="date_of_information"] input').value = report.date_of_information;
+  form.querySelector('[data-question="reason"] [name]').value = report.reason || "";
+  // The record a draft concerns is fixed when it is first saved.
+  const recordId = form.querySelector(':scope > [data-question="record_id"] [name]');
+  if (recordId) {
+    recordId.value = report.operation === "update" ? report.record_id : "";
+    recordId.disabled = true;
+  }
+  for (const repeat of form.querySelectorAll("fieldset.repeat")) {
+    const mode = repeat.dataset.mode;
+    const drafts = { into: [], each: [report], link: linked }[mode];
+    const entries = mode === "into" ? report.changes[repeat.dataset.target] || [] : drafts.map((r) => r.changes);
+    if (!entries.length) continue;
+    repeat.querySelector(".entries").replaceChildren();
+    entries.forEach((values, i) => {
+      const entry = addEntry(repeat);
+      fillQuestions(entry, values);
+      if (drafts[i]) keepDraft(entry, drafts[i]);
+    });
+  }
+  if (form.dataset.createsMain === "true") mainDraft = report;
+}
+
+function fillQuestions(scope, values) {
+  for (const question of scope.querySelectorAll(":scope > .question, :scope > fieldset.beneficiaries > .question")) {
+    const value = question.dataset.kind === "beneficiary" ? values[question.dataset.field]?.[question.dataset.groupKey] : values[question.dataset.field];
+    if (value !== undefined && value !== null) setAnswer(question, value);
+  }
+}
+
+/** Put a saved value back into its question: answer() read backwards. */
+function setAnswer(question, value) {
+  const kind = question.dataset.kind;
+  if (kind === "select_multiple") {
+    for (const box of question.querySelectorAll("input[type=checkbox]")) box.checked = value.includes(box.value);
+  } else if (kind === "geoshape") {
+    setShape(question, value);
+  } else if (kind === "geopoint") {
+    question.querySelector(".lon").value = String(value.coordinates[0]);
+    question.querySelector(".lat").value = String(value.coordinates[1]);
+  } else if (kind === "yes_no") {
+    question.querySelector("[name]").value = value ? "yes" : "no";
+  } else if (kind === "id_list") {
+    question.querySelector("[name]").value = value.join(" ");
+  } else {
+    question.querySelector("[name]").value = String(value);
+  }
 }
 
 // -- saving and submitting ----------------------------------------------------------------
@@ -146,15 +252,15 @@ async function save(submit) {
   const saved = [];
   try {
     if (main) {
-      drafts.main = await saveOne(drafts.main, main, dateOfInformation);
-      saved.push({ report: drafts.main, scope: form });
+      mainDraft = await saveOne(mainDraft, main, dateOfInformation);
+      saved.push({ report: mainDraft, scope: form });
     }
-    const entries = [...form.querySelectorAll("fieldset.repeat:not([data-mode=into]) .entry")];
-    for (const [i, other] of others.entries()) {
-      const body = { record_type: other.record_type, changes: { ...other.changes } };
-      if (other.link) body.changes[other.link] = drafts.main.record_id;
-      drafts.others[i] = await saveOne(drafts.others[i], body, dateOfInformation, entries[i]);
-      saved.push({ report: drafts.others[i], scope: entries[i], waits: Boolean(other.link) });
+    for (const { entry, link, ...other } of others) {
+      const body = { ...other, changes: { ...other.changes } };
+      if (link) body.changes[link] = mainDraft.record_id;
+      const report = await saveOne(entryDrafts.get(entry), body, dateOfInformation, entry);
+      keepDraft(entry, report);
+      saved.push({ report, scope: entry, waits: Boolean(link) });
     }
     await attachPhotos(saved[0]?.report, main?.changes || others[0]?.changes || {});
     if (submit) {
@@ -187,15 +293,29 @@ async function save(submit) {
 
 async function saveOne(existing, body, dateOfInformation, scope) {
   try {
-    if (existing && existing.status === "draft") {
-      return await api("PATCH", `/api/reports/${existing.report_id}`, { changes: body.changes, date_of_information: dateOfInformation });
-    }
+    if (existing && existing.status === "draft") return await api("PATCH", `/api/reports/${existing.report_id}`, revisionOf(existing, body, dateOfInformation));
     if (existing) return existing; // submitted already: nothing more to save
     return await api("POST", "/api/reports", { ...body, date_of_information: dateOfInformation });
   } catch (failure) {
     failure.scope = scope || form;
     throw failure;
   }
+}
+
+/** A saved draft's revision. Fields the form does not ask for (a victim's phone, fields filed
+ * through the API) stay as they were: PATCH replaces all the changes. */
+function revisionOf(existing, body, dateOfInformation) {
+  const asked = askedFields();
+  const kept = Object.entries(existing.changes).filter(([field]) => !asked.has(field));
+  const revision = { changes: { ...Object.fromEntries(kept), ...body.changes }, date_of_information: dateOfInformation };
+  if ((body.reason || "") !== (existing.reason || "")) revision.reason = body.reason || "";
+  return revision;
+}
+
+function askedFields() {
+  const questions = [...form.querySelectorAll(".question"), ...[...form.querySelectorAll("template")].flatMap((t) => [...t.content.querySelectorAll(".question")])];
+  const repeats = [...form.querySelectorAll("fieldset.repeat")].map((r) => r.dataset.target).filter(Boolean);
+  return new Set([...questions.map((q) => q.dataset.field), ...repeats, ...Object.keys(JSON.parse(form.dataset.fixed || "{}"))]);
 }
 
 async function attachPhotos(report, changes) {
@@ -277,6 +397,7 @@ async function setUpMap() {
   map.addLayer({ id: "answers-fill", type: "fill", source: "answers", filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#0050b3", "fill-opacity": 0.25 } });
   map.addLayer({ id: "answers-line", type: "line", source: "answers", paint: { "line-color": "#0050b3", "line-width": 2.5 } });
   map.addLayer({ id: "answers-point", type: "circle", source: "answers", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-radius": 6, "circle-color": "#0050b3" } });
+  refreshAnswers();
   draw = new TerraDraw({
     adapter: new TerraDrawMapLibreGLAdapter({ map }),
     modes: [new TerraDrawPolygonMode()],
@@ -302,7 +423,9 @@ async function setUpMap() {
 }
 
 async function initialBounds() {
-  const hazard = JSON.parse(form.dataset.prefill || "{}").hazard_id;
+  const answered = answeredGeometries();
+  if (answered.length) return boundsOf(answered);
+  const hazard = answers(form).hazard_id || JSON.parse(form.dataset.prefill || "{}").hazard_id;
   if (hazard) {
     try {
       const record = await api("GET", `/api/records/${encodeURIComponent(hazard)}`);
@@ -377,15 +500,16 @@ function setShape(question, geometry) {
   question.querySelector(".clear").hidden = !geometry;
   question.dataset.hasShape = geometry ? "true" : "false";
   refreshAnswers();
-  if (geometry) map.fitBounds(boundsOf([geometry]), { padding: 60, maxZoom: 17, duration: 0 });
+  // A reopened draft's shapes are filled in before there is a map: it opens around them.
+  if (geometry && map) map.fitBounds(boundsOf([geometry]), { padding: 60, maxZoom: 17, duration: 0 });
+}
+
+function answeredGeometries() {
+  return [...form.querySelectorAll(".kind-geoshape, .kind-geopoint")].map(answer).filter(Boolean);
 }
 
 /** Show every polygon and point answered so far on the map. */
 function refreshAnswers() {
-  const features = [];
-  for (const question of form.querySelectorAll(".kind-geoshape, .kind-geopoint")) {
-    const geometry = answer(question);
-    if (geometry) features.push({ type: "Feature", geometry, properties: {} });
-  }
+  const features = answeredGeometries().map((geometry) => ({ type: "Feature", geometry, properties: {} }));
   map?.getSource("answers")?.setData({ type: "FeatureCollection", features });
 }

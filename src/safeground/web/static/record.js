@@ -1,6 +1,6 @@
 // A record's page: current view, land-release balance, linked records, attachments, history.
 import * as maplibregl from "maplibre-gl";
-import { api, boundsOf, el, formatArea, label } from "./app.js";
+import { api, boundsOf, draftFormLink, el, formatArea, label } from "./app.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 const LEDGER = ["estimated_area_m2", "cancelled_m2", "reduced_m2", "cleared_m2", "remaining_m2"];
@@ -144,8 +144,10 @@ function showLinks(links) {
 }
 
 function showHistory(found) {
+  const me = document.getElementById("record").dataset.user;
   const entries = found.entries.map((entry) => {
     const diff = Object.entries(entry.diff || {});
+    const edit = entry.status === "draft" && entry.author === me ? draftFormLink(entry) : null;
     return el("li", { class: `report status-${entry.status}`, dataset: { reportId: entry.report_id } },
       el("p", { class: "headline" },
         el("span", { class: `badge ${entry.status}` }, label(entry.status)),
@@ -160,6 +162,7 @@ function showHistory(found) {
           el("thead", {}, el("tr", {}, el("th", {}, "Field"), el("th", {}, "Before"), el("th", {}, "After"))),
           el("tbody", {}, diff.map(([key, change]) => el("tr", {}, el("th", {}, label(key)), el("td", {}, value(change.old)), el("td", {}, value(change.new))))))
         : entry.status === "approved" ? null : el("p", { class: "muted" }, "Proposed changes: ", Object.keys(entry.changes || {}).map(label).join(", ") || "none"),
+      edit ? el("p", {}, el("a", { class: "button edit", href: edit }, "Edit draft")) : null,
     );
   });
   document.getElementById("history").replaceChildren(...entries);

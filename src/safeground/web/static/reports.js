@@ -1,6 +1,6 @@
 // The review queue: reviewers and the IM officer approve or reject (with a reason) submitted
-// reports; everyone sees their drafts, to continue or submit them.
-import { api, el, label } from "./app.js";
+// reports; everyone sees their drafts, to edit (reopened in their form) or submit them.
+import { api, draftFormLink, el, label } from "./app.js";
 
 let root;
 
@@ -62,7 +62,9 @@ function card(report, status) {
       el("button", { type: "button", class: "reject danger", onclick: () => decide(report, "reject", reason, error) }, "Reject")));
   }
   if (status === "draft" && mine) {
+    const edit = draftFormLink(report);
     item.append(el("div", { class: "decide" },
+      edit ? el("a", { class: "button edit", href: edit }, "Edit") : null,
       el("button", { type: "button", class: "submit", onclick: () => submitDraft(report, error) }, "Submit for review")));
   }
   item.append(error);
