@@ -22,8 +22,10 @@ class Settings(BaseModel):
     login_attempts: int = 5
     login_client_attempts: int = 30
     login_window_s: int = 300
-    # Threads a server process runs blocking requests on (anyio's default is 40).
-    request_threads: int = Field(40, ge=1)
+    # Threads a server process runs blocking requests on. Requests are mostly CPU work that
+    # holds the GIL: with anyio's default of 40, 50 busy clients made threads take turns and
+    # the p95 of OGC items pages doubled (bench/bench_web.py); a few still overlap database waits.
+    request_threads: int = Field(4, ge=1)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
