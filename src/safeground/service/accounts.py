@@ -353,9 +353,14 @@ def _holder(conn: Connection, query: Select[Any], **params: Any) -> Principal | 
 
 
 def create_token(
-    conn: Connection, username: str, label: str | None = None, client: str | None = None
+    conn: Connection,
+    username: str,
+    label: str | None = None,
+    client: str | None = None,
+    by: str | None = None,
 ) -> tuple[int, str]:
-    """A new API token for an account: (its id, the secret, shown only now)."""
+    """A new API token for an account: (its id, the secret, shown only now); ``by`` who made
+    it when not the account itself (an administrator on the command line)."""
     get_account(conn, username)
     secret = "sg_" + secrets.token_urlsafe(32)
     token_id = conn.execute(
@@ -363,7 +368,14 @@ def create_token(
         .values(username=username, token_hash=digest(secret), label=label, created_at=now())
         .returning(api_token.c.token_id)
     ).scalar_one()
-    audit(conn, username, "token.create", str(token_id), {"label": label}, client)
+    audit(
+        conn,
+        by or username,
+        "token.create",
+        str(token_id),
+        {"label": label, "account": username},
+        client,
+    )
     return token_id, secret
 
 
