@@ -5,12 +5,12 @@ from datetime import date
 import pytest
 from sqlalchemy import or_, select
 
-from safeground.domain.errors import RuleViolation, ValidationFailed, WorkflowError
+from safeground.domain.errors import NotFound, RuleViolation, ValidationFailed, WorkflowError
 from safeground.domain.geometry import geodesic_area
 from safeground.domain.reports import ReportStatus
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
-from safeground.service.register import Submission
+from safeground.service.register import Register, Submission
 from safeground.storage.schema import record_tables
 from tests import geometries as g
 from tests.helpers import add, update
@@ -423,3 +423,17 @@ def test_two_bounding_boxes_in_one_query_keep_their_own_corners(register):
             )
         ).all()
     assert sorted(found) == sorted([west, east])
+
+
+def test_a_register_whose_creation_fails_is_not_left_behind(store_location):
+    def refuse(_conn):
+        raise RuntimeError("the audit entry could not be written")
+
+    with pytest.raises(RuntimeError):
+        Register.create(store_location, country="AZ", after_create=refuse)
+    with pytest.raises(NotFound):
+        Register.open(store_location)
+    created = Register.create(store_location, country="AZ")
+    with created.store.read() as conn:
+        assert created.store.settings(conn)["country"] == "AZ"
+    created.store.engine.dispose()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from safeground.cli.main import app as cli
+from safeground.storage.schema import audit_log
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 
@@ -123,3 +125,39 @@ def test_user_password_and_disable_end_sessions(scenario, store_location, login)
     assert bearer.get("/api/me").status_code == 401
     code, out = run(store_location, "user", "list")
     assert re.search(r"clerk\s+data_entry.*disabled", out)
+
+
+def test_account_commands_are_audited_and_failed_ones_are_not(
+    scenario, store_location, monkeypatch
+):
+    monkeypatch.setenv("SAFEGROUND_USER", "root.admin")
+    with scenario.register.store.read() as conn:
+        before = conn.execute(select(func.max(audit_log.c.audit_id))).scalar_one()
+    org = scenario.orgs["alpha"]
+    attempts = [
+        ("user", "add", "field1", "--role", "data_entry", "--organisation", org),
+        ("user", "add", "field2", "--role", "wizard"),
+        ("user", "role", "field1", "reviewer"),
+        ("user", "role", "nobody", "admin"),
+        ("user", "password", "field1"),
+        ("user", "password", "nobody"),
+        ("token", "create", "field1", "--label", "nightly export"),
+        ("token", "create", "nobody"),
+        ("user", "disable", "field1"),
+        ("user", "disable", "nobody"),
+    ]
+    codes = [run(store_location, *args)[0] for args in attempts]
+    assert codes == [0, 1] * 5
+    with scenario.register.store.read() as conn:
+        rows = conn.execute(
+            select(audit_log).where(audit_log.c.audit_id > before).order_by(audit_log.c.audit_id)
+        ).all()
+    assert [(r.action, r.username) for r in rows] == [
+        ("account.add", "root.admin"),
+        ("account.role", "root.admin"),
+        ("account.password", "root.admin"),
+        ("token.create", "root.admin"),
+        ("account.disable", "root.admin"),
+    ]
+    assert {r.target for r in rows if r.action != "token.create"} == {"field1"}
+    assert rows[3].detail == {"label": "nightly export", "account": "field1"}

@@ -81,6 +81,7 @@ def test_upload_drafts_for_the_uploader_once_and_is_audited(login, scenario):
         entries = conn.execute(select(audit_log).where(audit_log.c.action == "forms.import")).all()
     assert [e.username for e in entries] == ["clerk", "clerk"]
     assert entries[0].detail["report_ids"] == [record["report_id"]]
+    assert [e.detail["rejected_submissions"] for e in entries] == [1, 1]
 
 
 def test_oversize_wrong_kind_and_unknown_form_are_refused(login, scenario):

@@ -37,6 +37,14 @@ def open_register(store: str | None) -> Register:
     return run(lambda: Register.open(store))
 
 
+def migrated_register(store: str | None) -> Register:
+    """The register at the newest schema: a register made before the audit log and the account
+    tables gets them now, so that a command's write lands with its audit entry."""
+    register = open_register(store)
+    run(register.store.migrate)
+    return register
+
+
 def run(action: Callable[[], T]) -> T:
     """Run a service call; a user error is printed (one problem a line) and exits 1."""
     try:

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Connection
 
-from safeground.cli.common import StoreOption, acting_user, open_register, run
+from safeground.cli.common import StoreOption, acting_user, migrated_register, run
 from safeground.cli.output import table
 from safeground.io.fieldforms import FORMS, get_form
-from safeground.io.fieldforms.submissions import import_submissions
+from safeground.io.fieldforms.submissions import FieldImport, import_submissions
 from safeground.io.fieldforms.xlsform import write_xlsform
+from safeground.service import accounts
 
 forms_app = typer.Typer(
     help="Field forms for KoboToolbox / ODK Collect: XLSForms, and imports of their exports.",
@@ -69,16 +71,28 @@ def forms_import(
     user: Annotated[str | None, typer.Option("--user", help="Whose drafts they become")] = None,
 ) -> None:
     """Import a submission export as draft reports (all or nothing, unless --skip-invalid)."""
-    register = open_register(store)
+    register = migrated_register(store)
+    form = run(lambda: get_form(name))
+    who = acting_user(user)
     target = rejects or file.with_name(f"{file.stem}.rejects.csv")
+
+    def audit(conn: Connection, done: FieldImport) -> None:
+        accounts.audit(
+            conn,
+            who,
+            "forms.import",
+            f"form {form.name}",
+            {
+                "file": file.name,
+                "source": done.source,
+                "report_ids": done.report_ids,
+                "rejected_submissions": done.rejected_submissions,
+            },
+        )
+
     result = run(
         lambda: import_submissions(
-            register,
-            get_form(name),
-            file,
-            acting_user(user),
-            skip_invalid=skip_invalid,
-            rejects=target,
+            register, form, file, who, skip_invalid=skip_invalid, rejects=target, after_draft=audit
         )
     )
     typer.echo(result.summary())

@@ -8,18 +8,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy import Connection
 
-from safeground.cli.common import StoreOption, UserOption, acting_user, open_register, run
+from safeground.cli.common import (
+    StoreOption,
+    UserOption,
+    acting_user,
+    migrated_register,
+    open_register,
+    run,
+)
 from safeground.cli.forms import forms_app
 from safeground.cli.output import table
 from safeground.cli.risk import risk_app
 from safeground.cli.web import serve, token_app, user_app
 from safeground.domain.personal import mask
 from safeground.domain.records import RECORD_TYPES, record_model
-from safeground.domain.reports import Operation, ReportStatus
+from safeground.domain.reports import Operation, Report, ReportStatus
+from safeground.service import accounts
 from safeground.service import ledger as ledger_service
 from safeground.service.history import history as record_history
 from safeground.service.register import Register, Submission
+from safeground.storage.reportlog import load_report
 from safeground.storage.store import default_location
 
 app = typer.Typer(
@@ -47,7 +57,17 @@ def init(
 ) -> None:
     """Create an empty register (a GeoPackage file by default, or PostGIS with a URL)."""
     location = store or default_location()
-    run(lambda: Register.create(location, country=country, tolerance_m=tolerance))
+    who = acting_user(None)
+
+    def audit_creation(conn: Connection) -> None:
+        detail = {"country": country, "tolerance_m": tolerance}
+        accounts.audit(conn, who, "register.create", None, detail)
+
+    run(
+        lambda: Register.create(
+            location, country=country, tolerance_m=tolerance, after_create=audit_creation
+        )
+    )
     typer.echo(f"created register at {location} (country {country}, tolerance {tolerance:g} m)")
 
 
@@ -71,21 +91,45 @@ DateOption = Annotated[
 ]
 
 
+def _audit_report(conn: Connection, who: str, action: str, rep: Report, **detail: Any) -> None:
+    accounts.audit(
+        conn, who, action, f"report {rep.report_id}", {"record_id": rep.record_id, **detail}
+    )
+
+
 def _file_or_draft(
     store: str | None, user: str | None, item: Submission, submit: bool, approve: bool
 ) -> None:
-    register = open_register(store)
+    """File at once, or draft (and submit): in one transaction with the audit entries, so a
+    draft whose submission fails is not left behind."""
+    register = migrated_register(store)
     who = acting_user(user)
     if approve:
-        result = run(lambda: register.file(who, [item], reason=item.reason))
+        with register.store.begin() as conn:
+            result = run(lambda: register.file(who, [item], reason=item.reason, conn=conn))
+            accounts.audit(
+                conn,
+                who,
+                "report.file",
+                f"report {result.report_ids[0]}",
+                {
+                    "record_id": result.record_ids[0],
+                    "record_type": item.record_type,
+                    "reason": item.reason,
+                },
+            )
         typer.echo(f"{result.record_ids[0]}: approved report {result.report_ids[0]}")
         for notice in result.notices:
             typer.echo(f"note: {notice}")
         return
-    rep = run(lambda: register.draft(who, [item]))[0]
+    with register.store.begin() as conn:
+        rep = run(lambda: register.draft(who, [item], conn=conn))[0]
+        _audit_report(conn, who, "report.draft", rep, record_type=rep.record_type)
+        if submit:
+            run(lambda: register.submit(who, rep.report_id, conn=conn))
+            _audit_report(conn, who, "report.submit", rep)
     typer.echo(f"{rep.record_id}: draft report {rep.report_id}")
     if submit:
-        run(lambda: register.submit(who, rep.report_id))
         typer.echo(f"report {rep.report_id} submitted for review")
 
 
@@ -215,8 +259,11 @@ def _date(text: str) -> date:
 @report_app.command("submit")
 def report_submit(report_id: int, store: StoreOption = None, user: UserOption = None) -> None:
     """Submit a draft for review (the register's checks run now)."""
-    register = open_register(store)
-    run(lambda: register.submit(acting_user(user), report_id))
+    register = migrated_register(store)
+    who = acting_user(user)
+    with register.store.begin() as conn:
+        rep = run(lambda: register.submit(who, report_id, conn=conn))
+        _audit_report(conn, who, "report.submit", rep)
     typer.echo(f"report {report_id} submitted")
 
 
@@ -228,8 +275,14 @@ def report_approve(
     user: UserOption = None,
 ) -> None:
     """Approve submitted reports; the register changes only now."""
-    register = open_register(store)
-    result = run(lambda: register.approve(acting_user(user), report_ids, reason))
+    register = migrated_register(store)
+    who = acting_user(user)
+    with register.store.begin() as conn:
+        result = run(lambda: register.approve(who, report_ids, reason, conn=conn))
+        for report_id in result.report_ids:
+            approved = load_report(conn, report_id)
+            assert approved is not None  # approved a moment ago in this transaction
+            _audit_report(conn, who, "report.approve", approved, reason=reason)
     typer.echo(f"approved {', '.join(map(str, result.report_ids))}")
     for notice in result.notices:
         typer.echo(f"note: {notice}")
@@ -243,8 +296,11 @@ def report_reject(
     user: UserOption = None,
 ) -> None:
     """Reject a submitted report with a reason."""
-    register = open_register(store)
-    run(lambda: register.reject(acting_user(user), report_id, reason))
+    register = migrated_register(store)
+    who = acting_user(user)
+    with register.store.begin() as conn:
+        rep = run(lambda: register.reject(who, report_id, reason, conn=conn))
+        _audit_report(conn, who, "report.reject", rep, reason=reason)
     typer.echo(f"report {report_id} rejected")
 
 
@@ -377,13 +433,17 @@ def attach(
     """Attach a photo or scanned form to a record; kept in the register with its SHA-256."""
     from safeground.service.attachments import attach as attach_file
 
-    register = open_register(store)
+    register = migrated_register(store)
+    who = acting_user(user)
     content = file.read_bytes()
     with register.store.begin() as conn:
-        done = run(
-            lambda: attach_file(
-                register, conn, acting_user(user), record_id, file.name, content, caption
-            )
+        done = run(lambda: attach_file(register, conn, who, record_id, file.name, content, caption))
+        accounts.audit(
+            conn,
+            who,
+            "attachment.add",
+            done.record_id,
+            {"target_id": record_id, "sha256": done.sha256, "report_id": done.report_id},
         )
     typer.echo(f"{done.record_id}: {file.name} ({done.size_bytes:,} bytes, sha256 {done.sha256})")
 
@@ -405,20 +465,47 @@ def import_command(
 ) -> None:
     """Import files through a mapping (all or nothing), or restore a full dump."""
     from safeground.io.dump import is_dump, restore
-    from safeground.io.importer import import_many
+    from safeground.io.importer import ImportReport, import_many
     from safeground.io.mapping import load_mapping
 
-    register = open_register(store)
+    register = migrated_register(store)
+    who = acting_user(user)
     if len(files) == 1 and is_dump(files[0]):
-        count = run(lambda: restore(register, files[0]))
+        with register.store.begin() as conn:
+            count = run(lambda: restore(register, files[0], conn))
+            accounts.audit(conn, who, "dump.restore", files[0].name, {"rows": count})
         typer.echo(f"restored {count:,} rows from {files[0]}")
         return
     if mapping is None:
         raise typer.BadParameter("give --mapping (or a dump file to restore)")
     chosen = run(lambda: load_mapping(mapping))
+
+    def audit_import(conn: Connection, done: ImportReport) -> None:
+        accounts.audit(
+            conn,
+            who,
+            "import",
+            f"mapping {done.mapping}",
+            {
+                "source": done.source,
+                "files": done.files,
+                "rows_read": done.rows_read,
+                "imported": done.imported,
+                "already_imported": done.already_imported,
+                "rejected_rows": done.rejected_rows,
+                "import_batch": done.import_batch,
+            },
+        )
+
     report = run(
         lambda: import_many(
-            register, files, chosen, acting_user(user), skip_invalid=skip_invalid, rejects=rejects
+            register,
+            files,
+            chosen,
+            who,
+            skip_invalid=skip_invalid,
+            rejects=rejects,
+            after_import=audit_import,
         )
     )
     typer.echo(report.summary())

@@ -26,10 +26,12 @@ from safeground.risk import (
     prepare_table,
     read_table,
 )
+from safeground.risk.attach import Score, keep_scores, score_map
 from safeground.risk.chunked import predict_chunked
 from safeground.risk.grid import GridError
 from safeground.risk.presence import PresenceDataError, PresenceModel
 from safeground.risk.validation import stderr_log
+from safeground.service import accounts
 from safeground.service.register import Register
 
 risk_app = typer.Typer(
@@ -233,6 +235,34 @@ def evaluate_cmd(
     typer.echo(json.dumps(_finite(doc), indent=2, ensure_ascii=False, allow_nan=False))
 
 
+def _migrated(store: str | None) -> Register:
+    """The register at the newest schema, so that a write lands with its audit entry."""
+    register = Register.open(store)
+    register.store.migrate()
+    return register
+
+
+def _attach(register: Register, map_path: Path, who: str) -> list[Score]:
+    """Score the map's areas first, then keep the scores with their audit entry in one
+    transaction."""
+    scored = score_map(register, map_path)
+    with register.store.begin() as conn:
+        keep_scores(register, conn, scored, who)
+        accounts.audit(
+            conn,
+            who,
+            "risk.attach",
+            map_path.name,
+            {
+                "sha256": scored.sha256,
+                "model_version": scored.model_version,
+                "map_date": scored.map_date.isoformat(),
+                "scored": len(scored.scores),
+            },
+        )
+    return scored.scores
+
+
 def _finite(obj: Any) -> Any:
     """NaN is not JSON: an undefined metric is printed as null."""
     if isinstance(obj, dict):
@@ -262,12 +292,23 @@ def covariate_add_cmd(
     user: UserOption = None,
 ) -> None:
     """Keep a covariate layer (its bytes and SHA-256) for every later risk map."""
-    from safeground.risk.evidence import add_covariate
+    from safeground.risk.evidence import keep_covariate, read_covariate
 
     if use not in (None, "value", "distance", "presence"):
         raise _fail(ValueError(f"--use {use!r}: value, distance or presence"))
+    who = acting_user(user)
     try:
-        cov = add_covariate(Register.open(store), name, file, acting_user(user), use)  # type: ignore[arg-type]
+        register = _migrated(store)
+        cov = read_covariate(name, file, use)  # type: ignore[arg-type]
+        with register.store.begin() as conn:
+            keep_covariate(conn, cov, who)
+            accounts.audit(
+                conn,
+                who,
+                "covariate.add",
+                cov.name,
+                {"kind": cov.kind, "use": cov.use, "filename": cov.filename, "sha256": cov.sha256},
+            )
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(f"covariate {cov.name}: {cov.kind} {cov.filename} ({cov.use}), sha256 {cov.sha256}")
@@ -308,12 +349,11 @@ def map_cmd(
     user: UserOption = None,
 ) -> None:
     """Risk grid over a region from the register's evidence: COG GeoTIFF + GeoPackage layer."""
-    from safeground.risk.attach import attach_map
     from safeground.risk.evidence import resolve_region
     from safeground.risk.riskmap import build_map
 
     try:
-        register = Register.open(store)
+        register = _migrated(store) if attach else Register.open(store)
         label, geom = resolve_region(register, region)
         fitted = PresenceModel.load(model) if model is not None else None
         client = None
@@ -342,7 +382,7 @@ def map_cmd(
             result.model.save(save_model)
         summary = result.summary()
         if attach:
-            summary["attached"] = len(attach_map(register, out, acting_user(user)))
+            summary["attached"] = len(_attach(register, out, acting_user(user)))
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -357,10 +397,8 @@ def attach_cmd(
     user: UserOption = None,
 ) -> None:
     """Store mean and max risk of every hazardous area and task the map covers."""
-    from safeground.risk.attach import attach_map
-
     try:
-        scores = attach_map(Register.open(store), map_file, acting_user(user))
+        scores = _attach(_migrated(store), map_file, acting_user(user))
     except MAP_ERRORS as exc:
         raise _fail(exc) from exc
     typer.echo(f"attached risk to {len(scores)} hazardous areas and tasks (table risk_score)")

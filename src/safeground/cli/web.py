@@ -7,21 +7,13 @@ from typing import Annotated
 
 import typer
 
-from safeground.cli.common import StoreOption, acting_user, open_register, run
+from safeground.cli.common import StoreOption, acting_user, migrated_register, run
 from safeground.cli.output import table
 from safeground.service import accounts
-from safeground.service.register import Register
 
 user_app = typer.Typer(help="Accounts of the web application.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for scripts.", no_args_is_help=True)
 PasswordStdinOption = Annotated[bool, typer.Option(help="Read the password from standard input")]
-
-
-def _accounts_register(store: str | None) -> Register:
-    """The register, migrated: one made before the account tables gets them."""
-    register = open_register(store)
-    register.store.migrate()
-    return register
 
 
 def _new_password(from_stdin: bool) -> tuple[str, bool]:
@@ -60,7 +52,7 @@ def user_add(
 ) -> None:
     """Add an account; without --password-stdin a password is generated and printed."""
     chosen, generated = _new_password(password_stdin)
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.begin() as conn:
         run(
             lambda: accounts.add_account(
@@ -80,7 +72,7 @@ def user_role(
     store: StoreOption = None,
 ) -> None:
     """Change an account's role; it takes effect on the account's next request."""
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.begin() as conn:
         changed = run(
             lambda: accounts.set_role(conn, username, role, organisation, by=acting_user(None))
@@ -96,7 +88,7 @@ def user_password(
 ) -> None:
     """Set a new password (generated and printed unless --password-stdin); sessions end."""
     chosen, generated = _new_password(password_stdin)
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.begin() as conn:
         run(lambda: accounts.set_password(conn, username, chosen, by=acting_user(None)))
     typer.echo(f"new password for {username}" + (f": {chosen}" if generated else ""))
@@ -105,7 +97,7 @@ def user_password(
 @user_app.command("disable")
 def user_disable(username: str, store: StoreOption = None) -> None:
     """Shut an account out at once: its sessions end and its API tokens stop working."""
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.begin() as conn:
         run(lambda: accounts.disable_account(conn, username, by=acting_user(None)))
     typer.echo(f"{username} is disabled")
@@ -114,7 +106,7 @@ def user_disable(username: str, store: StoreOption = None) -> None:
 @user_app.command("list")
 def user_list(store: StoreOption = None) -> None:
     """Accounts with their role and organisation."""
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.read() as conn:
         found = accounts.list_accounts(conn)
     rows = [
@@ -137,7 +129,9 @@ def token_create(
     store: StoreOption = None,
 ) -> None:
     """Create an API token for an account; it is printed once (send as Authorization: Bearer)."""
-    register = _accounts_register(store)
+    register = migrated_register(store)
     with register.store.begin() as conn:
-        token_id, secret = run(lambda: accounts.create_token(conn, username, label))
+        token_id, secret = run(
+            lambda: accounts.create_token(conn, username, label, by=acting_user(None))
+        )
     typer.echo(f"token {token_id} for {username}: {secret}")

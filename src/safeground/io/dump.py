@@ -75,11 +75,14 @@ def dump(register: Register, out: Path, include_personal: bool = False) -> int:
     return count
 
 
-def restore(register: Register, path: Path) -> int:
+def restore(register: Register, path: Path, conn: Connection | None = None) -> int:
     """Load a dump into an empty register and rebuild its views; returns the rows loaded."""
+    if conn is None:
+        with register.store.begin() as conn:
+            return restore(register, path, conn)
     path = Path(path)
     count = 0
-    with _open(path, "r") as f, register.store.begin() as conn:
+    with _open(path, "r") as f:
         _header(path, f.readline())
         _refuse_non_empty(register, conn)
         conn.execute(delete(setting_table))

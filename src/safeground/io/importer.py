@@ -17,7 +17,7 @@ import gc
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -193,15 +193,18 @@ def import_many(
     *,
     skip_invalid: bool = False,
     rejects: Path | None = None,
+    after_import: Callable[[Connection, ImportReport], None] | None = None,
 ) -> ImportReport:
     """Import files as one atomic batch: everything valid lands, or nothing does.
 
     With invalid rows and ``skip_invalid`` False, raise ImportFailed and write nothing. With
     ``skip_invalid``, write the rejected rows with their reasons to ``rejects`` (default: a
-    ``<name>.rejects.csv`` next to each input) and import the rest.
+    ``<name>.rejects.csv`` next to each input) and import the rest. ``after_import`` runs
+    inside the filing transaction with the finished report (the command line's audit entry
+    lands with the rows).
     """
     with _collections_paused():
-        return _import(register, paths, mapping, user, skip_invalid, rejects)
+        return _import(register, paths, mapping, user, skip_invalid, rejects, after_import)
 
 
 @contextmanager
@@ -229,6 +232,7 @@ def _import(
     user: str,
     skip_invalid: bool,
     rejects: Path | None,
+    after_import: Callable[[Connection, ImportReport], None] | None,
 ) -> ImportReport:
     tables = [_read(Path(p), mapping) for p in paths]
     report = ImportReport(mapping.source, mapping.name, [t.name for t in tables])
@@ -245,8 +249,11 @@ def _import(
     try:
         while True:
             written = _write_rejects(invalid, rejects, written)
+            report.rejected_rows = len(invalid)
+            report.rejected = [p for r in invalid for p in r.problems]
+            report.rejects_files = written
             try:
-                _file(register, valid, mapping, user, report)
+                _file(register, valid, mapping, user, report, after_import)
                 break
             except (RuleViolation, ValidationFailed) as exc:
                 # The register's rules refused rows (a reference to a missing record...): say
@@ -262,9 +269,6 @@ def _import(
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    report.rejected_rows = len(invalid)
-    report.rejected = [p for r in invalid for p in r.problems]
-    report.rejects_files = written
     return report
 
 
@@ -660,7 +664,12 @@ def _rows_text(rows: list[_Row], shown: int = 8) -> str:
 
 
 def _file(
-    register: Register, rows: list[_Row], mapping: Mapping, user: str, report: ImportReport
+    register: Register,
+    rows: list[_Row],
+    mapping: Mapping,
+    user: str,
+    report: ImportReport,
+    after_import: Callable[[Connection, ImportReport], None] | None,
 ) -> None:
     """File every row in one transaction: one Register.file call, or nothing at all."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -685,13 +694,15 @@ def _file(
             )
             report.import_batch = batch
             report.notices = approval.notices
-    report.already_imported += len(rows) - len(todo)
-    report.imported = len(todo)
-    report.record_ids = [str(r.record_id) for r in todo]
-    counts: dict[str, int] = defaultdict(int)
-    for r in todo:
-        counts[str(r.record_type)] += 1
-    report.by_type = dict(counts)
+        report.already_imported += len(rows) - len(todo)
+        report.imported = len(todo)
+        report.record_ids = [str(r.record_id) for r in todo]
+        counts: dict[str, int] = defaultdict(int)
+        for r in todo:
+            counts[str(r.record_type)] += 1
+        report.by_type = dict(counts)
+        if after_import is not None:
+            after_import(conn, report)
 
 
 def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> list[str]:

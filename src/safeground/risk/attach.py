@@ -97,8 +97,28 @@ def zonal(
     return float(vals.mean()), float(vals.max()), int(vals.size)
 
 
+@dataclass
+class ScoredMap:
+    """A risk map's scores, worked out before the write transaction that keeps them."""
+
+    path: Path
+    sha256: str
+    model_version: str
+    map_date: date
+    scores: list[Score]
+
+
 def attach_map(register: Register, map_path: Path, user: str) -> list[Score]:
     """Score every hazardous area and task the map covers; replace their earlier scores."""
+    scored = score_map(register, map_path)
+    with register.store.begin() as conn:
+        keep_scores(register, conn, scored, user)
+    return scored.scores
+
+
+def score_map(register: Register, map_path: Path) -> ScoredMap:
+    """Mean and max risk of every hazardous area and task the map covers (reads only, so the
+    zonal statistics are not worked out under the register's write lock)."""
     digest = hashlib.sha256(map_path.read_bytes()).hexdigest()
     scores: list[Score] = []
     with rasterio.open(map_path) as src:
@@ -111,39 +131,42 @@ def attach_map(register: Register, map_path: Path, user: str) -> list[Score]:
             mean, mx, n = zonal(src, to_crs(geom, src.crs))
             if n:
                 scores.append(Score(record_id, record_type, mean, mx, n))
+    return ScoredMap(map_path, digest, version, map_date, scores)
+
+
+def keep_scores(register: Register, conn: Connection, scored: ScoredMap, user: str) -> None:
+    """Replace the scored records' earlier scores and record the map, inside ``conn``."""
     stamp = now()
-    with register.store.begin() as conn:
-        for chunk in chunked_in([s.record_id for s in scores]):
-            conn.execute(delete(risk_score).where(risk_score.c.record_id.in_(chunk)))
-        if scores:
-            conn.execute(
-                risk_score.insert(),
-                [
-                    {
-                        "record_id": s.record_id,
-                        "record_type": s.record_type,
-                        "mean_risk": s.mean_risk,
-                        "max_risk": s.max_risk,
-                        "cells": s.cells,
-                        "model_version": version,
-                        "map_sha256": digest,
-                        "map_date": map_date,
-                        "attached_by": user,
-                        "attached_at": stamp,
-                    }
-                    for s in scores
-                ],
-            )
-        conn.execute(delete(risk_map).where(risk_map.c.map_sha256 == digest))
+    for chunk in chunked_in([s.record_id for s in scored.scores]):
+        conn.execute(delete(risk_score).where(risk_score.c.record_id.in_(chunk)))
+    if scored.scores:
         conn.execute(
-            risk_map.insert().values(
-                map_sha256=digest,
-                path=str(map_path.resolve()),
-                model_version=version,
-                map_date=map_date,
-                attached_by=user,
-                attached_at=stamp,
-            )
+            risk_score.insert(),
+            [
+                {
+                    "record_id": s.record_id,
+                    "record_type": s.record_type,
+                    "mean_risk": s.mean_risk,
+                    "max_risk": s.max_risk,
+                    "cells": s.cells,
+                    "model_version": scored.model_version,
+                    "map_sha256": scored.sha256,
+                    "map_date": scored.map_date,
+                    "attached_by": user,
+                    "attached_at": stamp,
+                }
+                for s in scored.scores
+            ],
         )
-        register.store.after_write(conn)
-    return scores
+    conn.execute(delete(risk_map).where(risk_map.c.map_sha256 == scored.sha256))
+    conn.execute(
+        risk_map.insert().values(
+            map_sha256=scored.sha256,
+            path=str(scored.path.resolve()),
+            model_version=scored.model_version,
+            map_date=scored.map_date,
+            attached_by=user,
+            attached_at=stamp,
+        )
+    )
+    register.store.after_write(conn)

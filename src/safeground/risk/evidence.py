@@ -120,7 +120,16 @@ class Covariate:
 def add_covariate(
     register: Register, name: str, path: Path, user: str, use: CovariateUse | None = None
 ) -> Covariate:
-    """Check the file opens, store its bytes by SHA-256 and register it under ``name``.
+    """Check the file opens, store its bytes by SHA-256 and register it under ``name``."""
+    cov = read_covariate(name, path, use)
+    with register.store.begin() as conn:
+        keep_covariate(conn, cov, user)
+    return cov
+
+
+def read_covariate(name: str, path: Path, use: CovariateUse | None = None) -> Covariate:
+    """A covariate layer read from ``path`` and checked to open (before any write transaction:
+    a large layer takes a while).
 
     Rasters are sampled per cell (``value``); vectors give the distance to their features
     (``distance``, the default) or whether the cell centre lies in one (``presence``).
@@ -146,23 +155,26 @@ def add_covariate(
         content,
     )
     _check_opens(cov)
-    with register.store.begin() as conn:
-        if conn.execute(select(blob.c.sha256).where(blob.c.sha256 == cov.sha256)).first() is None:
-            conn.execute(blob.insert().values(sha256=cov.sha256, content=content))
-        conn.execute(delete(risk_covariate).where(risk_covariate.c.name == name))
-        conn.execute(
-            risk_covariate.insert().values(
-                name=name,
-                kind=cov.kind,
-                use=cov.use,
-                filename=cov.filename,
-                sha256=cov.sha256,
-                size_bytes=len(content),
-                added_by=user,
-                added_at=now(),
-            )
-        )
     return cov
+
+
+def keep_covariate(conn: Connection, cov: Covariate, user: str) -> None:
+    """Store the layer's bytes and register it under its name, replacing one of that name."""
+    if conn.execute(select(blob.c.sha256).where(blob.c.sha256 == cov.sha256)).first() is None:
+        conn.execute(blob.insert().values(sha256=cov.sha256, content=cov.content))
+    conn.execute(delete(risk_covariate).where(risk_covariate.c.name == cov.name))
+    conn.execute(
+        risk_covariate.insert().values(
+            name=cov.name,
+            kind=cov.kind,
+            use=cov.use,
+            filename=cov.filename,
+            sha256=cov.sha256,
+            size_bytes=len(cov.content),
+            added_by=user,
+            added_at=now(),
+        )
+    )
 
 
 def _check_opens(cov: Covariate) -> None:

@@ -3,7 +3,8 @@
 Passwords are hashed with Argon2id (argon2-cffi) and rehashed when its parameters change.
 Sessions and tokens are random secrets; only their SHA-256 is stored, so a copy of the
 database gives nobody a way in. A role change or logout takes effect on the next request,
-because every request looks its session up.
+because every request looks its session up. A session ends after ``session_lifetime``, or
+sooner when unused for ``session_idle``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,17 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, ColumnElement, Connection, Select, Table, bindparam, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
@@ -29,6 +40,10 @@ _HASHER = PasswordHasher()
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 MIN_PASSWORD_LENGTH = 10
 LOGIN_FAILED = "login.failed"
+# A session's last use is written when the stored one is older than this (or than half the idle
+# timeout, if shorter), not on every request: each request looks its session up, and on a
+# GeoPackage every write takes the database's write lock.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
 
 
 class TooManyAttempts(SafegroundError):
@@ -48,6 +63,7 @@ class LoginPolicy:
     client_attempts: int = 30
     window: timedelta = timedelta(minutes=5)
     session_lifetime: timedelta = timedelta(hours=12)
+    session_idle: timedelta = timedelta(minutes=30)
 
 
 @dataclass
@@ -219,7 +235,7 @@ def login(
         row = conn.execute(select(account).where(account.c.username == username)).first()
         if row is not None and row.disabled_at is None and _verify(conn, row, password):
             principal = _account(row).principal
-            session = _open_session(conn, username, policy.session_lifetime)
+            session = _open_session(conn, username, policy)
             audit(conn, username, "login", username, None, client)
             return principal, session
         audit(conn, username, LOGIN_FAILED, username, None, client)
@@ -286,13 +302,17 @@ def set_password(conn: Connection, username: str, password: str, by: str | None)
     audit(conn, by, "account.password", username)
 
 
-def _open_session(conn: Connection, username: str, lifetime: timedelta) -> str:
+def _open_session(conn: Connection, username: str, policy: LoginPolicy) -> str:
     secret = secrets.token_urlsafe(32)
     stamp = now()
-    # Expired sessions of the account go now: nothing else would ever delete them.
+    # Expired and idle sessions of the account go now: nothing else would ever delete them.
     conn.execute(
         web_session.delete().where(
-            web_session.c.username == username, web_session.c.expires_at <= stamp
+            web_session.c.username == username,
+            or_(
+                web_session.c.expires_at <= stamp,
+                web_session.c.last_seen_at <= stamp - policy.session_idle,
+            ),
         )
     )
     conn.execute(
@@ -300,7 +320,8 @@ def _open_session(conn: Connection, username: str, lifetime: timedelta) -> str:
             session_hash=digest(secret),
             username=username,
             created_at=stamp,
-            expires_at=stamp + lifetime,
+            expires_at=stamp + policy.session_lifetime,
+            last_seen_at=stamp,
         )
     )
     return secret
@@ -316,9 +337,26 @@ def logout(conn: Connection, session: str, client: str | None) -> None:
         audit(conn, found.username, "logout", found.username, None, client)
 
 
-def principal_for_session(conn: Connection, session: str) -> Principal | None:
-    """The account behind a session cookie, if the session is live and the account enabled."""
-    return _holder(conn, _SESSION_HOLDER, hash=digest(session), now=now())
+def principal_for_session(store: Store, session: str, idle: timedelta) -> Principal | None:
+    """The account behind a session cookie, if the session is live, used within ``idle`` and
+    the account enabled; the use keeps the session alive.
+
+    One read, with the query built once; the use is written in a short transaction of its own
+    only when the stored one is stale (``LAST_SEEN_RESOLUTION``), about once a minute per
+    session at most.
+    """
+    hashed, stamp = digest(session), now()
+    with store.read() as conn:
+        row = conn.execute(
+            _SESSION_HOLDER, {"hash": hashed, "now": stamp, "idle_since": stamp - idle}
+        ).first()
+    if row is None:
+        return None
+    stale = stamp - min(LAST_SEEN_RESOLUTION, idle / 2)
+    if row.last_seen_at <= stale:
+        with store.begin() as conn:
+            conn.execute(_SESSION_SEEN, {"hash": hashed, "seen": stamp, "stale": stale})
+    return _principal(row)
 
 
 def _enabled_holder_query(
@@ -337,25 +375,41 @@ def _enabled_holder_query(
 
 
 _SESSION_HOLDER = _enabled_holder_query(
-    web_session, web_session.c.session_hash, web_session.c.expires_at > bindparam("now")
+    web_session,
+    web_session.c.session_hash,
+    web_session.c.expires_at > bindparam("now"),
+    web_session.c.last_seen_at > bindparam("idle_since"),
+).add_columns(web_session.c.last_seen_at)
+# Guarded by the stored value, so that concurrent requests of one session write it once.
+_SESSION_SEEN = (
+    web_session.update()
+    .where(
+        web_session.c.session_hash == bindparam("hash"),
+        web_session.c.last_seen_at <= bindparam("stale"),
+    )
+    .values(last_seen_at=bindparam("seen"))
 )
 _TOKEN_HOLDER = _enabled_holder_query(
     api_token, api_token.c.token_hash, api_token.c.revoked_at.is_(None)
 )
 
 
-def _holder(conn: Connection, query: Select[Any], **params: Any) -> Principal | None:
-    row = conn.execute(query, params).first()
-    return None if row is None else Principal(row.username, Role(row.role), row.organisation_id)
+def _principal(row: Any) -> Principal:
+    return Principal(row.username, Role(row.role), row.organisation_id)
 
 
 # -- API tokens -----------------------------------------------------------------------------
 
 
 def create_token(
-    conn: Connection, username: str, label: str | None = None, client: str | None = None
+    conn: Connection,
+    username: str,
+    label: str | None = None,
+    client: str | None = None,
+    by: str | None = None,
 ) -> tuple[int, str]:
-    """A new API token for an account: (its id, the secret, shown only now)."""
+    """A new API token for an account: (its id, the secret, shown only now); ``by`` who made
+    it when not the account itself (an administrator on the command line)."""
     get_account(conn, username)
     secret = "sg_" + secrets.token_urlsafe(32)
     token_id = conn.execute(
@@ -363,7 +417,14 @@ def create_token(
         .values(username=username, token_hash=digest(secret), label=label, created_at=now())
         .returning(api_token.c.token_id)
     ).scalar_one()
-    audit(conn, username, "token.create", str(token_id), {"label": label}, client)
+    audit(
+        conn,
+        by or username,
+        "token.create",
+        str(token_id),
+        {"label": label, "account": username},
+        client,
+    )
     return token_id, secret
 
 
@@ -385,7 +446,8 @@ def revoke_token(
 
 
 def principal_for_token(conn: Connection, token: str) -> Principal | None:
-    return _holder(conn, _TOKEN_HOLDER, hash=digest(token))
+    row = conn.execute(_TOKEN_HOLDER, {"hash": digest(token)}).first()
+    return None if row is None else _principal(row)
 
 
 def organisations_of(conn: Connection, usernames: set[str]) -> dict[str, str | None]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -108,11 +109,13 @@ class Register:
         location: str | None = None,
         country: str = "XX",
         tolerance_m: float = DEFAULT_TOLERANCE_M,
+        after_create: Callable[[Connection], None] | None = None,
     ) -> Register:
+        """A new register; ``after_create`` runs in the transaction that creates it."""
         if not (country.isalpha() and country.isupper() and 2 <= len(country) <= 3):
             raise ValidationFailed([Problem("country", "give an ISO country code such as AZ")])
         store = open_store(location)
-        store.create({"country": country, "tolerance_m": tolerance_m})
+        store.create({"country": country, "tolerance_m": tolerance_m}, after_create)
         return cls(store)
 
     # -- drafting ---------------------------------------------------------------------------

@@ -267,7 +267,8 @@ api_token = Table(
 )
 
 # Server-side sessions, so that logging out or a role change takes effect at once. The cookie
-# holds a random id; only its SHA-256 is kept.
+# holds a random id; only its SHA-256 is kept. ``last_seen_at`` is the last use to within a
+# minute (the idle timeout), written at most once a minute per session.
 web_session = Table(
     "web_session",
     metadata,
@@ -275,9 +276,10 @@ web_session = Table(
     Column("username", Text, ForeignKey("account.username"), nullable=False, index=True),
     Column("created_at", Timestamp, nullable=False),
     Column("expires_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
 )
 
-# Every write made through the web application or the account commands, and failed logins.
+# Every write made through the web application or the command line, and failed logins.
 audit_log = Table(
     "audit_log",
     metadata,

@@ -8,7 +8,7 @@ only what SQLite and PostgreSQL spell differently.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,21 +74,26 @@ class Store:
     def exists(self) -> bool:
         raise NotImplementedError
 
-    def create(self, settings: dict[str, Any]) -> None:
-        """Create the schema with Alembic and record the register's settings."""
+    def create(
+        self,
+        settings: dict[str, Any],
+        after_create: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Create the schema with Alembic and record the register's settings, in one
+        transaction with ``after_create`` (the command line's audit entry): a failure leaves
+        no register behind."""
         if self.exists():
             raise SafegroundError(f"a register exists already at {self.location}")
-        self.migrate()
         with self.begin() as conn:
+            _upgrade(conn)
             for key, value in settings.items():
                 conn.execute(setting.insert().values(key=key, value=value))
+            if after_create is not None:
+                after_create(conn)
 
     def migrate(self) -> None:
-        config = Config()
-        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
         with self.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            _upgrade(conn)
 
     def settings(self, conn: Connection) -> dict[str, Any]:
         return {row.key: row.value for row in conn.execute(select(setting))}
@@ -219,6 +224,14 @@ class PostgisStore(Store):
 
 
 _READ_OPTION = "safeground_read"
+
+
+def _upgrade(conn: Connection) -> None:
+    """Run the Alembic migrations up to the newest inside ``conn``'s transaction."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
 
 
 def _begin_sqlite(conn: Connection) -> None:

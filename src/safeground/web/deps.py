@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
@@ -80,8 +81,8 @@ def current_principal(request: Request) -> Principal:
             raise LoginRequired("unknown or revoked API token")
         principal = found
     elif session:
-        with register.store.read() as conn:
-            found = accounts.principal_for_session(conn, session)
+        idle = timedelta(minutes=get_settings(request).session_idle_minutes)
+        found = accounts.principal_for_session(register.store, session, idle)
         if found is not None:
             csrf_protect(request, session)
             principal = found

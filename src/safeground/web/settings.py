@@ -19,6 +19,7 @@ class Settings(BaseModel):
     max_upload_bytes: int = 20 * 1024 * 1024
     cookie_secure: bool = Field(False, description="Send cookies over HTTPS only")
     session_hours: float = 12.0
+    session_idle_minutes: float = Field(30.0, gt=0, description="Unused this long, a session ends")
     login_attempts: int = 5
     login_client_attempts: int = 30
     login_window_s: int = 300

@@ -740,15 +740,16 @@ def import_submissions(
         raise ImportFailed(list(problems))
     valid = [s for s in fresh if not s.problems]
     written = _write_rejects(original, invalid, rejects) if invalid and rejects else None
+    # Set before drafting: ``after_draft`` (the audit entry) reads them.
+    result.rejected = problems
+    result.rejected_submissions = len(invalid)
+    result.rejects_file = written
     try:
         _draft(register, form, export, valid, user, source, result, after_draft)
     except BaseException:
         if written is not None:
             written.unlink(missing_ok=True)
         raise
-    result.rejected = problems
-    result.rejected_submissions = len(invalid)
-    result.rejects_file = written
     return result
 
 

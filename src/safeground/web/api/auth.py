@@ -98,6 +98,7 @@ async def login(request: Request, response: Response) -> Me:
         client_attempts=settings.login_client_attempts,
         window=timedelta(seconds=settings.login_window_s),
         session_lifetime=timedelta(hours=settings.session_hours),
+        session_idle=timedelta(minutes=settings.session_idle_minutes),
     )
     principal, session = await run_in_threadpool(
         accounts.login,
