@@ -437,3 +437,88 @@ def test_a_register_whose_creation_fails_is_not_left_behind(store_location):
     with created.store.read() as conn:
         assert created.store.settings(conn)["country"] == "AZ"
     created.store.engine.dispose()
+
+
+def _accident_with_victim(register, user="op"):
+    """Drafts of a new accident and of a victim naming it, as the accident form saves them."""
+    on = D(2022, 3, 1)
+    (accident,) = register.draft(
+        user,
+        [Submission("accident", {"accident_type": "mine", "geometry": "POINT(46.9 39.9)"}, on)],
+    )
+    (victim,) = register.draft(
+        user,
+        [Submission("victim", {"accident_id": accident.record_id, "outcome": "injured"}, on)],
+    )
+    return accident, victim
+
+
+def _statuses(register, *reports):
+    return [register.reports(r.record_id)[-1].status for r in reports]
+
+
+def test_a_victim_submitted_with_its_accident_passes_the_checks_together(register):
+    accident, victim = _accident_with_victim(register)
+    with pytest.raises(RuleViolation, match=f"no accident {accident.record_id} in the register"):
+        register.submit("op", victim.report_id)  # alone, its accident is nowhere yet
+    submitted = register.submit("op", [accident.report_id, victim.report_id])
+    assert [r.report_id for r in submitted] == [accident.report_id, victim.report_id]
+    assert all(r.status is ReportStatus.SUBMITTED and r.submitted_at for r in submitted)
+    assert _statuses(register, accident, victim) == [ReportStatus.SUBMITTED] * 2
+    with pytest.raises(NotFound, match="has no approved report yet"):
+        register.get(accident.record_id)  # the trial approval left nothing behind
+
+
+def test_submitting_together_is_all_or_nothing_and_names_the_failing_record(register):
+    accident, victim = _accident_with_victim(register)
+    (item,) = register.draft(
+        "op",
+        [
+            Submission(
+                "eo_item",
+                {
+                    "category": "uxo",
+                    "hazard_id": "AZ-HA-2099-00009",
+                    "geometry": "POINT(46.9 39.9)",
+                },
+                D(2022, 3, 1),
+            )
+        ],
+    )
+    ids = [accident.report_id, victim.report_id, item.report_id]
+    with pytest.raises(RuleViolation) as error:
+        register.submit("op", ids)
+    (problem,) = error.value.problems
+    assert (problem.record, problem.field) == (item.record_id, "hazard_id")
+    assert _statuses(register, accident, victim, item) == [ReportStatus.DRAFT] * 3
+
+    (theirs,) = register.draft("other", [Submission("organisation", {"name": "X"}, D(2022, 3, 1))])
+    with pytest.raises(WorkflowError, match=f"report {theirs.report_id} is other's draft"):
+        register.submit("op", [accident.report_id, victim.report_id, theirs.report_id])
+    assert _statuses(register, accident, victim, theirs) == [ReportStatus.DRAFT] * 3
+    register.submit("op", [accident.report_id, victim.report_id])
+    with pytest.raises(WorkflowError, match=f"report {victim.report_id} is submitted"):
+        register.submit("op", [victim.report_id])
+
+
+def test_a_victim_is_approved_after_its_accident_or_with_it(register):
+    accident, victim = _accident_with_victim(register)
+    register.submit("op", [accident.report_id, victim.report_id])
+    with pytest.raises(RuleViolation) as error:
+        register.approve("im", [victim.report_id])
+    (problem,) = error.value.problems
+    assert (problem.record, problem.field) == (victim.record_id, "accident_id")
+    assert problem.reason == (
+        f"accident {accident.record_id} is in report {accident.report_id}, not yet approved: "
+        "approve it first"
+    )
+    assert _statuses(register, victim) == [ReportStatus.SUBMITTED]
+    register.approve("im", [accident.report_id])
+    register.approve("im", [victim.report_id])
+    assert register.get(victim.record_id)["accident_id"] == accident.record_id
+
+    together = _accident_with_victim(register)
+    register.submit("op", [r.report_id for r in together])
+    approval = register.approve("im", [r.report_id for r in reversed(together)])
+    assert approval.record_ids == [r.record_id for r in reversed(together)]
+    assert _statuses(register, *together) == [ReportStatus.APPROVED] * 2

@@ -422,6 +422,167 @@ def test_a_rule_violation_at_submit_is_422_and_leaves_the_draft_a_draft(login, s
     assert _audit(scenario, "report.submit") == []
 
 
+def _accident_with_victim(session, **victim) -> tuple[dict, dict]:
+    """An accident's draft and a victim's naming it, as the accident form saves them."""
+    accident = session.post(
+        "/api/reports",
+        json={
+            "record_type": "accident",
+            "date_of_information": "2022-05-01",
+            "changes": {
+                "accident_type": "mine",
+                "geometry": {"type": "Point", "coordinates": [46.905, 39.905]},
+            },
+        },
+    ).json()
+    changes = {"accident_id": accident["record_id"], "outcome": "injured", **victim}
+    drafted = session.post(
+        "/api/reports",
+        json={"record_type": "victim", "date_of_information": "2022-05-01", "changes": changes},
+    )
+    assert drafted.status_code == 201, drafted.text
+    return accident, drafted.json()
+
+
+def _status(session, report: dict) -> str:
+    return session.get(f"/api/reports/{report['report_id']}").json()["status"]
+
+
+def test_an_accident_and_its_victim_are_submitted_together(login, scenario):
+    clerk = login("clerk")
+    accident, victim = _accident_with_victim(clerk, name="Aysel Aliyeva")
+    alone = clerk.post(f"/api/reports/{victim['report_id']}/submit")
+    assert alone.status_code == 422
+    assert alone.json()["problems"][0]["field"] == "accident_id"
+    ids = [accident["report_id"], victim["report_id"]]
+    submitted = clerk.post("/api/reports/submit", json={"report_ids": ids})
+    assert submitted.status_code == 200, submitted.text
+    items = submitted.json()["items"]
+    assert [(r["report_id"], r["status"]) for r in items] == [(i, "submitted") for i in ids]
+    assert all(r["submitted_at"] for r in items)
+    assert "name" not in items[1]["changes"]  # the clerk may not read the victim's name
+    audited = [a["target"] for a in _audit(scenario, "report.submit")]
+    assert audited == [f"report {i}" for i in ids]
+
+
+def test_submitting_together_writes_nothing_when_one_fails(login, scenario):
+    clerk = login("clerk")
+    accident, victim = _accident_with_victim(clerk)
+    item = clerk.post(
+        "/api/reports",
+        json={
+            "record_type": "eo_item",
+            "date_of_information": "2022-05-01",
+            "changes": {
+                "category": "uxo",
+                "hazard_id": "AZ-HA-2099-00009",
+                "geometry": {"type": "Point", "coordinates": [46.9, 39.9]},
+            },
+        },
+    ).json()
+    drafts = [accident, victim, item]
+    refused = clerk.post(
+        "/api/reports/submit", json={"report_ids": [r["report_id"] for r in drafts]}
+    )
+    assert refused.status_code == 422
+    assert [(p["record"], p["field"]) for p in refused.json()["problems"]] == [
+        (item["record_id"], "hazard_id")
+    ]
+    # A colleague's draft (the reviewer works for the same organisation) is not the clerk's.
+    theirs = (
+        login("reviewer")
+        .post(
+            "/api/reports",
+            json={
+                "record_type": "organisation",
+                "date_of_information": "2022-01-01",
+                "changes": {"name": "Y"},
+            },
+        )
+        .json()
+    )
+    ids = [accident["report_id"], victim["report_id"], theirs["report_id"]]
+    conflict = clerk.post("/api/reports/submit", json={"report_ids": ids})
+    assert conflict.status_code == 409 and "reviewer's draft" in conflict.json()["detail"]
+    other_organisation = login("clerk2").post("/api/reports/submit", json={"report_ids": ids[:2]})
+    assert other_organisation.status_code == 403
+    assert [_status(clerk, r) for r in drafts] == ["draft"] * 3
+    assert _audit(scenario, "report.submit") == []
+    for body in ({"report_ids": []}, {"report_ids": [0]}, {}):
+        assert clerk.post("/api/reports/submit", json=body).status_code == 422
+    assert clerk.post("/api/reports/submit", json={"report_ids": [99999]}).status_code == 404
+    assert login("visitor").post("/api/reports/submit", json={"report_ids": ids}).status_code == 403
+
+
+def test_a_victim_is_approved_after_its_accident_or_with_it(login, scenario):
+    clerk, officer = login("clerk"), login("officer")
+    accident, victim = _accident_with_victim(clerk)
+    ids = [accident["report_id"], victim["report_id"]]
+    assert clerk.post("/api/reports/submit", json={"report_ids": ids}).status_code == 200
+    early = officer.post(f"/api/reports/{victim['report_id']}/approve")
+    assert early.status_code == 422
+    (problem,) = early.json()["problems"]
+    assert problem == {
+        "field": "accident_id",
+        "message": f"accident {accident['record_id']} is in report {accident['report_id']}, "
+        "not yet approved: approve it first",
+        "record": victim["record_id"],
+    }
+    assert _status(officer, victim) == "submitted"
+    assert officer.post(f"/api/reports/{accident['report_id']}/approve").status_code == 200
+    assert officer.post(f"/api/reports/{victim['report_id']}/approve").status_code == 200
+    assert (
+        officer.get(f"/api/records/{victim['record_id']}").json()["accident_id"]
+        == (accident["record_id"])
+    )
+
+
+def test_an_accident_is_approved_with_its_victims_in_one_call(login, scenario):
+    clerk = login("clerk")
+    accident, victim = _accident_with_victim(clerk)
+    ids = [accident["report_id"], victim["report_id"]]
+    clerk.post("/api/reports/submit", json={"report_ids": ids})
+    body = {"report_ids": ids, "reason": "checked with the hospital"}
+    assert clerk.post("/api/reports/approve", json=body).status_code == 403
+    assert login("visitor").post("/api/reports/approve", json=body).status_code == 403
+    approved = login("reviewer").post("/api/reports/approve", json=body)
+    assert approved.status_code == 200, approved.text
+    items = approved.json()["items"]
+    assert [(r["report_id"], r["status"], r["reviewed_by"]) for r in items] == [
+        (i, "approved", "reviewer") for i in ids
+    ]
+    assert approved.json()["notices"] == []
+    assert [a["detail"]["reason"] for a in _audit(scenario, "report.approve")] == [
+        "checked with the hospital"
+    ] * 2
+    victim_record = login("officer").get(f"/api/records/{victim['record_id']}").json()
+    assert victim_record["accident_id"] == accident["record_id"]
+    again = login("officer").post("/api/reports/approve", json=body)
+    assert again.status_code == 409
+
+
+def test_approving_together_keeps_four_eyes_and_is_all_or_nothing(login, scenario):
+    officer = login("officer")
+    accident, victim = _accident_with_victim(officer)
+    ids = [accident["report_id"], victim["report_id"]]
+    officer.post("/api/reports/submit", json={"report_ids": ids})
+    own = officer.post("/api/reports/approve", json={"report_ids": ids})
+    assert own.status_code == 403
+    assert f"of their own (report {accident['report_id']})" in own.json()["detail"]
+    reviewer = login("reviewer")
+    rejected = reviewer.post(
+        f"/api/reports/{accident['report_id']}/reject", json={"reason": "duplicate"}
+    )
+    assert rejected.status_code == 200
+    refused = reviewer.post("/api/reports/approve", json={"report_ids": ids})
+    assert refused.status_code == 409 and "rejected" in refused.json()["detail"]
+    alone = reviewer.post("/api/reports/approve", json={"report_ids": ids[1:]})
+    assert alone.status_code == 422
+    assert "no accident" in alone.json()["problems"][0]["message"]
+    assert _status(reviewer, victim) == "submitted"
+    assert _audit(scenario, "report.approve") == []
+
+
 def test_unknown_report_is_404(login):
     assert login("officer").get("/api/reports/99999").status_code == 404
     assert login("officer").post("/api/reports/99999/approve").status_code == 404
@@ -500,6 +661,8 @@ def test_openapi_document_lists_the_api(client):
         "/api/records",
         "/api/records/{record_id}/history",
         "/api/reports/{report_id}/approve",
+        "/api/reports/submit",
+        "/api/reports/approve",
         "/api/ledger",
         "/api/audit",
         "/api/tokens",

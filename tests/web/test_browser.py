@@ -497,3 +497,78 @@ def test_a_saved_draft_is_reopened_from_the_drafts_tab_edited_and_submitted(
     assert "is submitted: only a draft can be edited" in refusal.inner_text()
     assert page.locator("#save-draft, #submit-report").count() == 0
     shot(page, "13-submitted-report-not-editable")
+
+
+def test_an_accident_and_its_victims_are_submitted_together_and_approved_together(
+    page, site: Site
+) -> None:
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=accident")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=date_of_information] input", "2021-04-21")
+    page.select_option(".question[data-field=accident_type] select", "mine")
+    # The same month as the site's accident: the dashboard's casualty chart keeps one row.
+    page.fill(".question[data-field=accident_date] input", "2021-04-20")
+    page.fill(".question[data-field=geometry] .lon", str(g.X0 + 0.022))
+    page.fill(".question[data-field=geometry] .lat", str(g.Y0 + 0.006))
+    page.fill(".question[data-field=hazard_id] input", "AZ-HA-2099-00009")
+    victims = page.locator("fieldset.repeat[data-repeat=victims]")
+    first = victims.locator(".entry").nth(0)
+    first.locator(".question[data-field=outcome] select").select_option("injured")
+    first.locator(".question[data-field=victim_status] select").select_option("civilian")
+    first.locator(".question[data-field=name] input").fill("Aysel Aliyeva")
+    victims.locator("button.add").click()
+    second = victims.locator(".entry").nth(1)
+    second.locator(".question[data-field=outcome] select").select_option("killed")
+
+    # A rule broken by the accident: shown at its field, and none of the three is submitted.
+    page.click("#submit-report")
+    problem = page.locator("#report-form > .question[data-field=hazard_id] .problem")
+    problem.wait_for(state="visible", timeout=30_000)
+    assert "no hazardous area AZ-HA-2099-00009" in problem.inner_text()
+    drafts = page.request.get(f"{site.url}/api/reports?status=draft").json()["items"]
+    kinds = [r["record_type"] for r in drafts if r["record_type"] in ("accident", "victim")]
+    assert sorted(kinds) == ["accident", "victim", "victim"]
+    shot(page, "14-accident-rule-error")
+
+    page.fill(".question[data-field=hazard_id] input", "")
+    page.click("#submit-report")
+    page.wait_for_selector("#report-form[data-submitted=true]", timeout=30_000)
+    status = page.locator("#form-status").inner_text()
+    assert "Submitted for review" in status and "draft" not in status.lower()
+    report_ids = [int(i) for i in page.get_attribute("#report-form", "data-saved").split(",")]
+    reports = [page.request.get(f"{site.url}/api/reports/{i}").json() for i in report_ids]
+    assert [(r["record_type"], r["status"]) for r in reports] == [
+        ("accident", "submitted"),
+        ("victim", "submitted"),
+        ("victim", "submitted"),
+    ]
+    accident, *victim_reports = reports
+    assert {r["changes"]["accident_id"] for r in victim_reports} == {accident["record_id"]}
+    shot(page, "15-accident-and-victims-submitted")
+    log_out(page)
+
+    # The IM officer approves the accident with its victims in one go.
+    log_in(page, site, "officer")
+    page.goto(f"{site.url}/reports")
+    card = page.locator(f"li.card[data-report-id='{accident['report_id']}']")
+    victim_card = page.locator(f"li.card[data-report-id='{victim_reports[0]['report_id']}']")
+    victim_card.wait_for()
+    assert f"Its accident is report {accident['report_id']}" in victim_card.inner_text()
+    button = card.locator("button.approve-with-victims")
+    assert button.inner_text() == (
+        f"Approve with its victims (report {', '.join(str(i) for i in report_ids[1:])})"
+    )
+    shot(page, "16-accident-in-the-queue")
+    button.click()
+    for report_id in report_ids:
+        page.locator(f"li.card[data-report-id='{report_id}'] .done").wait_for()
+    shot(page, "17-accident-and-victims-approved")
+
+    victim_id = victim_reports[0]["record_id"]
+    page.goto(f"{site.url}/records/{victim_id}")
+    assert (
+        page.wait_for_selector("td[data-field=accident_id]").inner_text() == (accident["record_id"])
+    )
+    assert page.locator("td[data-field=name]").inner_text() == "Aysel Aliyeva"
+    shot(page, "18-victim-record")

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, select
 
 from safeground.domain.errors import Problem
 from safeground.domain.records import RECORD_TYPES, Activity, Record, Task
-from safeground.domain.reports import Report
+from safeground.domain.reports import Report, ReportStatus
 from safeground.domain.rules import (
     Credential,
     Deployable,
@@ -20,7 +20,7 @@ from safeground.domain.rules import (
     processed_land_problems,
 )
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import processed_land, record_tables
+from safeground.storage.schema import processed_land, record_tables, report
 
 
 def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) -> list[Problem]:
@@ -49,12 +49,37 @@ def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) 
                 found.setdefault(target_type, set()).update(
                     conn.scalars(select(table.c.record_id).where(table.c.record_id.in_(chunk)))
                 )
+    missing = [
+        (record_id, field_name, target_type, target)
+        for record_id, field_name, target_type, target in uses
+        if target not in found.get(target_type, set())
+    ]
+    pending = _awaiting_approval(conn, {target for *_, target in missing})
     problems = []
-    for record_id, field_name, target_type, target in uses:
-        if target not in found.get(target_type, set()):
-            kind = "record" if target_type == "*" else target_type.replace("_", " ")
-            problems.append(Problem(field_name, f"no {kind} {target} in the register", record_id))
+    for record_id, field_name, target_type, target in missing:
+        kind = "record" if target_type == "*" else target_type.replace("_", " ")
+        report_id, pending_type = pending.get(target, (None, None))
+        if report_id is not None and target_type in ("*", pending_type):
+            reason = f"{kind} {target} is in report {report_id}, not yet approved: approve it first"
+        else:
+            reason = f"no {kind} {target} in the register"
+        problems.append(Problem(field_name, reason, record_id))
     return problems
+
+
+def _awaiting_approval(conn: Connection, record_ids: set[str]) -> dict[str, tuple[int, str]]:
+    """The first submitted report of each record, with the record's type: a reviewer who
+    approves a victim before its accident is told which report to approve first."""
+    found: dict[str, tuple[int, str]] = {}
+    for chunk in chunked_in(record_ids):
+        rows = conn.execute(
+            select(report.c.record_id, report.c.report_id, report.c.record_type)
+            .where(report.c.record_id.in_(chunk), report.c.status == ReportStatus.SUBMITTED)
+            .order_by(report.c.report_id)
+        )
+        for row in rows:
+            found.setdefault(row.record_id, (row.report_id, row.record_type))
+    return found
 
 
 def processed_land_check(

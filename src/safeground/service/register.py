@@ -210,25 +210,37 @@ class Register:
 
     # -- workflow ---------------------------------------------------------------------------
 
-    def submit(self, user: str, report_id: int, conn: Connection | None = None) -> Report:
-        """Submit a draft for review, after running the approval checks on it."""
+    def submit(
+        self, user: str, report_ids: int | list[int], conn: Connection | None = None
+    ) -> list[Report]:
+        """Submit one's drafts for review, after running the approval checks on them together.
+
+        Checked together, a report may name a record another of them creates (a victim its
+        accident); all are submitted, or none.
+        """
         if conn is None:
             with self.store.begin() as conn:
-                return self.submit(user, report_id, conn)
-        rep = self._load(conn, report_id)
-        if rep.status is not ReportStatus.DRAFT:
-            raise WorkflowError(f"report {report_id} is {rep.status}, not a draft")
-        if rep.author != user:
-            raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
-        update_report(conn, report_id, status=ReportStatus.SUBMITTED, submitted_at=now())
-        rep.status = ReportStatus.SUBMITTED
+                return self.submit(user, report_ids, conn)
+        wanted = _distinct([report_ids] if isinstance(report_ids, int) else report_ids)
+        reports = [self._load(conn, i) for i in wanted]
+        for rep in reports:
+            if rep.status is not ReportStatus.DRAFT:
+                raise WorkflowError(f"report {rep.report_id} is {rep.status}, not a draft")
+            if rep.author != user:
+                raise WorkflowError(f"report {rep.report_id} is {rep.author}'s draft")
+        submitted_at = now()
+        for rep in reports:
+            update_report(
+                conn, rep.report_id, status=ReportStatus.SUBMITTED, submitted_at=submitted_at
+            )
+            rep.status, rep.submitted_at = ReportStatus.SUBMITTED, submitted_at
         # The author learns of problems now rather than at review; nothing of the trial lands.
         trial = conn.begin_nested()
         try:
-            self._approve_in(conn, [copy.copy(rep)], user)
+            self._approve_in(conn, [copy.copy(rep) for rep in reports], user)
         finally:
             trial.rollback()
-        return rep
+        return reports
 
     def edit(
         self,
@@ -268,10 +280,15 @@ class Register:
         reason: str | None = None,
         conn: Connection | None = None,
     ) -> Approval:
+        """Approve submitted reports together: all of them, or none.
+
+        A report naming a record that another submitted report creates (a victim its accident)
+        is approved with that report or after it.
+        """
         if conn is None:
             with self.store.begin() as conn:
                 return self.approve(user, report_ids, reason, conn)
-        reports = [self._load(conn, i) for i in report_ids]
+        reports = [self._load(conn, i) for i in _distinct(report_ids)]
         for rep in reports:
             if rep.status is not ReportStatus.SUBMITTED:
                 raise WorkflowError(
@@ -430,6 +447,13 @@ class Register:
             (r for reps in found.values() for r in reps if r.status is status),
             key=lambda r: r.report_id,
         )
+
+
+def _distinct(report_ids: list[int]) -> list[int]:
+    """The IDs in their order, each once: a report named twice is submitted or approved once."""
+    if not report_ids:
+        raise ValidationFailed([Problem("report_ids", "name at least one report")])
+    return list(dict.fromkeys(report_ids))
 
 
 def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report]) -> list[str]:

@@ -21,7 +21,15 @@ from safeground.service import accounts
 from safeground.service.register import Register, Submission
 from safeground.storage.reportlog import find_reports, load_report
 from safeground.web.api.views import check_record_visible, check_report_visible, report_json
-from safeground.web.deps import Limit, Offset, ReportId, client_address, get_register, require
+from safeground.web.deps import (
+    MAX_ID,
+    Limit,
+    Offset,
+    ReportId,
+    client_address,
+    get_register,
+    require,
+)
 
 router = APIRouter(tags=["reports"])
 
@@ -51,6 +59,19 @@ class DraftEdit(BaseModel):
 
 class Approve(BaseModel):
     reason: str | None = None
+
+
+ReportIds = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_ID)]], Field(min_length=1, max_length=1000)
+]
+
+
+class Submit(BaseModel):
+    report_ids: ReportIds = Field(description="One's drafts, submitted together or not at all")
+
+
+class ApproveMany(Approve):
+    report_ids: ReportIds = Field(description="Submitted reports, approved together or not at all")
 
 
 class Reject(BaseModel):
@@ -182,15 +203,38 @@ def _keeping_hidden(
     return {**{k: v for k, v in stored.changes.items() if k in hidden}, **changes}
 
 
+@router.post("/reports/submit")
+def submit_reports(request: Request, body: Submit, principal: Drafter) -> dict[str, Any]:
+    """Submit several of one's drafts together, as a form's accident with its victims: the
+    approval checks run on all of them at once, so a victim may name the accident submitted
+    with it. All are submitted, or none (422 with the problems, each naming its record)."""
+    return {"items": _submit(request, principal, body.report_ids)}
+
+
 @router.post("/reports/{report_id}/submit")
 def submit_report(request: Request, report_id: ReportId, principal: Drafter) -> dict[str, Any]:
     """Submit one's draft for review; the approval checks run now (422 with their problems)."""
+    (submitted,) = _submit(request, principal, [report_id])
+    return submitted
+
+
+def _submit(request: Request, principal: Principal, report_ids: list[int]) -> list[dict[str, Any]]:
     register = get_register(request)
     with register.store.begin() as conn:
-        _loaded(conn, principal, report_id)
-        rep = register.submit(_username(principal), report_id, conn=conn)
-        _audit(conn, request, principal, "report.submit", rep)
-    return report_json(rep, principal)
+        for report_id in report_ids:
+            _loaded(conn, principal, report_id)
+        reports = register.submit(_username(principal), report_ids, conn=conn)
+        for rep in reports:
+            _audit(conn, request, principal, "report.submit", rep)
+    return [report_json(rep, principal) for rep in reports]
+
+
+@router.post("/reports/approve")
+def approve_reports(request: Request, body: ApproveMany, principal: Reviewer) -> dict[str, Any]:
+    """Approve several submitted reports in one transaction, as an accident with its victims:
+    all are approved, or none. Nobody approves a report of their own."""
+    items, notices = _approve(request, principal, body.report_ids, body.reason)
+    return {"items": items, "notices": notices}
 
 
 @router.post("/reports/{report_id}/approve")
@@ -198,15 +242,26 @@ def approve_report(
     request: Request, report_id: ReportId, principal: Reviewer, body: Approve | None = None
 ) -> dict[str, Any]:
     """Approve a submitted report: the register, the ledger and the map change now."""
+    (approved,), notices = _approve(request, principal, [report_id], body.reason if body else None)
+    return {**approved, "notices": notices}
+
+
+def _approve(
+    request: Request, principal: Principal, report_ids: list[int], reason: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
     register = get_register(request)
-    reason = body.reason if body else None
     with register.store.begin() as conn:
-        rep = _loaded(conn, principal, report_id)
-        principal.require(principal.may_review(rep.author), "approve a report of their own")
-        approval = register.approve(_username(principal), [report_id], reason, conn=conn)
-        _audit(conn, request, principal, "report.approve", rep, reason=reason)
-        approved = _loaded(conn, principal, report_id)
-    return {**report_json(approved, principal), "notices": approval.notices}
+        reports = [_loaded(conn, principal, report_id) for report_id in report_ids]
+        for rep in reports:
+            principal.require(
+                principal.may_review(rep.author),
+                f"approve a report of their own (report {rep.report_id})",
+            )
+        approval = register.approve(_username(principal), report_ids, reason, conn=conn)
+        approved = [_loaded(conn, principal, report_id) for report_id in approval.report_ids]
+        for rep in approved:
+            _audit(conn, request, principal, "report.approve", rep, reason=reason)
+    return [report_json(rep, principal) for rep in approved], approval.notices
 
 
 @router.post("/reports/{report_id}/reject")

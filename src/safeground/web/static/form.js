@@ -260,35 +260,36 @@ async function save(submit) {
       if (link) body.changes[link] = mainDraft.record_id;
       const report = await saveOne(entryDrafts.get(entry), body, dateOfInformation, entry);
       keepDraft(entry, report);
-      saved.push({ report, scope: entry, waits: Boolean(link) });
+      saved.push({ report, scope: entry });
     }
     await attachPhotos(saved[0]?.report, main?.changes || others[0]?.changes || {});
-    if (submit) {
-      for (const { report, scope, waits } of saved) {
-        // A victim names its accident, which must be approved before the victim can be checked.
-        if (report.status !== "draft" || waits) continue;
-        try {
-          Object.assign(report, await api("POST", `/api/reports/${report.report_id}/submit`));
-        } catch (failure) {
-          failure.scope = scope;
-          throw failure;
-        }
-      }
-    }
+    if (submit) await submitTogether(saved);
   } catch (failure) {
     status.textContent = "";
     showFailure(failure);
     return;
   }
-  const ids = saved.filter(({ waits }) => !submit || !waits).map(({ report }) => report.report_id);
-  const waiting = submit ? saved.filter(({ waits }) => waits).map(({ report }) => report.report_id) : [];
+  const ids = saved.map(({ report }) => report.report_id);
   status.replaceChildren(
     submit ? `Submitted for review: report ${ids.join(", ")}. ` : `Draft saved: report ${ids.join(", ")}. `,
-    waiting.length ? `Kept as drafts until the accident is approved, then submit them from your drafts: report ${waiting.join(", ")}. ` : "",
     el("a", { href: submit ? "/reports?status=submitted" : "/reports?status=draft" }, submit ? "See the queue" : "See your drafts"),
   );
   form.dataset.saved = ids.join(",");
   if (submit) form.dataset.submitted = "true";
+}
+
+/** Submit the form's drafts in one call, checked together: a victim passes with the accident it
+ * names. A problem is shown in the entry whose record it names. */
+async function submitTogether(saved) {
+  const drafts = saved.filter(({ report }) => report.status === "draft");
+  if (!drafts.length) return;
+  try {
+    const { items } = await api("POST", "/api/reports/submit", { report_ids: drafts.map(({ report }) => report.report_id) });
+    items.forEach((submitted, i) => Object.assign(drafts[i].report, submitted));
+  } catch (failure) {
+    failure.scopes = new Map(drafts.map(({ report, scope }) => [report.record_id, scope]));
+    throw failure;
+  }
 }
 
 async function saveOne(existing, body, dateOfInformation, scope) {
@@ -344,7 +345,7 @@ function clearProblems() {
 
 function showFailure(failure) {
   const problems = failure.problems && failure.problems.length ? failure.problems : [{ field: null, message: failure.message }];
-  const unplaced = problems.filter((p) => !showProblem(p, failure.scope || form));
+  const unplaced = problems.filter((p) => !showProblem(p, failure.scopes?.get(p.record) || failure.scope || form));
   if (unplaced.length || !failure.problems?.length) {
     const box = document.getElementById("form-error");
     box.replaceChildren(failure.message, ...unplaced.map((p) => el("div", {}, p.field ? `${p.field}: ${p.message}` : p.message)));

@@ -1,5 +1,6 @@
 // The review queue: reviewers and the IM officer approve or reject (with a reason) submitted
-// reports; everyone sees their drafts, to edit (reopened in their form) or submit them.
+// reports, an accident with its victims in one go; everyone sees their drafts, to edit
+// (reopened in their form) or submit them.
 import { api, draftFormLink, el, label } from "./app.js";
 
 let root;
@@ -22,7 +23,7 @@ async function show(status) {
     const found = await api("GET", `/api/reports?status=${status}`);
     const reports = Array.isArray(found) ? found : found.items || found.reports || [];
     list.replaceChildren(reports.length
-      ? el("ul", { class: "queue" }, reports.map((r) => card(r, status)))
+      ? el("ul", { class: "queue" }, reports.map((r) => card(r, status, reports)))
       : el("p", { class: "muted" }, `No ${label(status).toLowerCase()} reports.`));
   } catch (failure) {
     list.replaceChildren(el("p", { class: "error" }, failure.message));
@@ -42,7 +43,13 @@ function summary(changes) {
   });
 }
 
-function card(report, status) {
+/** The victims listed with an accident's report, which name its record. */
+function victimsOf(report, reports) {
+  if (report.record_type !== "accident") return [];
+  return reports.filter((r) => r.record_type === "victim" && r.changes.accident_id === report.record_id).sort((a, b) => a.report_id - b.report_id);
+}
+
+function card(report, status, reports) {
   const canApprove = root.dataset.canApprove === "true";
   const mine = report.author === root.dataset.user;
   const item = el("li", { class: "card", dataset: { reportId: report.report_id, recordId: report.record_id } },
@@ -56,9 +63,13 @@ function card(report, status) {
   const error = el("p", { class: "error", role: "alert", hidden: true });
   if (status === "submitted" && canApprove) {
     const reason = el("input", { name: "reason", placeholder: "Reason (required to reject)", "aria-label": "Reason" });
+    const victims = victimsOf(report, reports);
+    const accident = reports.find((r) => r.record_type === "accident" && r.record_id === report.changes.accident_id);
+    if (accident) item.append(el("p", { class: "muted" }, `Its accident is report ${accident.report_id}: approve that first, or with its victims there.`));
     item.append(el("div", { class: "decide" },
       reason,
       el("button", { type: "button", class: "approve", onclick: () => decide(report, "approve", reason, error) }, "Approve"),
+      victims.length ? el("button", { type: "button", class: "approve-with-victims", onclick: () => approveWithVictims(report, victims, reason, error) }, `Approve with its victims (report ${victims.map((v) => v.report_id).join(", ")})`) : null,
       el("button", { type: "button", class: "reject danger", onclick: () => decide(report, "reject", reason, error) }, "Reject")));
   }
   if (status === "draft" && mine) {
@@ -82,14 +93,35 @@ async function decide(report, action, reasonInput, error) {
   }
   try {
     await api("POST", `/api/reports/${report.report_id}/${action}`, reason ? { reason } : {});
-    const card = root.querySelector(`li[data-report-id="${report.report_id}"]`);
-    card.replaceChildren(el("p", { class: "done" },
-      `Report ${report.report_id} ${action === "approve" ? "approved" : "rejected"}. `,
-      el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `Open ${report.record_id}`)));
+    done(report, action === "approve" ? "approved" : "rejected");
   } catch (failure) {
-    error.replaceChildren(failure.message, ...failure.problems.map((p) => el("div", {}, p.field ? `${p.field}: ${p.message}` : p.message)));
-    error.hidden = false;
+    showError(error, failure);
   }
+}
+
+/** Approve an accident with its victims still waiting in the queue, all in one transaction. */
+async function approveWithVictims(accident, victims, reasonInput, error) {
+  const reason = reasonInput.value.trim();
+  const waiting = victims.filter((v) => !root.querySelector(`li[data-report-id="${v.report_id}"] .done`));
+  const reports = [accident, ...waiting];
+  error.hidden = true;
+  try {
+    await api("POST", "/api/reports/approve", { report_ids: reports.map((r) => r.report_id), ...(reason ? { reason } : {}) });
+    for (const report of reports) done(report, "approved");
+  } catch (failure) {
+    showError(error, failure);
+  }
+}
+
+function done(report, verb) {
+  root.querySelector(`li[data-report-id="${report.report_id}"]`).replaceChildren(el("p", { class: "done" },
+    `Report ${report.report_id} ${verb}. `,
+    el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `Open ${report.record_id}`)));
+}
+
+function showError(error, failure) {
+  error.replaceChildren(failure.message, ...failure.problems.map((p) => el("div", {}, p.field ? `${p.field}: ${p.message}` : p.message)));
+  error.hidden = false;
 }
 
 async function submitDraft(report, error) {
