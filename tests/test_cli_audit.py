@@ -159,6 +159,17 @@ def test_drafting_submitting_approving_and_rejecting_are_audited(store):
     ]
     assert entries(store)[-1]["detail"]["reason"] == "a duplicate of F1"
 
+    # Several drafts at once: both or neither (one is not a draft any more).
+    several = [
+        _report_number(run(store, "record", "add", "hazardous_area", "--data", _hazard(name))[1])
+        for name in ("F3", "F4")
+    ]
+    assert run(store, "report", "submit", *several, draft)[0] == 1
+    assert len(entries(store)) == 10
+    code, out = run(store, "report", "submit", *several)
+    assert code == 0 and all(f"report {d} submitted" in out for d in several)
+    assert actions(store)[10:] == [("report.submit", "officer", f"report {d}") for d in several]
+
 
 def _report_number(out: str) -> int:
     found = re.search(r" report (\d+)", out)

@@ -257,14 +257,19 @@ def _date(text: str) -> date:
 
 
 @report_app.command("submit")
-def report_submit(report_id: int, store: StoreOption = None, user: UserOption = None) -> None:
-    """Submit a draft for review (the register's checks run now)."""
+def report_submit(
+    report_ids: list[int], store: StoreOption = None, user: UserOption = None
+) -> None:
+    """Submit drafts for review, checked together (an accident with its victims); the
+    register's checks run now, and if any fails none is submitted."""
     register = migrated_register(store)
     who = acting_user(user)
     with register.store.begin() as conn:
-        rep = run(lambda: register.submit(who, report_id, conn=conn))
-        _audit_report(conn, who, "report.submit", rep)
-    typer.echo(f"report {report_id} submitted")
+        submitted = run(lambda: register.submit(who, report_ids, conn=conn))
+        for rep in submitted:
+            _audit_report(conn, who, "report.submit", rep)
+    for rep in submitted:
+        typer.echo(f"report {rep.report_id} submitted")
 
 
 @report_app.command("approve")
