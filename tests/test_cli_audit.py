@@ -171,14 +171,8 @@ def test_drafting_submitting_approving_and_rejecting_are_audited(store):
     assert actions(store)[10:] == [("report.submit", "officer", f"report {d}") for d in several]
 
 
-def _report_number(out: str) -> int:
-    found = re.search(r" report (\d+)", out)
-    assert found is not None, out
-    return int(found.group(1))
-
-
-def test_attaching_a_file_is_audited(store, tmp_path):
-    run(
+def _approved_hazard(store: str) -> None:
+    code, out = run(
         store,
         "record",
         "add",
@@ -189,6 +183,17 @@ def test_attaching_a_file_is_audited(store, tmp_path):
         "2021-02-01",
         "--approve",
     )
+    assert code == 0, out
+
+
+def _report_number(out: str) -> int:
+    found = re.search(r" report (\d+)", out)
+    assert found is not None, out
+    return int(found.group(1))
+
+
+def test_attaching_a_file_is_audited(store, tmp_path):
+    _approved_hazard(store)
     photo = tmp_path / "site.jpg"
     photo.write_bytes(b"\xff\xd8 a photo")
     code, out = run(store, "attach", HAZARD, photo, "--caption", "north edge")
@@ -248,17 +253,7 @@ def test_an_import_is_audited_with_its_counts_and_a_refused_one_is_not(store, tm
 
 
 def test_a_restore_is_audited_and_a_refused_one_is_not(store, tmp_path):
-    run(
-        store,
-        "record",
-        "add",
-        "hazardous_area",
-        "--data",
-        _hazard(),
-        "--date",
-        "2021-02-01",
-        "--approve",
-    )
+    _approved_hazard(store)
     dumped = tmp_path / "register.jsonl"
     assert run(store, "dump", dumped)[0] == 0
     target = str(tmp_path / "restored.gpkg")
