@@ -80,18 +80,7 @@ def _hazard(name: str = "F1") -> str:
 
 
 def test_drafting_submitting_approving_and_rejecting_are_audited(store):
-    code, out = run(
-        store,
-        "record",
-        "add",
-        "hazardous_area",
-        "--data",
-        _hazard(),
-        "--date",
-        "2021-02-01",
-        "--submit",
-    )
-    assert code == 0, out
+    _hazard_added(store, "--submit")
     new = entries(store)[1:]
     assert [(e["action"], e["target"]) for e in new] == [
         ("report.draft", "report 1"),
@@ -171,17 +160,11 @@ def test_drafting_submitting_approving_and_rejecting_are_audited(store):
     assert actions(store)[10:] == [("report.submit", "officer", f"report {d}") for d in several]
 
 
-def _approved_hazard(store: str) -> None:
+def _hazard_added(store: str, how: str) -> None:
+    """Field F1 added on the command line, dated 1 February 2021, with ``--submit`` or
+    ``--approve``."""
     code, out = run(
-        store,
-        "record",
-        "add",
-        "hazardous_area",
-        "--data",
-        _hazard(),
-        "--date",
-        "2021-02-01",
-        "--approve",
+        store, "record", "add", "hazardous_area", "--data", _hazard(), "--date", "2021-02-01", how
     )
     assert code == 0, out
 
@@ -193,7 +176,7 @@ def _report_number(out: str) -> int:
 
 
 def test_attaching_a_file_is_audited(store, tmp_path):
-    _approved_hazard(store)
+    _hazard_added(store, "--approve")
     photo = tmp_path / "site.jpg"
     photo.write_bytes(b"\xff\xd8 a photo")
     code, out = run(store, "attach", HAZARD, photo, "--caption", "north edge")
@@ -253,7 +236,7 @@ def test_an_import_is_audited_with_its_counts_and_a_refused_one_is_not(store, tm
 
 
 def test_a_restore_is_audited_and_a_refused_one_is_not(store, tmp_path):
-    _approved_hazard(store)
+    _hazard_added(store, "--approve")
     dumped = tmp_path / "register.jsonl"
     assert run(store, "dump", dumped)[0] == 0
     target = str(tmp_path / "restored.gpkg")

@@ -86,7 +86,7 @@ class Layer:
     # record has no row there: a hazardous area's mapped risk, which the map can colour by.
     joined_tile_properties: Mapping[str, Column[Any]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def tile_names(self) -> tuple[str, ...]:
         """Every property of the layer's vector tiles."""
         return (*self.tile_properties, *self.joined_tile_properties)
