@@ -8,10 +8,11 @@ only what SQLite and PostgreSQL spell differently.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from alembic import command
 from alembic.config import Config
@@ -28,9 +29,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import column as sql_column
+from sqlalchemy import exc as sql_errors
 from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from safeground.domain.errors import SafegroundError
 from safeground.storage import gpkg, migrations
@@ -38,6 +41,9 @@ from safeground.storage.schema import data_generation, id_sequence, setting
 
 DEFAULT_STORE = "safeground.gpkg"
 _GENERATION_QUERY = select(data_generation.c.generation)
+_READ_OPTION = "safeground_read"  # marks a GeoPackage connection's transaction as a reader's
+# A pooled PostgreSQL connection idle longer than this is tested before use.
+PING_AFTER_IDLE_S = 10.0
 
 
 def default_location() -> str:
@@ -48,6 +54,8 @@ class Store:
     """A register's database. Use ``open_store``; connections come from ``begin``."""
 
     dialect: str
+    # Execution options of a reading connection (see ``read``).
+    read_options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, location: str, engine: Engine):
         self.location = location
@@ -64,10 +72,12 @@ class Store:
         """A transaction for reading: one consistent snapshot that does not block other readers.
 
         On a GeoPackage it begins DEFERRED, so it takes only SQLite's shared lock and many web
-        requests read at once; ``begin`` takes the write lock at once (BEGIN IMMEDIATE).
+        requests read at once; ``begin`` takes the write lock at once (BEGIN IMMEDIATE). On
+        PostgreSQL it is REPEATABLE READ (the default, READ COMMITTED, gives each statement a
+        snapshot of its own) and READ ONLY.
         """
         with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_READ_OPTION: True})
+            conn = conn.execution_options(**self.read_options)
             with conn.begin():
                 yield conn
 
@@ -140,6 +150,7 @@ class Store:
 
 class GeoPackageStore(Store):
     dialect = "sqlite"
+    read_options: ClassVar[Mapping[str, Any]] = {_READ_OPTION: True}
 
     def __init__(self, path: str):
         engine = create_engine(f"sqlite:///{path}")
@@ -191,9 +202,15 @@ class GeoPackageStore(Store):
 
 class PostgisStore(Store):
     dialect = "postgresql"
+    read_options: ClassVar[Mapping[str, Any]] = {
+        "isolation_level": "REPEATABLE READ",
+        "postgresql_readonly": True,
+    }
 
-    def __init__(self, url: str):
-        super().__init__(url, create_engine(url, pool_pre_ping=True))
+    def __init__(self, url: str, ping_after_idle_s: float = PING_AFTER_IDLE_S):
+        engine = create_engine(url)
+        _ping_when_idle(engine, ping_after_idle_s)
+        super().__init__(url, engine)
 
     def exists(self) -> bool:
         with self.engine.connect() as conn:
@@ -223,7 +240,32 @@ class PostgisStore(Store):
         return table.c.geometry.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326))
 
 
-_READ_OPTION = "safeground_read"
+def _ping_when_idle(engine: Engine, idle_s: float) -> None:
+    """Test a pooled connection before use only when it has been idle for ``idle_s``.
+
+    A connection can die in the pool (a server restart, a firewall dropping idle sockets).
+    SQLAlchemy's ``pool_pre_ping`` tests every checkout: a round trip for each of a web
+    request's two or three reads, on connections used a moment before. Raising
+    DisconnectionError on checkout is SQLAlchemy's documented way to have the pool replace the
+    connection and try again. A connection that dies within ``idle_s`` of its last use fails
+    that one request; the pool then drops its other connections too.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi: Any, entry: ConnectionPoolEntry, _proxy: Any) -> None:
+        last_used = entry.info.get("checked_in")
+        if last_used is None or time.monotonic() - last_used < idle_s:
+            return  # a new connection, or one used a moment ago
+        try:
+            with dbapi.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi.rollback()
+        except Exception as error:
+            raise sql_errors.DisconnectionError(str(error)) from error
 
 
 def _upgrade(conn: Connection) -> None:
