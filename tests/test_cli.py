@@ -1,6 +1,7 @@
 """The command line, end to end on a temporary register."""
 
 import json
+import sqlite3
 
 import pytest
 from typer.testing import CliRunner
@@ -106,3 +107,20 @@ def test_missing_register_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SAFEGROUND_STORE", str(tmp_path / "none.gpkg"))
     code, out = run("ledger")
     assert code == 1 and "safeground init" in out
+
+
+def test_commands_that_only_read_work_while_a_writer_holds_the_lock(store, tmp_path):
+    """ledger, record list, export and dump read in a reader's transaction: on a GeoPackage
+    they run beside a write in progress instead of waiting for its lock (and timing out)."""
+    assert run("record", "add", "organisation", "--data", '{"name": "HALO"}', "--approve")[0] == 0
+    writer = sqlite3.connect(store, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        assert run("ledger")[0] == 0
+        code, out = run("record", "list", "organisation")
+        assert code == 0 and "HALO" in out
+        assert run("export", str(tmp_path / "out.geojson"), "--format", "geojson")[0] == 0
+        assert run("dump", str(tmp_path / "dump.jsonl"))[0] == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()

@@ -218,7 +218,7 @@ def record_list(
         if len(box) != 4:
             raise typer.BadParameter("bbox needs four numbers")
         query = query.where(register.store.bbox_clause(table_, box))
-    with register.store.begin() as conn:
+    with register.store.read() as conn:
         rows = conn.execute(query).all()
     fields = [
         f
@@ -380,7 +380,7 @@ def ledger_command(
 ) -> None:
     """Land-release totals (m²), and optionally a recount from polygons that must agree."""
     register = open_register(store)
-    with register.store.begin() as conn:
+    with register.store.read() as conn:
         rows = run(lambda: ledger_service.totals(conn, by, period))
         check = ledger_service.recount(conn) if verify else None
     headers = [by, "areas", "estimated", "cancelled", "reduced", "cleared", "remaining"]

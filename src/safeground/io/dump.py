@@ -63,7 +63,7 @@ def dump(register: Register, out: Path, include_personal: bool = False) -> int:
     tables = [n for n in TABLES if include_personal or n != "report_personal"]
     header = {"format": FORMAT, "version": VERSION, "personal": include_personal, "tables": tables}
     count = 0
-    with register.store.begin() as conn, _open(Path(out), "w") as f:
+    with register.store.read() as conn, _open(Path(out), "w") as f:
         f.write(_line(header))
         for name in tables:
             table = TABLES[name]

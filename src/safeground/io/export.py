@@ -71,7 +71,7 @@ def export_layers(
         )
     out = Path(out)
     _refuse_register_file(register, out)
-    with register.store.begin() as conn:
+    with register.store.read() as conn:
         frames = {
             name: layer_frame(conn, name, include_personal) for name in (layers or list(LAYERS))
         }

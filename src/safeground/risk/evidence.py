@@ -88,7 +88,7 @@ def resolve_region(register: Register, area: str) -> tuple[str, BaseGeometry]:
             raise EvidenceError(f"{path}: feature {bad[0] + 1} is not a valid polygon")
         return path.name, _union_geoms(polys)
     table = record_tables["admin_area"]
-    with register.store.begin() as conn:
+    with register.store.read() as conn:
         rows = conn.execute(
             select(table.c.record_id, table.c.name, table.c.geometry).where(
                 or_(table.c.record_id == area, func.lower(table.c.name) == area.lower())
@@ -316,7 +316,7 @@ def load_evidence(register: Register, grid: Grid, region_wgs84: BaseGeometry) ->
     store = register.store
     acc, items, haz = (record_tables[n] for n in ("accident", "eo_item", "hazardous_area"))
     places = record_tables["place"]
-    with store.begin() as conn:
+    with store.read() as conn:
         presence_rows = list(
             conn.execute(
                 select(acc.c.record_id, acc.c.geometry).where(

@@ -164,7 +164,7 @@ class GeoPackageStore(Store):
     def exists(self) -> bool:
         if not self.path.exists() or self.path.stat().st_size == 0:
             return False
-        with self.engine.connect() as conn:
+        with self.read() as conn:  # not the write lock: opening waits for no import
             return bool(
                 conn.exec_driver_sql(
                     "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
