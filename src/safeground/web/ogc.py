@@ -31,7 +31,7 @@ from safeground.domain.access import Principal
 from safeground.service import layers
 from safeground.service.layers import Feature, Layer
 from safeground.storage.store import Store
-from safeground.web.deps import CurrentPrincipal, get_register
+from safeground.web.deps import MAX_ID, CurrentPrincipal, get_register
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -279,7 +279,7 @@ def items(
     collection_id: str,
     principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Features per page")] = 10,
-    offset: Annotated[int, Query(ge=0, description="Features to skip")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID, description="Features to skip")] = 0,
     bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy in bbox-crs")] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs")] = None,
     datetime_: Annotated[
