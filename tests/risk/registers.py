@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
+import rasterio
 from shapely.geometry import Point, box
 
 from safeground.service.register import Register, Submission
@@ -26,6 +28,17 @@ def presence_points(seed: int = 1) -> list[Point]:
         cx, cy = area.centroid.x, area.centroid.y
         for _ in range(5):
             out.append(Point(cx + rng.normal(0, 0.004), cy + rng.normal(0, 0.003)))
+    return out
+
+
+def turned_around(map_path: Path, out: Path, model_version: str) -> Path:
+    """A second risk map from ``map_path``: same grid, risk 1 - r, another model version; a
+    cheap map whose tiles differ wherever the risk is not 0.5."""
+    with rasterio.open(map_path) as src:
+        profile, tags, risk = src.profile, src.tags(), src.read(1)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(1 - risk, 1)
+        dst.update_tags(**{**tags, "model_version": model_version})
     return out
 
 

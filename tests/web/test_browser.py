@@ -8,6 +8,7 @@ of each step go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from safeground.service import accounts
 from safeground.service.register import Register
 from tests import geometries as g
 from tests.helpers import add
+from tests.risk.registers import turned_around
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,6 +67,7 @@ class Site:
     url: str
     hazard_id: str
     other_hazard_id: str
+    earlier_risk_map: str  # SHA-256 of a risk map attached before the current one
 
 
 def _free_port() -> int:
@@ -146,10 +149,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             victim_status=status,
         )
     register.store.migrate()  # the web's tables (accounts) come with the latest migrations
-    # A risk map of the district, attached: the map offers it as a layer.
+    # A risk map of the district, attached after an earlier one (the same turned around): the
+    # map offers the newest as a layer, and the earlier one to choose.
     label, region = resolve_region(register, district)
     risk_map = path.parent / "risk.tif"
     build_map(register, label, region, 100.0, risk_map, background=2000, grid_layer=False)
+    earlier = turned_around(risk_map, path.parent / "risk-earlier.tif", "maxent-earlier")
+    attach_map(register, earlier, "analyst")
     attach_map(register, risk_map, "analyst")
     with register.store.begin() as conn:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
@@ -168,7 +174,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the application did not start")
         time.sleep(0.05)
-    yield Site(f"http://127.0.0.1:{port}", hazard, other)
+    earlier_sha256 = hashlib.sha256(earlier.read_bytes()).hexdigest()
+    yield Site(f"http://127.0.0.1:{port}", hazard, other, earlier_sha256)
     server.should_exit = True
     thread.join(timeout=10)
 
@@ -375,6 +382,21 @@ def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
     toggle.uncheck()
     hidden = "window.safegroundMap.getLayoutProperty('risk-raster', 'visibility')"
     assert page.evaluate(hidden) == "none"
+
+    # The earlier map, chosen: drawn from its own tiles, hidden still until ticked; the legend
+    # names it.
+    page.select_option("#risk-legend select[name=risk-map]", site.earlier_risk_map)
+    assert page.evaluate(hidden) == "none"
+    assert "maxent-earlier" in page.locator("#risk-legend .risk-title").inner_text()
+    with page.expect_response(
+        lambda r: f"/tiles/risk/{site.earlier_risk_map}/" in r.url and r.status == 200
+    ):
+        toggle.check()
+    page.wait_for_function("window.safegroundMap.isSourceLoaded('risk')", timeout=30_000)
+    order = page.evaluate("window.safegroundMap.getStyle().layers.map((layer) => layer.id)")
+    assert order.index("risk-raster") < order.index("hazard-fill")
+    shot(page, "11-earlier-risk-map")
+    toggle.uncheck()
 
     # Hazards coloured by their mean risk: the drawn features carry it, the fill follows it.
     fill = "JSON.stringify(window.safegroundMap.getPaintProperty('hazard-fill', 'fill-color'))"

@@ -1,12 +1,15 @@
-"""The risk layer: PNG tiles of the attached risk map, its listing, the map page, record scores.
+"""The risk layer: PNG tiles of the attached risk maps, their listing, the map page, record
+scores.
 
 The map is built by the risk code itself from the tiny register of ``tests/risk/registers.py``,
-on both backends.
+on both backends; a second map, attached after it, is that map with its risk turned around.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +33,7 @@ from safeground.service import accounts
 from safeground.service.register import Register, now
 from safeground.storage.schema import risk_score
 from safeground.web.app import create_app
+from safeground.web.risk import Verified
 from safeground.web.settings import Settings
 from tests.risk import registers
 from tests.web.conftest import PASSWORD, logged_in
@@ -81,10 +85,12 @@ def _cell_centres(path: Path) -> tuple[np.ndarray, list[tuple[float, float]]]:
     return risk, list(zip(lon, lat, strict=True))
 
 
-def _pixel_at(client: TestClient, lon: float, lat: float) -> tuple[int, ...]:
-    """The RGBA of the risk tile's pixel at lon/lat."""
+def _pixel_at(
+    client: TestClient, lon: float, lat: float, tiles: str = "/tiles/risk"
+) -> tuple[int, ...]:
+    """The RGBA of the pixel at lon/lat of the risk tile under ``tiles``."""
     tile = WEB_MERCATOR.tile(lon, lat, ZOOM)
-    response = client.get(f"/tiles/risk/{tile.z}/{tile.x}/{tile.y}.png")
+    response = client.get(f"{tiles}/{tile.z}/{tile.x}/{tile.y}.png")
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(response.content))
@@ -97,21 +103,41 @@ def _pixel_at(client: TestClient, lon: float, lat: float) -> tuple[int, ...]:
     return tuple(int(v) for v in rgba[row, col])
 
 
-def test_tiles_draw_the_map_with_the_ramp(served: Served, as_user) -> None:
-    officer = as_user("officer")
-    risk, centres = _cell_centres(served.map_path)
+def _cha_cell(path: Path) -> tuple[tuple[float, float], tuple[int, ...]]:
+    """Lon/lat of the mapped cell nearest the CHA (whose risk is high), and its ramp colour."""
+    risk, centres = _cell_centres(path)
     flat = risk.ravel()
-    # A mapped cell: the CHA's, whose risk is high; and a cell without a value.
     cha = registers.CHA.centroid
     valued = min(
         (i for i in np.flatnonzero(np.isfinite(flat))),
         key=lambda i: (centres[i][0] - cha.x) ** 2 + (centres[i][1] - cha.y) ** 2,
     )
-    expected = VIRIDIS[int(np.floor(255 * float(flat[valued])))]
-    assert _pixel_at(officer, *centres[valued]) == tuple(int(v) for v in expected)
+    colour = VIRIDIS[int(np.floor(255 * float(flat[valued])))]
+    return centres[valued], tuple(int(v) for v in colour)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _attach_a_newer_map(served: Served) -> Path:
+    """The fixture's map turned around, attached after it: as if mapped again after new
+    survey evidence."""
+    newer = registers.turned_around(
+        served.map_path, served.map_path.with_name("risk-newer.tif"), "maxent-newer"
+    )
+    attach_map(served.app.state.register, newer, "planner")  # type: ignore[attr-defined]
+    return newer
+
+
+def test_tiles_draw_the_map_with_the_ramp(served: Served, as_user) -> None:
+    officer = as_user("officer")
+    centre, expected = _cha_cell(served.map_path)
+    assert _pixel_at(officer, *centre) == expected
     assert expected[3] == 255
 
-    nodata = np.flatnonzero(np.isnan(flat))
+    risk, centres = _cell_centres(served.map_path)
+    nodata = np.flatnonzero(np.isnan(risk.ravel()))
     assert nodata.size, "the district's corners leave cells without a value"
     assert _pixel_at(officer, *centres[nodata[0]])[3] == 0  # transparent
 
@@ -123,10 +149,16 @@ def test_tiles_draw_the_map_with_the_ramp(served: Served, as_user) -> None:
 
 def test_only_roles_that_see_records_get_the_layer(served: Served, as_user) -> None:
     tile = WEB_MERCATOR.tile(registers.CHA.centroid.x, registers.CHA.centroid.y, ZOOM)
-    url = f"/tiles/risk/{tile.z}/{tile.x}/{tile.y}.png"
-    assert TestClient(served.app).get(url).status_code == 401
+    sha256 = _sha256(served.map_path)
+    urls = [
+        f"/tiles/risk/{tile.z}/{tile.x}/{tile.y}.png",
+        f"/tiles/risk/{sha256}/{tile.z}/{tile.x}/{tile.y}.png",
+    ]
     visitor = as_user("visitor")
-    assert visitor.get(url).status_code == 403
+    for url in urls:
+        assert TestClient(served.app).get(url).status_code == 401
+        assert visitor.get(url).status_code == 403
+        assert as_user("officer").get(url).status_code == 200
     assert "risk" not in {
         layer["id"] for layer in visitor.get("/tiles/layers.json").json()["layers"]
     }
@@ -141,12 +173,16 @@ def test_only_roles_that_see_records_get_the_layer(served: Served, as_user) -> N
     assert risk["available"] is True
     assert risk["title"] == f"Risk (model {served.model_version}, {map_date})"
     assert risk["tiles"][0].endswith("/tiles/risk/{z}/{x}/{y}.png")
+    [only] = risk["maps"]
+    assert only["map_sha256"] == risk["map_sha256"] == sha256
+    assert only["tiles"][0].endswith(f"/tiles/risk/{sha256}/{{z}}/{{x}}/{{y}}.png")
     assert [stop["risk"] for stop in risk["legend"]][::4] == [0.0, 1.0]
     assert risk["legend"][0]["colour"] == "#{:02x}{:02x}{:02x}".format(*VIRIDIS[0][:3])
     west, south, east, north = risk["bounds"]
     assert west < registers.CHA.centroid.x < east and south < registers.CHA.centroid.y < north
     page = officer.get("/").text
     assert 'value="risk"' in page and risk["title"] in page and "linear-gradient" in page
+    assert 'name="risk-map"' not in page  # nothing to choose from
 
 
 def test_a_changed_file_is_refused_not_drawn(served: Served, as_user) -> None:
@@ -166,6 +202,92 @@ def test_a_changed_file_is_refused_not_drawn(served: Served, as_user) -> None:
     served.map_path.unlink()
     gone = officer.get("/tiles/layers.json").json()["layers"]
     assert "cannot be read" in next(x for x in gone if x["id"] == "risk")["problem"]
+
+
+def test_every_attached_map_is_listed_newest_first_and_drawn_from_its_own_tiles(
+    served: Served, as_user
+) -> None:
+    newer = _attach_a_newer_map(served)
+    officer = as_user("officer")
+    risk = {x["id"]: x for x in officer.get("/tiles/layers.json").json()["layers"]}["risk"]
+    shas = [_sha256(newer), _sha256(served.map_path)]
+    assert [m["map_sha256"] for m in risk["maps"]] == shas
+    assert [m["model_version"] for m in risk["maps"]] == ["maxent-newer", served.model_version]
+    assert risk["maps"][0]["attached_at"] > risk["maps"][1]["attached_at"]
+    assert risk["map_sha256"] == shas[0] and risk["title"] == risk["maps"][0]["title"]
+    for listed, sha256 in zip(risk["maps"], shas, strict=True):
+        assert listed["available"] is True and listed["legend"] == risk["legend"]
+        assert listed["tiles"][0].endswith(f"/tiles/risk/{sha256}/{{z}}/{{x}}/{{y}}.png")
+
+    # Each map's tiles are its own: at the CHA the earlier map is high, the newer low.
+    centre, earlier_colour = _cha_cell(served.map_path)
+    _, newer_colour = _cha_cell(newer)
+    assert earlier_colour != newer_colour
+    assert _pixel_at(officer, *centre, tiles=f"/tiles/risk/{shas[1]}") == earlier_colour
+    assert _pixel_at(officer, *centre, tiles=f"/tiles/risk/{shas[0]}") == newer_colour
+    assert _pixel_at(officer, *centre) == newer_colour  # the current map: the newest
+    missing = officer.get(f"/tiles/risk/{'0' * 64}/{ZOOM}/0/0.png")
+    assert missing.status_code == 404 and "no risk map with SHA-256" in missing.json()["detail"]
+
+    page = officer.get("/").text
+    assert 'name="risk-map"' in page
+    assert page.index(f'value="{shas[0]}" selected') < page.index(f'value="{shas[1]}"')
+
+
+def test_a_changed_file_is_refused_for_its_own_map_only(served: Served, as_user) -> None:
+    newer = _attach_a_newer_map(served)
+    officer = as_user("officer")
+    tile = WEB_MERCATOR.tile(registers.CHA.centroid.x, registers.CHA.centroid.y, ZOOM)
+    newer_url, earlier_url = (
+        f"/tiles/risk/{_sha256(path)}/{tile.z}/{tile.x}/{tile.y}.png"
+        for path in (newer, served.map_path)
+    )
+
+    def listed() -> list[dict]:
+        layers = officer.get("/tiles/layers.json").json()["layers"]
+        return next(x for x in layers if x["id"] == "risk")["maps"]
+
+    with newer.open("ab") as f:
+        f.write(b"\0")
+    newest, earlier = listed()
+    assert newest["available"] is False and "tiles" not in newest
+    assert "changed since it was attached" in newest["problem"]
+    assert earlier["available"] is True
+    assert officer.get(newer_url).status_code == 409
+    assert officer.get(f"/tiles/risk/{tile.z}/{tile.x}/{tile.y}.png").status_code == 409
+    assert officer.get(earlier_url).status_code == 200
+    page = officer.get("/").text  # the earlier map may still be chosen; the newest says why not
+    assert 'value="risk"' in page and "(cannot be shown)" in page
+    assert f"{newest['title']} is not shown: the risk map file" in page
+
+    served.map_path.unlink()
+    newest, earlier = listed()
+    assert earlier["available"] is False and "cannot be read" in earlier["problem"]
+    assert officer.get(earlier_url).status_code == 409
+    page = officer.get("/").text  # nothing left to draw: each map says why
+    assert 'value="risk"' not in page and page.count("is not shown") == 2
+
+
+def test_the_hash_cache_holds_several_files_and_sees_a_change(tmp_path: Path) -> None:
+    verified = Verified(capacity=2)
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    for path in (first, second, third):
+        path.write_bytes(path.name.encode())
+
+    def rewrite_keeping_size_and_time(path: Path) -> None:
+        """Bytes that only a new hash would notice: the cache must answer from memory."""
+        stat = path.stat()
+        path.write_bytes(path.read_bytes().upper())
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    digests = {path: verified.sha256(path) for path in (first, second)}
+    for path in (first, second):
+        rewrite_keeping_size_and_time(path)
+        assert verified.sha256(path) == digests[path]  # both remembered, neither rehashed
+    os.utime(first, ns=(0, 0))
+    assert verified.sha256(first) == _sha256(first)  # a new time: hashed again
+    verified.sha256(third)  # over capacity: the file used longest ago (second) is forgotten
+    assert verified.sha256(second) == _sha256(second)
 
 
 def test_record_risk_from_risk_score(served: Served, as_user) -> None:

@@ -4,8 +4,9 @@ A risk score is a model's output, not something an operator observed, and it cha
 every new map; so it is not filed as a report that would change the record's fields (and its
 history) but kept in a derived table, one row per record, replaced by the next map attached,
 with the model version, the map's SHA-256 and date, and who attached it. The planner and the
-web map join it on ``record_id``. The map itself is recorded in ``risk_map`` (its path and
-SHA-256): the newest one attached is the web map's risk layer.
+web map join it on ``record_id``; so the scores are those of the map attached last over each
+record, not kept per map. The maps themselves are recorded in ``risk_map`` (path and SHA-256,
+which names a map): the web map draws any of them, the newest unless told otherwise.
 
 A cell counts for a polygon when the polygon touches it (GDAL's ``all_touched``): hazardous
 areas are often smaller than a cell, and a polygon must never get no score because it missed
@@ -16,15 +17,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.errors import WindowError
 from rasterio.features import geometry_mask, geometry_window
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Row, delete, select
 
 from safeground.risk.grid import to_crs
 from safeground.service.register import Register, now
@@ -40,14 +42,34 @@ class AttachedMap:
     sha256: str
     model_version: str
     map_date: date
+    attached_at: datetime
+
+
+# Newest first; the SHA-256 only makes the order of maps attached at the same instant stable.
+NEWEST_FIRST = (risk_map.c.attached_at.desc(), risk_map.c.map_sha256)
+
+
+def _attached(row: Row[Any]) -> AttachedMap:
+    return AttachedMap(
+        Path(row.path), row.map_sha256, row.model_version, row.map_date, row.attached_at
+    )
 
 
 def current_map(conn: Connection) -> AttachedMap | None:
     """The risk map attached last, if any."""
-    row = conn.execute(select(risk_map).order_by(risk_map.c.attached_at.desc()).limit(1)).first()
-    if row is None:
-        return None
-    return AttachedMap(Path(row.path), row.map_sha256, row.model_version, row.map_date)
+    row = conn.execute(select(risk_map).order_by(*NEWEST_FIRST).limit(1)).first()
+    return None if row is None else _attached(row)
+
+
+def attached_map(conn: Connection, sha256: str) -> AttachedMap | None:
+    """The risk map attached with that SHA-256, if any."""
+    row = conn.execute(select(risk_map).where(risk_map.c.map_sha256 == sha256)).first()
+    return None if row is None else _attached(row)
+
+
+def attached_maps(conn: Connection) -> list[AttachedMap]:
+    """Every risk map attached, newest first."""
+    return [_attached(row) for row in conn.execute(select(risk_map).order_by(*NEWEST_FIRST))]
 
 
 @dataclass

@@ -1,10 +1,14 @@
-"""The risk layer: PNG tiles of the risk map attached last, and records' risk scores.
+"""The risk layer: PNG tiles of every risk map attached, and records' risk scores.
 
-The register names the map (``risk_map``: path and SHA-256 at attach time); the server draws
-that file only while its bytes still hash to that SHA-256. A file replaced or changed since is
+The register names each map (``risk_map``: path and SHA-256 at attach time); the server draws
+a file only while its bytes still hash to that SHA-256. A file replaced or changed since is
 refused, in ``/tiles/layers.json`` and on the map page as well as for its tiles, rather than
 drawn as if it were the map attached. The hash is computed again whenever the file's size or
 modification time changes.
+
+``/tiles/risk/{z}/{x}/{y}.png`` draws the map attached last; ``/tiles/risk/{sha256}/...`` the
+map of that SHA-256, so that a planner can look at an earlier one, and so that a page keeps
+drawing the map its legend names when a newer one is attached meanwhile.
 
 Tiles are cut from the COG by rio-tiler and coloured with matplotlib's viridis ramp (sequential,
 readable with the common colour-vision deficiencies and in grey): risk ``r`` in 0..1 is drawn as
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -28,7 +33,7 @@ from sqlalchemy import select
 
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
-from safeground.risk.attach import AttachedMap, current_map
+from safeground.risk.attach import AttachedMap, attached_map, attached_maps, current_map
 from safeground.storage.schema import risk_score
 from safeground.web.api.views import check_record_visible
 from safeground.web.deps import get_register, require
@@ -55,7 +60,7 @@ RecordReader = Annotated[Principal, Depends(require(lambda p: p.sees_records, "s
 
 @dataclass(frozen=True)
 class RiskLayer:
-    """The current risk map and whether its file may be drawn (``problem`` says why not)."""
+    """An attached risk map and whether its file may be drawn (``problem`` says why not)."""
 
     attached: AttachedMap
     problem: str | None
@@ -64,15 +69,14 @@ class RiskLayer:
     def title(self) -> str:
         return f"Risk (model {self.attached.model_version}, {self.attached.map_date.isoformat()})"
 
-    def entry(self, base_url: str) -> dict[str, Any]:
-        """The layer as ``/tiles/layers.json`` lists it."""
+    def entry(self, tiles: str) -> dict[str, Any]:
+        """The map as ``/tiles/layers.json`` lists it, its tiles under the URL ``tiles``."""
         entry: dict[str, Any] = {
-            "id": "risk",
             "title": self.title,
-            "type": "raster",
             "model_version": self.attached.model_version,
             "map_date": self.attached.map_date.isoformat(),
             "map_sha256": self.attached.sha256,
+            "attached_at": self.attached.attached_at.isoformat(),
             "available": self.problem is None,
             "legend": [{"risk": v, "colour": _hex(RAMP[int(255 * v)])} for v in LEGEND_STOPS],
         }
@@ -82,7 +86,7 @@ class RiskLayer:
             bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
         return {
             **entry,
-            "tiles": [f"{base_url}/tiles/risk/{{z}}/{{x}}/{{y}}.png"],
+            "tiles": [f"{tiles}/{{z}}/{{x}}/{{y}}.png"],
             "tile_size": TILE_SIZE,
             "minzoom": 0,
             "maxzoom": MAX_ZOOM,
@@ -95,34 +99,38 @@ def _hex(colour: Colour) -> str:
 
 
 class Verified:
-    """SHA-256 of files by (path, size, modification time): hashed once, again after a change."""
+    """SHA-256 of files, each remembered with the size and modification time it was hashed at
+    and hashed again when either changes. Holds the ``capacity`` files used last: the listing
+    checks every attached map, so a register with more maps than that hashes some each time."""
 
-    def __init__(self) -> None:
-        self._known: dict[tuple[str, int, int], str] = {}
+    def __init__(self, capacity: int = 256) -> None:
+        self._known: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
+        self._capacity = capacity
         self._lock = threading.Lock()
 
     def sha256(self, path: Path) -> str:
         stat = path.stat()
-        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        key, size, mtime = str(path), stat.st_size, stat.st_mtime_ns
         with self._lock:
-            found = self._known.get(key)
-        if found is None:
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            found = digest.hexdigest()
-            with self._lock:
-                self._known = {key: found}  # one map at a time: forget the others
+            known = self._known.get(key)
+            if known is not None and known[:2] == (size, mtime):
+                self._known.move_to_end(key)
+                return known[2]
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        found = digest.hexdigest()
+        with self._lock:
+            self._known[key] = (size, mtime, found)
+            self._known.move_to_end(key)
+            while len(self._known) > self._capacity:
+                self._known.popitem(last=False)
         return found
 
 
-def risk_layer(request: Request) -> RiskLayer | None:
-    """The risk map attached last, checked against its file; None when none was attached."""
-    with get_register(request).store.read() as conn:
-        attached = current_map(conn)
-    if attached is None:
-        return None
+def _checked(request: Request, attached: AttachedMap) -> RiskLayer:
+    """The map with the reason its file may not be drawn, if there is one."""
     verified: Verified = request.app.state.risk_verified  # made by create_app
     path = attached.path
     try:
@@ -139,30 +147,64 @@ def risk_layer(request: Request) -> RiskLayer | None:
 
 
 def layer_entries(request: Request, principal: Principal) -> list[dict[str, Any]]:
-    """The risk layer's entry for ``/tiles/layers.json``: for roles that see records, if any."""
+    """The risk layer's entry for ``/tiles/layers.json``, for roles that see records: the map
+    attached last, and under ``maps`` every map attached, newest first, each with its tiles."""
     if not principal.sees_records:
         return []
-    layer = risk_layer(request)
-    return [layer.entry(str(request.base_url).rstrip("/"))] if layer else []
+    with get_register(request).store.read() as conn:
+        attached = attached_maps(conn)
+    layers = [_checked(request, one) for one in attached]
+    if not layers:
+        return []
+    tiles = f"{str(request.base_url).rstrip('/')}/tiles/risk"
+    maps = [layer.entry(f"{tiles}/{layer.attached.sha256}") for layer in layers]
+    return [{"id": "risk", "type": "raster", **layers[0].entry(tiles), "maps": maps}]
+
+
+TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {PNG: {}}},
+    204: {"description": "The tile holds no cell of the map"},
+    404: {"description": "No such risk map is attached"},
+    409: {"description": "The map's file changed since it was attached"},
+}
 
 
 @router.get(
     "/tiles/risk/{z}/{x}/{y}.png",
-    summary="One PNG tile of the current risk map (204 outside it)",
+    summary="One PNG tile of the risk map attached last (204 outside it)",
     response_class=Response,
-    responses={
-        200: {"content": {PNG: {}}},
-        204: {"description": "The tile holds no cell of the map"},
-        404: {"description": "No risk map is attached"},
-        409: {"description": "The map's file changed since it was attached"},
-    },
+    responses=TILE_RESPONSES,
 )
 def risk_tile(request: Request, z: int, x: int, y: int, principal: RecordReader) -> Response:
+    with get_register(request).store.read() as conn:
+        attached = current_map(conn)
+    return _tile(request, attached, "no risk map is attached (safeground risk attach)", z, x, y)
+
+
+@router.get(
+    "/tiles/risk/{map_sha256}/{z}/{x}/{y}.png",
+    summary="One PNG tile of the risk map attached with that SHA-256 (204 outside it)",
+    response_class=Response,
+    responses=TILE_RESPONSES,
+)
+def risk_map_tile(
+    request: Request, map_sha256: str, z: int, x: int, y: int, principal: RecordReader
+) -> Response:
+    with get_register(request).store.read() as conn:
+        attached = attached_map(conn, map_sha256)
+    missing = f"no risk map with SHA-256 {map_sha256} is attached"
+    return _tile(request, attached, missing, z, x, y)
+
+
+def _tile(
+    request: Request, attached: AttachedMap | None, missing: str, z: int, x: int, y: int
+) -> Response:
+    """The PNG tile of ``attached`` (``missing`` says why there is none when it is None)."""
     if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
         raise HTTPException(400, f"no tile {z}/{x}/{y}: zoom 0..{MAX_ZOOM}, x and y 0..2^z-1")
-    layer = risk_layer(request)
-    if layer is None:
-        raise NotFound("no risk map is attached (safeground risk attach)")
+    if attached is None:
+        raise NotFound(missing)
+    layer = _checked(request, attached)
     if layer.problem is not None:
         raise HTTPException(409, layer.problem)
     headers = {"Vary": "Cookie, Authorization"}

@@ -71,18 +71,38 @@ export async function start() {
   });
 }
 
-/** The risk map's PNG tiles (when one is attached and its file is the one attached), drawn
- *  under the hazardous areas; the filters do not apply to it. */
+/** The PNG tiles of the risk map chosen in the legend (the newest at first), drawn under the
+ *  hazardous areas; the filters do not apply to it. Each map is drawn from its own tile URL,
+ *  so the tiles stay those of the map the legend names even if a newer one is attached. */
 function addRiskLayer(map, risk) {
-  if (!risk?.available) return;
-  map.addSource("risk", {
-    type: "raster", tiles: risk.tiles, tileSize: risk.tile_size, minzoom: risk.minzoom, maxzoom: risk.maxzoom, bounds: risk.bounds,
-  });
+  const legend = document.getElementById("risk-legend");
+  const toggle = legend?.querySelector("input[name=layer][value=risk]");
+  if (!risk || !toggle) return; // none attached, or none whose file is the one attached
   const above = map.getLayer("hazard-fill") ? "hazard-fill" : undefined;
-  map.addLayer({ id: "risk-raster", type: "raster", source: "risk", paint: { "raster-opacity": 0.75 } }, above);
-  const toggle = document.querySelector("#legend input[name=layer][value=risk]");
-  toggle?.addEventListener("change", () => map.setLayoutProperty("risk-raster", "visibility", toggle.checked ? "visible" : "none"));
-  const byRisk = document.querySelector("#legend input[name=hazard-colour]");
+  const draw = (chosen) => {
+    if (map.getLayer("risk-raster")) map.removeLayer("risk-raster");
+    if (map.getSource("risk")) map.removeSource("risk");
+    legend.querySelector(".risk-title").textContent = chosen.title;
+    const problem = legend.querySelector(".risk-problem");
+    problem.textContent = chosen.available ? "" : `${chosen.title} is not shown: ${chosen.problem}`;
+    problem.hidden = chosen.available;
+    if (!chosen.available) return;
+    map.addSource("risk", {
+      type: "raster", tiles: chosen.tiles, tileSize: chosen.tile_size, minzoom: chosen.minzoom, maxzoom: chosen.maxzoom, bounds: chosen.bounds,
+    });
+    const visibility = toggle.checked ? "visible" : "none";
+    map.addLayer({ id: "risk-raster", type: "raster", source: "risk", layout: { visibility }, paint: { "raster-opacity": 0.75 } }, above);
+  };
+  // The selector is there when several maps are; the listing, fetched after the page, holds
+  // every map it offers (and perhaps one attached meanwhile, which the page did not).
+  const choice = legend.querySelector("select[name=risk-map]");
+  const chosen = () => risk.maps.find((m) => m.map_sha256 === choice?.value) ?? risk.maps[0];
+  draw(chosen());
+  choice?.addEventListener("change", () => draw(chosen()));
+  toggle.addEventListener("change", () => {
+    if (map.getLayer("risk-raster")) map.setLayoutProperty("risk-raster", "visibility", toggle.checked ? "visible" : "none");
+  });
+  const byRisk = legend.querySelector("input[name=hazard-colour]");
   if (!byRisk || !map.getLayer("hazard-fill")) return;
   byRisk.addEventListener("change", () => {
     map.setPaintProperty("hazard-fill", "fill-color", byRisk.checked ? riskFill(risk.legend) : CLASSIFICATION_FILL);
