@@ -2,13 +2,15 @@
 
 The scenario of the issue: a data entry clerk logs in, sees the hazardous areas on the map,
 reports clearance with a polygon drawn on the map and submits it; the IM officer approves it;
-the hazard's remaining area on its record page falls by the area of that polygon. Screenshots
-of each step go to ``test-artifacts/``.
+the hazard's remaining area on its record page falls by the area of that polygon. And a local
+base map (PMTiles and MBTiles, raster and vector) is drawn under the register, offline.
+Screenshots of each step go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -16,11 +18,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from shapely.geometry import Point, box, shape
 
 from safeground.domain.geometry import geodesic_area
@@ -29,9 +34,18 @@ from safeground.risk.evidence import resolve_region
 from safeground.risk.riskmap import build_map
 from safeground.service import accounts
 from safeground.service.register import Register
+from safeground.web.settings import Settings
 from tests import geometries as g
 from tests.helpers import add
 from tests.risk.registers import turned_around
+from tests.web.basemaps import (
+    ATTRIBUTION,
+    raster_tile,
+    vector_tile,
+    world,
+    write_mbtiles,
+    write_pmtiles,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -70,6 +84,13 @@ class Site:
     earlier_risk_map: str  # SHA-256 of a risk map attached before the current one
 
 
+@dataclass
+class BaseMapSite:
+    url: str
+    kind: str  # "pmtiles" or "mbtiles"
+    vector: bool
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,11 +100,6 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """A small demo-like register served by uvicorn on a free loopback port."""
-    import uvicorn
-
-    from safeground.web.app import create_app
-    from safeground.web.settings import Settings
-
     path = tmp_path_factory.mktemp("site") / "register.gpkg"
     register = Register.create(str(path), country="AZ")
     on = date(2021, 1, 1)
@@ -161,9 +177,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
         accounts.add_account(conn, "officer", "im_officer", PASSWORD)
     register.store.engine.dispose()
+    earlier_sha256 = hashlib.sha256(earlier.read_bytes()).hexdigest()
+    with serve(Settings(store=str(path), secret_key="browser-test")) as url:
+        yield Site(url, hazard, other, earlier_sha256)
+
+
+@contextmanager
+def serve(settings: Settings) -> Iterator[str]:
+    """The application served by uvicorn on a free loopback port; yields its address."""
+    import uvicorn
+
+    from safeground.web.app import create_app
 
     port = _free_port()
-    app = create_app(Settings(store=str(path), secret_key="browser-test"))
+    app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     )
@@ -174,10 +201,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("the application did not start")
         time.sleep(0.05)
-    earlier_sha256 = hashlib.sha256(earlier.read_bytes()).hexdigest()
-    yield Site(f"http://127.0.0.1:{port}", hazard, other, earlier_sha256)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +237,7 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def log_in(page, site: Site, username: str) -> None:
+def log_in(page, site: Site | BaseMapSite, username: str) -> None:
     page.goto(f"{site.url}/login?next=/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
@@ -594,3 +622,88 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
     )
     assert page.locator("td[data-field=name]").inner_text() == "Aysel Aliyeva"
     shot(page, "18-victim-record")
+
+
+# What a base map tile looks like on the page: the raster tiles' one colour, or the fill
+# basemap.js gives a vector base map's polygons; neither is a colour the page draws itself.
+RASTER_COLOUR = (200, 30, 160)
+VECTOR_FILL = (0xEC, 0xE8, 0xDC)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("pmtiles", False), ("pmtiles", True), ("mbtiles", False), ("mbtiles", True)],
+    ids=["pmtiles-raster", "pmtiles-vector", "mbtiles-raster", "mbtiles-vector"],
+)
+def base_map_site(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BaseMapSite]:
+    """A register with one hazardous area, served with a local base map."""
+    kind, vector = request.param
+    folder = tmp_path_factory.mktemp(f"base-{kind}")
+    base = folder / f"base.{kind}"
+    make = vector_tile if vector else partial(raster_tile, RASTER_COLOUR)
+    tiles = {position: make(str(position)) for position in world()}
+    (write_pmtiles if kind == "pmtiles" else write_mbtiles)(base, tiles, vector=vector)
+    path = folder / "register.gpkg"
+    register = Register.create(str(path), country="AZ")
+    add(register, "hazardous_area", date(2021, 2, 1), name="Field 1", geometry=g.HAZARD.wkt)
+    register.store.migrate()
+    with register.store.begin() as conn:
+        accounts.add_account(conn, "officer", "im_officer", PASSWORD)
+    register.store.engine.dispose()
+    with serve(Settings(store=str(path), secret_key="browser-test", base_map=base)) as url:
+        yield BaseMapSite(url, kind, vector)
+
+
+def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMapSite) -> None:
+    """The base map's tiles arrive (a PMTiles archive in byte ranges, MBTiles tile by tile),
+    are drawn where the register has nothing, under the hazardous area, with their credit."""
+    site = base_map_site
+    served: list = []
+    from_base = f"{site.url}/basemap"
+    page.on("response", lambda r: served.append(r) if r.url.startswith(from_base) else None)
+    log_in(page, site, "officer")
+    page.wait_for_function(
+        "Number(document.getElementById('map').dataset.renderedHazards) >= 1", timeout=30_000
+    )
+    page.wait_for_function(
+        "window.safegroundMap.getSource('basemap') && window.safegroundMap.isSourceLoaded('basemap')",
+        timeout=30_000,
+    )
+    # Drawn and faded in: "idle" waits for tiles and fades alike.
+    page.evaluate(
+        "new Promise((idle) => { window.safegroundMap.once('idle', idle);"
+        " window.safegroundMap.triggerRepaint(); })"
+    )
+    shot(page, f"19-base-map-{site.kind}-{'vector' if site.vector else 'raster'}")
+
+    if site.kind == "pmtiles":
+        # The header and root directory, then the tile: every one a byte range of the file.
+        assert len(served) >= 2
+        for response in served:
+            assert response.url == f"{site.url}/basemap.pmtiles"
+            assert response.request.headers["range"].startswith("bytes=")
+            assert response.status == 206 and response.headers["content-range"].startswith("bytes ")
+    else:
+        assert served and all(r.status == 200 for r in served)
+        assert {r.headers["content-type"] for r in served} == {
+            "application/x-protobuf" if site.vector else "image/png"
+        }
+
+    layers = page.evaluate("window.safegroundMap.getStyle().layers.map((layer) => layer.id)")
+    base_layers = [i for i, layer in enumerate(layers) if layer.startswith("basemap")]
+    assert base_layers and max(base_layers) < layers.index("hazard-fill")
+    assert ATTRIBUTION in page.locator("#map .maplibregl-ctrl-attrib").inner_text()
+
+    # A point at the map's left edge, where the register draws nothing: the base map's colour.
+    canvas = page.locator("#map canvas")
+    picture = Image.open(io.BytesIO(canvas.screenshot()))
+    free = (20, picture.height // 2)
+    drawn_there = page.evaluate(
+        "([x, y]) => window.safegroundMap.queryRenderedFeatures([x, y])"
+        ".filter((f) => !f.layer.id.startsWith('basemap')).length",
+        list(free),
+    )
+    assert drawn_there == 0
+    expected = VECTOR_FILL if site.vector else RASTER_COLOUR
+    colour = picture.convert("RGB").getpixel(free)
+    assert all(abs(a - b) <= 3 for a, b in zip(colour, expected, strict=True)), colour

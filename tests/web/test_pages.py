@@ -1,15 +1,21 @@
 """The HTML pages as served: who is sent to log in, what a page carries, forms from the models,
-and the local base map. (What the pages do in a browser: test_browser.py.)"""
+and the local base map (MBTiles tile by tile, a PMTiles archive in byte ranges). (What the
+pages do in a browser: test_browser.py.)"""
 
+import html
 import json
 import re
-import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pmtiles.reader import Reader
 
 from safeground.io.fieldforms import FORMS
 from safeground.web.app import create_app
+from tests.web.basemaps import ATTRIBUTION, raster_tile, world, write_mbtiles, write_pmtiles
 
 
 def test_pages_that_need_an_account_send_to_login(client):
@@ -59,32 +65,103 @@ def test_public_cannot_open_a_form(client):
     assert client.get("/reports/new?form=nts", follow_redirects=False).status_code == 303
 
 
-def _mbtiles(path, tile: bytes) -> None:
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
-        conn.execute(
-            "CREATE TABLE tiles (zoom_level INT, tile_column INT, tile_row INT, tile_data BLOB)"
-        )
-        conn.executemany(
-            "INSERT INTO metadata VALUES (?, ?)",
-            [("format", "png"), ("minzoom", "0"), ("maxzoom", "1"), ("attribution", "Survey dept")],
-        )
-        # MBTiles rows count from the south: XYZ row 0 at zoom 1 is TMS row 1.
-        conn.execute("INSERT INTO tiles VALUES (1, 0, 1, ?)", (tile,))
+@pytest.fixture
+def with_base_map(scenario) -> Iterator[Callable[[Path], TestClient]]:
+    """A client of the application serving ``path`` as its base map."""
+    apps = []
+
+    def client(path: Path) -> TestClient:
+        apps.append(create_app(scenario.settings.model_copy(update={"base_map": path})))
+        return TestClient(apps[-1])
+
+    yield client
+    for app in apps:
+        app.state.register.store.engine.dispose()
 
 
-def test_local_mbtiles_base_map(scenario, tmp_path):
+def _base_map_config(page: str) -> dict:
+    return json.loads(html.unescape(re.search(r"data-base-map='([^']*)'", page).group(1)))
+
+
+def test_local_mbtiles_base_map(with_base_map, tmp_path):
     path = tmp_path / "base.mbtiles"
     tile = b"\x89PNG\r\n\x1a\n fake tile"
-    _mbtiles(path, tile)
-    app = create_app(scenario.settings.model_copy(update={"base_map": path}))
-    client = TestClient(app)
-    page = client.get("/").text
-    config = re.search(r"data-base-map='([^']*)'", page).group(1).replace("&#34;", '"')
-    assert '"kind": "mbtiles"' in config and '"attribution": "Survey dept"' in config
+    # MBTiles rows count from the south: XYZ row 0 at zoom 1 is stored as TMS row 1.
+    write_mbtiles(path, {(1, 0, 0): tile})
+    client = with_base_map(path)
+    config = _base_map_config(client.get("/").text)
+    assert config["kind"] == "mbtiles" and config["attribution"] == ATTRIBUTION
+    assert (config["minzoom"], config["maxzoom"]) == (1, 1)
     found = client.get("/basemap/1/0/0")
     assert found.status_code == 200 and found.content == tile
     assert found.headers["content-type"] == "image/png"
     assert client.get("/basemap/1/1/1").status_code == 204
     assert client.get("/basemap.pmtiles").status_code == 404
-    app.state.register.store.engine.dispose()
+
+
+# The PMTiles archive the server tests read: each tile of zooms 0-2 a colour of its own.
+TILES = {(z, x, y): raster_tile((40 + 60 * z, 50 * x, 50 * y)) for z, x, y in world()}
+
+
+def test_local_pmtiles_base_map_is_read_in_byte_ranges(with_base_map, tmp_path):
+    path = tmp_path / "base.pmtiles"
+    write_pmtiles(path, TILES)
+    archive = path.read_bytes()
+    size = len(archive)
+    client = with_base_map(path)
+    config = _base_map_config(client.get("/").text)
+    assert (config["kind"], config["url"]) == ("pmtiles", "/basemap.pmtiles")
+
+    whole = client.get("/basemap.pmtiles")
+    assert whole.status_code == 200 and whole.content == archive
+    assert whole.headers["accept-ranges"] == "bytes"
+    head = client.head("/basemap.pmtiles")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(size)
+
+    def ranged(spec: str) -> httpx.Response:
+        response = client.get("/basemap.pmtiles", headers={"Range": f"bytes={spec}"})
+        assert response.status_code == 206, response.text
+        assert response.headers["accept-ranges"] == "bytes"
+        return response
+
+    header = ranged("0-126")
+    assert header.content == archive[:127] and header.content.startswith(b"PMTiles\x03")
+    assert header.headers["content-range"] == f"bytes 0-126/{size}"
+    # The pmtiles library's first request: 16 KiB for the header and root directory.
+    assert ranged("0-16383").content == archive[:16384]
+    # A range running past the end gets what there is (a small archive's first request).
+    end = ranged(f"{size - 10}-{size + 16_000}")
+    assert end.content == archive[-10:]
+    assert end.headers["content-range"] == f"bytes {size - 10}-{size - 1}/{size}"
+    assert ranged("-10").content == archive[-10:]
+    # A PMTiles reader fetching byte ranges over HTTP, as the page does, finds every tile.
+    reader = Reader(lambda offset, length: ranged(f"{offset}-{offset + length - 1}").content)
+    assert (reader.header()["min_zoom"], reader.header()["max_zoom"]) == (0, 2)
+    assert all(reader.get(*position) == tile for position, tile in TILES.items())
+
+    beyond = client.get("/basemap.pmtiles", headers={"Range": f"bytes={size}-{size + 10}"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    assert client.get("/basemap/0/0/0").status_code == 404  # the MBTiles route
+
+
+def test_local_pmtiles_base_map_serves_that_file_alone(with_base_map, tmp_path):
+    path = tmp_path / "base.pmtiles"
+    write_pmtiles(path, TILES)
+    (tmp_path / "neighbour.txt").write_text("not for the web")
+    client = with_base_map(path)
+    for url in (
+        "/basemap.pmtiles/..%2Fneighbour.txt",
+        "/basemap.pmtiles%2F..%2Fneighbour.txt",
+        "/basemap/..%2Fneighbour.txt/0/0",
+        "/basemap/0/0/..%2F..%2Fneighbour.txt",
+        "/neighbour.txt",
+        "/static/..%2F..%2F..%2F..%2F..%2F..%2F..%2F..%2F" + str(tmp_path / "neighbour.txt")[1:],
+    ):
+        response = client.get(url)
+        assert response.status_code in (404, 422), url
+        assert b"not for the web" not in response.content
+    # Gone since start-up: a 404 that says so, not a server error.
+    path.unlink()
+    gone = client.get("/basemap.pmtiles")
+    assert gone.status_code == 404 and "does not exist" in gone.text

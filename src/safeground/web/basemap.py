@@ -125,10 +125,13 @@ def mbtiles_tile(request: Request, z: int, x: int, y: int) -> Response:
     return Response(bytes(row[0]), media_type=MEDIA_TYPES[base.tile_format], headers=headers)
 
 
-@router.get("/basemap.pmtiles")
+@router.api_route("/basemap.pmtiles", methods=["GET", "HEAD"])
 def pmtiles_archive(request: Request) -> FileResponse:
-    """The PMTiles archive; the page reads byte ranges of it."""
+    """The PMTiles archive; the page reads byte ranges of it. HEAD too, which other readers
+    (GDAL's /vsicurl/) send first to learn the size."""
     path = _configured(request)
-    if path.suffix != ".pmtiles":
+    base = describe(path)  # a file gone since start-up is a 404 that says so, not a 500
+    assert base is not None
+    if base.kind != "pmtiles":
         raise NotFound("the base map is not a PMTiles file")
     return FileResponse(path, media_type="application/octet-stream")

@@ -10,7 +10,9 @@ export async function addBaseMap(map, config) {
   let vectorLayers = config.vector_layers || [];
   if (config.kind === "pmtiles") {
     const { PMTiles, Protocol } = await import("pmtiles");
-    const protocol = new Protocol();
+    // metadata: the source's TileJSON then carries the archive's attribution (a licence may
+    // require it, as OpenStreetMap's does); without it MapLibre credits nobody.
+    const protocol = new Protocol({ metadata: true });
     maplibregl.addProtocol("pmtiles", protocol.tile);
     const archive = new PMTiles(`${origin}${config.url}`);
     protocol.add(archive);
