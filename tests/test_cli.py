@@ -124,3 +124,21 @@ def test_commands_that_only_read_work_while_a_writer_holds_the_lock(store, tmp_p
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_a_photo_of_a_drafted_record_is_drafted_and_approved_with_it(store, tmp_path):
+    hazard = json.dumps({"name": "F1", "geometry": g.HAZARD.wkt})
+    assert run("record", "add", "hazardous_area", "--data", hazard, "--date", "2021-02-01")[0] == 0
+    photo = tmp_path / "site.jpg"
+    photo.write_bytes(b"\xff\xd8 a photo")
+    code, out = run("attach", "AZ-HA-2021-00001", str(photo))
+    assert code == 0, out
+    assert "draft report 2: submit and approve it with AZ-HA-2021-00001's report" in out
+    attachment = out.split(":")[0]
+    code, out = run("report", "submit", "2")
+    assert code == 1 and "AZ-HA-2021-00001 is in draft report 1: submit it with this one" in out
+    assert run("report", "submit", "1", "2")[0] == 0
+    code, out = run("report", "approve", "2")
+    assert code == 1 and "is in report 1, not yet approved: approve it first" in out
+    assert run("report", "approve", "1", "2")[0] == 0
+    assert "target_id: AZ-HA-2021-00001" in run("record", "show", attachment)[1]

@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from safeground.domain.errors import NotFound, RuleViolation, ValidationFailed, WorkflowError
 from safeground.domain.geometry import geodesic_area
 from safeground.domain.reports import ReportStatus
+from safeground.service.attachments import attach
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
 from safeground.service.register import Register, Submission
@@ -459,7 +460,8 @@ def _statuses(register, *reports):
 
 def test_a_victim_submitted_with_its_accident_passes_the_checks_together(register):
     accident, victim = _accident_with_victim(register)
-    with pytest.raises(RuleViolation, match=f"no accident {accident.record_id} in the register"):
+    alone = f"accident {accident.record_id} is in draft report {accident.report_id}: submit it"
+    with pytest.raises(RuleViolation, match=alone):
         register.submit("op", victim.report_id)  # alone, its accident is nowhere yet
     submitted = register.submit("op", [accident.report_id, victim.report_id])
     assert [r.report_id for r in submitted] == [accident.report_id, victim.report_id]
@@ -522,3 +524,98 @@ def test_a_victim_is_approved_after_its_accident_or_with_it(register):
     approval = register.approve("im", [r.report_id for r in reversed(together)])
     assert approval.record_ids == [r.record_id for r in reversed(together)]
     assert _statuses(register, *together) == [ReportStatus.APPROVED] * 2
+
+
+def _attach(register, target_id, user="op", approve=True):
+    with register.store.begin() as conn:
+        return attach(
+            register, conn, user, target_id, "site.jpg", b"\xff\xd8 photo", approve=approve
+        )
+
+
+def test_a_new_records_photo_is_drafted_and_goes_with_it(register):
+    accident, victim = _accident_with_victim(register)
+    other_accident, _ = _accident_with_victim(register)
+    photo = _attach(register, accident.record_id)  # asked to file it: drafted all the same
+    assert photo.status is ReportStatus.DRAFT
+    _attach(register, other_accident.record_id)
+    with register.store.read() as conn:
+        dependents = register.dependents(conn, accident.record_id)
+    assert [r.report_id for r in dependents] == [victim.report_id, photo.report_id]
+
+    with pytest.raises(RuleViolation) as error:
+        register.submit("op", photo.report_id)
+    (problem,) = error.value.problems
+    assert (problem.record, problem.field) == (photo.record_id, "target_id")
+    assert problem.reason == (
+        f"record {accident.record_id} is in draft report {accident.report_id}: "
+        "submit it with this one"
+    )
+    ids = [accident.report_id, victim.report_id, photo.report_id]
+    register.submit("op", ids)
+    with pytest.raises(RuleViolation) as error:
+        register.approve("im", [photo.report_id])
+    (problem,) = error.value.problems
+    assert problem.reason == (
+        f"record {accident.record_id} is in report {accident.report_id}, not yet approved: "
+        "approve it first"
+    )
+    assert _statuses(register, photo) == [ReportStatus.SUBMITTED]
+    register.approve("im", ids)
+    assert register.get(photo.record_id)["target_id"] == accident.record_id
+    assert _attach(register, accident.record_id).status is ReportStatus.APPROVED  # filed now
+    with pytest.raises(NotFound, match="no record AZ-ACC-2099-00001"):
+        _attach(register, "AZ-ACC-2099-00001")
+
+
+def test_rejecting_a_new_record_rejects_what_was_submitted_with_it(register):
+    accident, victim = _accident_with_victim(register)
+    photo = _attach(register, accident.record_id)
+    register.submit("op", [accident.report_id, victim.report_id, photo.report_id])
+    late = _attach(register, accident.record_id)  # drafted after the submission
+    rejected = register.reject("im", accident.report_id, "no such place")
+    assert [r.report_id for r in rejected] == [
+        accident.report_id,
+        victim.report_id,
+        photo.report_id,
+    ]
+    with_it = f"rejected with report {accident.report_id}, which was to create {accident.record_id}"
+    assert [r.review_reason for r in register.reports(photo.record_id)] == [
+        f"{with_it}: no such place"
+    ]
+    assert _statuses(register, victim, photo, late) == [
+        ReportStatus.REJECTED,
+        ReportStatus.REJECTED,
+        ReportStatus.DRAFT,
+    ]
+    with pytest.raises(RuleViolation, match=r"was rejected \(report \d+\): it will not be"):
+        register.submit("op", late.report_id)
+    with pytest.raises(NotFound, match="awaits no approval"):
+        _attach(register, accident.record_id)
+
+
+def test_rejecting_an_update_leaves_what_names_the_record(register):
+    accident = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    (change,) = register.draft(
+        "op", [Submission("accident", {"place_name": "Orchard"}, D(2022, 4, 1), accident)]
+    )
+    (victim,) = register.draft(
+        "op", [Submission("victim", {"accident_id": accident, "outcome": "injured"}, D(2022, 4, 1))]
+    )
+    register.submit("op", [change.report_id, victim.report_id])
+    assert [r.report_id for r in register.reject("im", change.report_id, "wrong")] == [
+        change.report_id
+    ]
+    assert _statuses(register, victim) == [ReportStatus.SUBMITTED]
+
+
+def test_a_new_hazard_and_its_photo_are_approved_together(register):
+    """A hazard's view is written after the checks: its photo in the batch still finds it."""
+    (hazard,) = register.draft(
+        "op",
+        [Submission("hazardous_area", {"name": "F1", "geometry": g.HAZARD.wkt}, D(2021, 2, 1))],
+    )
+    photo = _attach(register, hazard.record_id)
+    register.submit("op", [hazard.report_id, photo.report_id])
+    register.approve("im", [photo.report_id, hazard.report_id])
+    assert register.get(photo.record_id)["target_id"] == hazard.record_id

@@ -570,16 +570,11 @@ def test_approving_together_keeps_four_eyes_and_is_all_or_nothing(login, scenari
     assert own.status_code == 403
     assert f"of their own (report {accident['report_id']})" in own.json()["detail"]
     reviewer = login("reviewer")
-    rejected = reviewer.post(
-        f"/api/reports/{accident['report_id']}/reject", json={"reason": "duplicate"}
-    )
-    assert rejected.status_code == 200
-    refused = reviewer.post("/api/reports/approve", json={"report_ids": ids})
-    assert refused.status_code == 409 and "rejected" in refused.json()["detail"]
-    alone = reviewer.post("/api/reports/approve", json={"report_ids": ids[1:]})
-    assert alone.status_code == 422
-    assert "no accident" in alone.json()["problems"][0]["message"]
-    assert _status(reviewer, victim) == "submitted"
+    organisation = {"record_type": "organisation", "date_of_information": "2022-01-01"}
+    draft = officer.post("/api/reports", json={**organisation, "changes": {"name": "Z"}}).json()
+    refused = reviewer.post("/api/reports/approve", json={"report_ids": [*ids, draft["report_id"]]})
+    assert refused.status_code == 409 and "is draft" in refused.json()["detail"]
+    assert [_status(reviewer, r) for r in (accident, victim)] == ["submitted"] * 2
     assert _audit(scenario, "report.approve") == []
 
 
@@ -614,6 +609,78 @@ def test_attachments_are_kept_with_their_sha256_and_listed(login, scenario):
         f"/api/records/{scenario.hazard}/attachments", files={"file": ("a.txt", b"note")}
     )
     assert drafted.json()["status"] == "draft"
+
+
+def _attach(session, record_id: str, name: str = "site.jpg", content: bytes = b"\xff\xd8 photo"):
+    return session.post(
+        f"/api/records/{record_id}/attachments", files={"file": (name, content, "image/jpeg")}
+    )
+
+
+def test_a_photo_goes_with_a_new_records_draft_and_is_approved_with_it(login, scenario):
+    clerk, reviewer = login("clerk"), login("reviewer")
+    accident, victim = _accident_with_victim(clerk)
+    attached = _attach(clerk, accident["record_id"])
+    assert attached.status_code == 201, attached.text
+    photo = attached.json()
+    assert photo["status"] == "draft"
+    assert _audit(scenario, "attachment.add")[0]["detail"]["target_id"] == accident["record_id"]
+    # Drafted even for the IM officer: nothing is filed against a record not yet registered.
+    assert _attach(login("officer"), accident["record_id"]).json()["status"] == "draft"
+    # The draft's organisation only, as for the draft itself.
+    assert _attach(login("clerk2"), accident["record_id"]).status_code == 403
+    assert _attach(login("visitor"), accident["record_id"]).status_code == 403
+
+    url = f"/api/reports/{accident['report_id']}/dependents"
+    mine = [(r["record_type"], r["report_id"]) for r in clerk.get(url).json()["items"]]
+    assert mine == [("victim", victim["report_id"]), ("attachment", photo["report_id"])]
+    assert len(reviewer.get(url).json()["items"]) == 3  # the officer's photo too
+    assert login("clerk2").get(url).status_code == 403
+
+    ids = [accident["report_id"], victim["report_id"], photo["report_id"]]
+    assert clerk.post("/api/reports/submit", json={"report_ids": ids}).status_code == 200
+    content = reviewer.get(f"/api/reports/{photo['report_id']}/content")
+    assert content.content == b"\xff\xd8 photo" and content.headers["content-type"] == "image/jpeg"
+    assert reviewer.get(f"/api/reports/{accident['report_id']}/content").status_code == 404
+    assert login("clerk2").get(f"/api/reports/{photo['report_id']}/content").status_code == 403
+    early = reviewer.post(f"/api/reports/{photo['report_id']}/approve")
+    assert early.status_code == 422
+    assert early.json()["problems"] == [
+        {
+            "field": "target_id",
+            "message": f"record {accident['record_id']} is in report {accident['report_id']}, "
+            "not yet approved: approve it first",
+            "record": photo["record_id"],
+        }
+    ]
+    assert reviewer.post("/api/reports/approve", json={"report_ids": ids}).status_code == 200
+    links = reviewer.get(f"/api/records/{accident['record_id']}/links").json()
+    assert [a["record_id"] for a in links["attachments"]] == [photo["record_id"]]
+    assert len(_audit(scenario, "report.approve")) == 3
+
+
+def test_rejecting_a_new_record_rejects_the_photo_submitted_with_it(login, scenario):
+    clerk, reviewer = login("clerk"), login("reviewer")
+    accident, _ = _accident_with_victim(clerk)
+    photo = _attach(clerk, accident["record_id"]).json()
+    ids = [accident["report_id"], photo["report_id"]]
+    clerk.post("/api/reports/submit", json={"report_ids": ids})
+    rejected = reviewer.post(
+        f"/api/reports/{accident['report_id']}/reject", json={"reason": "duplicate"}
+    )
+    assert rejected.status_code == 200
+    assert rejected.json()["rejected_with"] == [photo["report_id"]]
+    shown = clerk.get(f"/api/reports/{photo['report_id']}").json()
+    assert (shown["status"], shown["review_reason"]) == (
+        "rejected",
+        f"rejected with report {accident['report_id']}, which was to create "
+        f"{accident['record_id']}: duplicate",
+    )
+    audited = [(a["target"], a["detail"]["reason"]) for a in _audit(scenario, "report.reject")]
+    assert audited == [
+        (f"report {accident['report_id']}", "duplicate"),
+        (f"report {photo['report_id']}", shown["review_reason"]),
+    ]
 
 
 def test_an_oversize_upload_is_413_and_stores_nothing(login, scenario):
@@ -839,7 +906,7 @@ def test_a_report_names_the_form_that_reopens_it_and_gives_processed_land_as_geo
         "date_of_information": "2022-05-01",
         "changes": {"accident_id": scenario.accident, "outcome": "injured"},
     }
-    assert clerk.post("/api/reports", json=victim).json()["form"] is None  # with its accident
+    assert clerk.post("/api/reports", json=victim).json()["form"] == "accident"  # with it
 
 
 def test_editing_a_victim_draft_keeps_the_personal_fields_its_author_may_not_see(login, scenario):

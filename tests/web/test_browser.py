@@ -450,6 +450,11 @@ def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
 HILLSIDE = box(g.X0 + 0.013, g.Y0 + 0.002, g.X0 + 0.027, g.Y0 + 0.008)
 HILLSIDE_NARROWER = box(g.X0 + 0.016, g.Y0 + 0.003, g.X0 + 0.024, g.Y0 + 0.007)
 FORM_READY = "#report-form[data-ready=true]"
+# A 1×1 PNG: a photo the browser can show.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478"
+    "9c63f8cfc0000003010100c9fe92ef0000000049454e44ae426082"
+)
 
 
 def drawn_shape(page, question: str):
@@ -570,6 +575,9 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
     victims.locator("button.add").click()
     second = victims.locator(".entry").nth(1)
     second.locator(".question[data-field=outcome] select").select_option("killed")
+    page.set_input_files(
+        "#photos", files=[{"name": "crater.png", "mimeType": "image/png", "buffer": PNG}]
+    )
 
     # A rule broken by the accident: shown at its field, and none of the three is submitted.
     page.click("#submit-report")
@@ -579,6 +587,9 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
     drafts = page.request.get(f"{site.url}/api/reports?status=draft").json()["items"]
     kinds = [r["record_type"] for r in drafts if r["record_type"] in ("accident", "victim")]
     assert sorted(kinds) == ["accident", "victim", "victim"]
+    # The photo was saved with the drafts, as a draft naming the new accident.
+    saved_photo = page.locator("fieldset.photos .saved-photos li")
+    assert "crater.png" in saved_photo.inner_text() and "draft" in saved_photo.inner_text()
     shot(page, "14-accident-rule-error")
 
     page.fill(".question[data-field=hazard_id] input", "")
@@ -592,28 +603,40 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
         ("accident", "submitted"),
         ("victim", "submitted"),
         ("victim", "submitted"),
+        ("attachment", "submitted"),
     ]
-    accident, *victim_reports = reports
+    accident, *victim_reports, photo = reports
     assert {r["changes"]["accident_id"] for r in victim_reports} == {accident["record_id"]}
+    assert photo["changes"]["target_id"] == accident["record_id"]
     shot(page, "15-accident-and-victims-submitted")
     log_out(page)
 
-    # The IM officer approves the accident with its victims in one go.
+    # The IM officer sees the photo with the accident and approves them all in one go.
     log_in(page, site, "officer")
     page.goto(f"{site.url}/reports")
     card = page.locator(f"li.card[data-report-id='{accident['report_id']}']")
     victim_card = page.locator(f"li.card[data-report-id='{victim_reports[0]['report_id']}']")
-    victim_card.wait_for()
-    assert f"Its accident is report {accident['report_id']}" in victim_card.inner_text()
-    button = card.locator("button.approve-with-victims")
+    victim_card.locator(".goes-with").wait_for()
+    assert f"new in report {accident['report_id']}: approve that first" in victim_card.inner_text()
+    button = card.locator("button.approve-with-dependents")
     assert button.inner_text() == (
-        f"Approve with its victims (report {', '.join(str(i) for i in report_ids[1:])})"
+        f"Approve with the reports naming it (report {', '.join(map(str, report_ids[1:]))})"
+    )
+    preview = card.locator(f".dependents li[data-report-id='{photo['report_id']}'] img")
+    page.wait_for_function(
+        "(img) => img.complete && img.naturalWidth > 0", arg=preview.element_handle()
     )
     shot(page, "16-accident-in-the-queue")
     button.click()
     for report_id in report_ids:
         page.locator(f"li.card[data-report-id='{report_id}'] .done").wait_for()
     shot(page, "17-accident-and-victims-approved")
+
+    # The photo is on the approved accident's page.
+    page.goto(f"{site.url}/records/{accident['record_id']}")
+    attached = page.wait_for_selector("#attachments img")
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=attached)
+    assert page.locator("#attachments a").inner_text() == "crater.png"
 
     victim_id = victim_reports[0]["record_id"]
     page.goto(f"{site.url}/records/{victim_id}")
@@ -707,3 +730,70 @@ def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMap
     expected = VECTOR_FILL if site.vector else RASTER_COLOUR
     colour = picture.convert("RGB").getpixel(free)
     assert all(abs(a - b) <= 3 for a, b in zip(colour, expected, strict=True)), colour
+
+
+def _post_as(page, site: Site, path: str) -> dict:
+    """A write through the API with the page's session, as the pages make it."""
+    token = next(c["value"] for c in page.context.cookies() if c["name"] == "safeground_csrf")
+    response = page.request.post(f"{site.url}{path}", headers={"X-CSRF-Token": token})
+    assert response.ok, response.text()
+    return dict(response.json())
+
+
+def test_a_victims_draft_is_edited_whatever_state_its_accident_is_in(
+    page, browser, site: Site
+) -> None:
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=accident")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=date_of_information] input", "2021-04-22")
+    page.select_option(".question[data-field=accident_type] select", "uxo")
+    page.fill(".question[data-field=geometry] .lon", str(g.X0 + 0.021))
+    page.fill(".question[data-field=geometry] .lat", str(g.Y0 + 0.007))
+    entry = page.locator("fieldset.repeat[data-repeat=victims] .entry").first
+    entry.locator(".question[data-field=outcome] select").select_option("injured")
+    page.click("#save-draft")
+    saved = page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved")
+    accident_id, victim_id = (int(i) for i in saved.split(","))
+    _post_as(page, site, f"/api/reports/{accident_id}/submit")  # the accident alone
+
+    # The Drafts tab offers to edit the victim: its accident's form, the accident left as it is.
+    page.goto(f"{site.url}/reports?status=draft")
+    page.locator(f"li.card[data-report-id='{victim_id}'] a.edit").click()
+    page.wait_for_url(f"{site.url}/reports/new?form=accident&report={victim_id}")
+    page.wait_for_selector(FORM_READY)
+    notice = page.locator("#form-notice")
+    assert f"Report {accident_id} is submitted: it stays as it is" in notice.inner_text()
+    assert page.locator(".question[data-field=accident_type] select").is_disabled()
+    assert page.input_value(".question[data-field=accident_type] select") == "uxo"
+    outcome = entry.locator(".question[data-field=outcome] select")
+    assert outcome.is_enabled() and outcome.input_value() == "injured"
+    outcome.select_option("killed")
+    entry.locator(".question[data-field=age] input").fill("34")
+    shot(page, "19-victim-edited-after-its-accident-was-submitted")
+    page.click("#save-draft")
+    assert page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved") == str(
+        victim_id
+    )
+    victim = page.request.get(f"{site.url}/api/reports/{victim_id}").json()
+    assert (victim["status"], victim["changes"]["outcome"], victim["changes"]["age"]) == (
+        "draft",
+        "killed",
+        34,
+    )
+    accident = page.request.get(f"{site.url}/api/reports/{accident_id}").json()
+    assert (accident["status"], accident["changes"]["accident_type"]) == ("submitted", "uxo")
+
+    # Once the accident is approved, the victim is still edited there, then submitted.
+    officer = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    log_in(officer, site, "officer")
+    _post_as(officer, site, f"/api/reports/{accident_id}/approve")
+    officer.context.close()
+    page.goto(f"{site.url}/reports/new?form=accident&report={victim_id}")
+    page.wait_for_selector(FORM_READY)
+    assert f"Report {accident_id} is approved" in page.locator("#form-notice").inner_text()
+    entry.locator(".question[data-field=age] input").fill("35")
+    page.click("#submit-report")
+    page.wait_for_selector("#report-form[data-submitted=true]", timeout=30_000)
+    victim = page.request.get(f"{site.url}/api/reports/{victim_id}").json()
+    assert (victim["status"], victim["changes"]["age"]) == ("submitted", 35)

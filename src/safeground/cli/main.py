@@ -300,13 +300,16 @@ def report_reject(
     store: StoreOption = None,
     user: UserOption = None,
 ) -> None:
-    """Reject a submitted report with a reason."""
+    """Reject a submitted report with a reason; the reports naming the record it was to create
+    (its victims, its attachments) are rejected with it."""
     register = migrated_register(store)
     who = acting_user(user)
     with register.store.begin() as conn:
-        rep = run(lambda: register.reject(who, report_id, reason, conn=conn))
-        _audit_report(conn, who, "report.reject", rep, reason=reason)
-    typer.echo(f"report {report_id} rejected")
+        rejected = run(lambda: register.reject(who, report_id, reason, conn=conn))
+        for rep in rejected:
+            _audit_report(conn, who, "report.reject", rep, reason=rep.review_reason)
+    for rep in rejected:
+        typer.echo(f"report {rep.report_id} rejected")
 
 
 @report_app.command("list")
@@ -435,7 +438,10 @@ def attach(
     store: StoreOption = None,
     user: UserOption = None,
 ) -> None:
-    """Attach a photo or scanned form to a record; kept in the register with its SHA-256."""
+    """Attach a photo or scanned form to a record; kept in the register with its SHA-256.
+
+    Filed at once, or drafted for a record awaiting its first approval: submit and approve it
+    with that record's report."""
     from safeground.service.attachments import attach as attach_file
 
     register = migrated_register(store)
@@ -451,6 +457,10 @@ def attach(
             {"target_id": record_id, "sha256": done.sha256, "report_id": done.report_id},
         )
     typer.echo(f"{done.record_id}: {file.name} ({done.size_bytes:,} bytes, sha256 {done.sha256})")
+    if done.status is ReportStatus.DRAFT:
+        typer.echo(
+            f"draft report {done.report_id}: submit and approve it with {record_id}'s report"
+        )
 
 
 @app.command("import")

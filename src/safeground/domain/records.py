@@ -79,6 +79,8 @@ class Record(BaseModel):
     personal_fields: ClassVar[tuple[str, ...]] = ()
     # Fields naming other records, with the record type they must name.
     references: ClassVar[dict[str, str]] = {}
+    # Fields naming a record of any type (a link's ends, an attachment's target).
+    names_any: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="after")
     def _check_geometries(self) -> Record:
@@ -468,6 +470,7 @@ class Link(Record):
 
     record_type = "link"
     id_code = "LNK"
+    names_any = ("from_id", "to_id")
     from_id: str
     to_id: str
     relation: str = "related"
@@ -478,6 +481,7 @@ class Attachment(Record):
 
     record_type = "attachment"
     id_code = "ATT"
+    names_any = ("target_id",)
     target_id: str
     filename: str = Field(min_length=1)
     media_type: str = "application/octet-stream"
@@ -531,6 +535,24 @@ def record_model(record_type: str) -> type[Record]:
 
 
 _ADAPTERS: dict[tuple[type[Record], str], TypeAdapter[Any]] = {}
+
+
+def fields_naming(record_type: str) -> list[tuple[str, str]]:
+    """Where a report may name a record of ``record_type``, as (record type, field) pairs: the
+    references to that type that hold one record, and the fields naming any record."""
+    found: list[tuple[str, str]] = []
+    for name, model in RECORD_TYPES.items():
+        found += [(name, field) for field in model.names_any]
+        found += [
+            (name, field)
+            for field, target in model.references.items()
+            if target == record_type and not _names_several(model, field)
+        ]
+    return found
+
+
+def _names_several(model: type[Record], field: str) -> bool:
+    return typing.get_origin(model.model_fields[field].annotation) is list
 
 
 def field_adapter(model: type[Record], name: str) -> TypeAdapter[Any]:

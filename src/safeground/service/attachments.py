@@ -39,8 +39,15 @@ def attach(
     media_type: str | None = None,
     approve: bool = True,
 ) -> Attached:
-    """Keep ``content`` and file (or, with ``approve=False``, draft) its attachment record."""
-    register.record_type_of(conn, target_id)  # NotFound for an unknown record
+    """Keep ``content`` and file (or, with ``approve=False``, draft) its attachment record.
+
+    A record awaiting its first approval (a new hazard's draft) gets a drafted attachment
+    whatever ``approve`` says: it is submitted and approved with the record, or after it.
+    """
+    if not register.is_current(conn, target_id):  # NotFound for an unknown record
+        if not register.awaiting(conn, target_id):
+            raise NotFound(f"{target_id} is not in the register and awaits no approval")
+        approve = False
     digest = hashlib.sha256(content).hexdigest()
     item = Submission(
         "attachment",

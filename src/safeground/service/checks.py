@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -23,24 +22,24 @@ from safeground.storage.rows import chunked_in
 from safeground.storage.schema import processed_land, record_tables, report
 
 
-def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) -> list[Problem]:
-    """References that name no record of the expected type in the register."""
+def missing_references(conn: Connection, records: dict[str, Record]) -> list[Problem]:
+    """References that name no record of the expected type in the register or in ``records``
+    (the batch's, as they now stand: a new hazard's view is written after the checks)."""
     wanted: dict[str, set[str]] = {}
     uses: list[tuple[str, str, str, str]] = []
-    for record_id, record in records:
+    for record_id, record in records.items():
         for field_name, target_type in record.references.items():
             value = getattr(record, field_name)
             for target in value if isinstance(value, list) else [value] if value else []:
                 wanted.setdefault(target_type, set()).add(target)
                 uses.append((record_id, field_name, target_type, target))
-        if record.record_type in ("link", "attachment"):
-            for field_name in (
-                ("from_id", "to_id") if record.record_type == "link" else ("target_id",)
-            ):
-                target = getattr(record, field_name)
-                uses.append((record_id, field_name, "*", target))
-                wanted.setdefault("*", set()).add(target)
-    found: dict[str, set[str]] = {}
+        for field_name in record.names_any:
+            target = getattr(record, field_name)
+            uses.append((record_id, field_name, "*", target))
+            wanted.setdefault("*", set()).add(target)
+    found: dict[str, set[str]] = {"*": set(records)}
+    for record_id, record in records.items():
+        found.setdefault(record.record_type, set()).add(record_id)
     for target_type, ids in wanted.items():
         tables = RECORD_TYPES if target_type == "*" else [target_type]
         for name in tables:
@@ -54,31 +53,43 @@ def missing_references(conn: Connection, records: Iterable[tuple[str, Record]]) 
         for record_id, field_name, target_type, target in uses
         if target not in found.get(target_type, set())
     ]
-    pending = _awaiting_approval(conn, {target for *_, target in missing})
+    unapproved = _unapproved(conn, {target for *_, target in missing})
     problems = []
     for record_id, field_name, target_type, target in missing:
         kind = "record" if target_type == "*" else target_type.replace("_", " ")
-        report_id, pending_type = pending.get(target, (None, None))
-        if report_id is not None and target_type in ("*", pending_type):
-            reason = f"{kind} {target} is in report {report_id}, not yet approved: approve it first"
-        else:
+        report_id, pending_type, status = unapproved.get(target, (None, None, None))
+        if report_id is None or target_type not in ("*", pending_type):
             reason = f"no {kind} {target} in the register"
+        elif status is ReportStatus.SUBMITTED:
+            reason = f"{kind} {target} is in report {report_id}, not yet approved: approve it first"
+        elif status is ReportStatus.DRAFT:
+            reason = f"{kind} {target} is in draft report {report_id}: submit it with this one"
+        else:
+            reason = f"{kind} {target} was rejected (report {report_id}): it will not be registered"
         problems.append(Problem(field_name, reason, record_id))
     return problems
 
 
-def _awaiting_approval(conn: Connection, record_ids: set[str]) -> dict[str, tuple[int, str]]:
-    """The first submitted report of each record, with the record's type: a reviewer who
-    approves a victim before its accident is told which report to approve first."""
-    found: dict[str, tuple[int, str]] = {}
+# Which of a record's unapproved reports a problem names: the one awaiting review first.
+_NAMED_FIRST = (ReportStatus.SUBMITTED, ReportStatus.DRAFT, ReportStatus.REJECTED)
+
+
+def _unapproved(conn: Connection, record_ids: set[str]) -> dict[str, tuple[int, str, ReportStatus]]:
+    """A report of each record not in the register, with the record's type and the report's
+    status: a victim approved before its accident, or an attachment submitted without its new
+    record, is refused naming the report to approve or submit first (or the rejected one)."""
+    found: dict[str, tuple[int, str, ReportStatus]] = {}
     for chunk in chunked_in(record_ids):
         rows = conn.execute(
-            select(report.c.record_id, report.c.report_id, report.c.record_type)
-            .where(report.c.record_id.in_(chunk), report.c.status == ReportStatus.SUBMITTED)
+            select(report.c.record_id, report.c.report_id, report.c.record_type, report.c.status)
+            .where(report.c.record_id.in_(chunk), report.c.status.in_(_NAMED_FIRST))
             .order_by(report.c.report_id)
         )
         for row in rows:
-            found.setdefault(row.record_id, (row.report_id, row.record_type))
+            status = ReportStatus(row.status)
+            named = found.get(row.record_id)
+            if named is None or _NAMED_FIRST.index(status) < _NAMED_FIRST.index(named[2]):
+                found[row.record_id] = (row.report_id, row.record_type, status)
     return found
 
 

@@ -27,6 +27,7 @@ from safeground.domain.records import (
     Record,
     Task,
     field_adapter,
+    fields_naming,
     record_model,
     to_payloads,
 )
@@ -50,6 +51,7 @@ from safeground.storage.reportlog import (
     insert_reports,
     load_report,
     load_reports,
+    reports_naming,
     rewrite_draft,
     update_report,
 )
@@ -58,6 +60,8 @@ from safeground.storage.schema import record_tables, report, victim_personal
 from safeground.storage.store import Store, open_store
 
 DEFAULT_TOLERANCE_M = 1.0
+# Reports still on their way to the register.
+AWAITING = (ReportStatus.DRAFT, ReportStatus.SUBMITTED)
 
 
 @dataclass
@@ -299,7 +303,13 @@ class Register:
 
     def reject(
         self, user: str, report_id: int, reason: str, conn: Connection | None = None
-    ) -> Report:
+    ) -> list[Report]:
+        """Reject a submitted report; the report first, then those rejected with it.
+
+        A report that was to create a record takes with it the submitted reports naming that
+        record (its victims, its attachments): they could never be approved. Drafts naming it
+        stay drafts, and their submission is refused naming the rejected report.
+        """
         if not reason.strip():
             raise ValidationFailed([Problem("reason", "say why the report is rejected")])
         if conn is None:
@@ -308,16 +318,23 @@ class Register:
         rep = self._load(conn, report_id)
         if rep.status is not ReportStatus.SUBMITTED:
             raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
+        rep.status, rep.reviewed_by, rep.reviewed_at = ReportStatus.REJECTED, user, now()
+        rep.review_reason = reason
         update_report(
             conn,
             report_id,
-            status=ReportStatus.REJECTED,
+            status=rep.status,
             reviewed_by=user,
-            reviewed_at=now(),
+            reviewed_at=rep.reviewed_at,
             review_reason=reason,
         )
-        rep.status = ReportStatus.REJECTED
-        return rep
+        rejected = [rep]
+        if rep.operation is Operation.CREATE:
+            with_it = f"rejected with report {report_id}, which was to create {rep.record_id}"
+            for dependent in self.dependents(conn, rep.record_id):
+                if dependent.status is ReportStatus.SUBMITTED:
+                    rejected += self.reject(user, dependent.report_id, f"{with_it}: {reason}", conn)
+        return rejected
 
     def file(
         self,
@@ -387,7 +404,7 @@ class Register:
         records = _current(conn, reports, single)
 
         views = project_hazards(conn, _affected_hazards(reports, records, previous_hazards))
-        problems = checks.missing_references(conn, records.items())
+        problems = checks.missing_references(conn, records)
         activities = [(i, r) for i, r in records.items() if isinstance(r, Activity)]
         outlines = {h: v.record.geometry if v.record else None for h, v in views.items()}
         problems += checks.processed_land_check(conn, activities, outlines, tolerance)
@@ -429,6 +446,26 @@ class Register:
         if found is None:
             raise NotFound(f"no record {record_id}")
         return str(found)
+
+    def is_current(self, conn: Connection, record_id: str) -> bool:
+        """Whether the record is in the register: approved, and not retired."""
+        table = record_tables[self.record_type_of(conn, record_id)]
+        found = conn.execute(select(table.c.record_id).where(table.c.record_id == record_id))
+        return found.first() is not None
+
+    def awaiting(self, conn: Connection, record_id: str) -> list[Report]:
+        """The record's draft and submitted reports, in the order they were made."""
+        found = load_reports(conn, [record_id]).get(record_id, [])
+        return [r for r in found if r.status in AWAITING]
+
+    def dependents(
+        self, conn: Connection, record_id: str, include_personal: bool = False
+    ) -> list[Report]:
+        """Draft and submitted reports naming the record (an accident's victims, a new hazard's
+        photos), in the order they were made: while the record awaits its first approval, they
+        are submitted and approved with it, or after it."""
+        fields = fields_naming(self.record_type_of(conn, record_id))
+        return reports_naming(conn, record_id, fields, AWAITING, include_personal)
 
     def reports(self, record_id: str, include_personal: bool = False) -> list[Report]:
         with self.store.read() as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import JSON, Connection, and_, or_, select, type_coerce
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
@@ -93,6 +93,30 @@ def find_reports(
         query = query.where(
             or_(report.c.status == ReportStatus.APPROVED, report.c.author.in_(visible_authors))
         )
+    rows = conn.execute(query).all()
+    personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
+    return [_to_report(row, personal) for row in rows]
+
+
+def reports_naming(
+    conn: Connection,
+    record_id: str,
+    fields: list[tuple[str, str]],
+    statuses: Iterable[ReportStatus],
+    include_personal: bool = False,
+) -> list[Report]:
+    """Reports of ``statuses`` whose changes name ``record_id`` in one of ``fields`` ((record
+    type, field) pairs), in the order they were made."""
+    value = type_coerce(report.c.changes, JSON)
+    naming = [
+        and_(report.c.record_type == record_type, value[field].as_string() == record_id)
+        for record_type, field in fields
+    ]
+    query = (
+        select(report)
+        .where(report.c.status.in_(list(statuses)), or_(*naming))
+        .order_by(report.c.report_id)
+    )
     rows = conn.execute(query).all()
     personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
     return [_to_report(row, personal) for row in rows]

@@ -610,10 +610,14 @@ FORMS: dict[str, FieldForm] = {
 
 def form_for(record_type: str, changes: dict[str, Any]) -> FieldForm | None:
     """The form a draft was written in, to reopen it there: its record type and fixed answers
-    match, and it offers every choice the draft made. None for a report no form asks for (a
-    victim is written with its accident)."""
+    match, and it offers every choice the draft made; for a record written as an entry of
+    another's form (a victim), that form, which reopens it with its accident. None for a report
+    no form asks for."""
     for form in FORMS.values():
         if form.record_type == record_type and _asks_for(form, changes):
+            return form
+    for form in FORMS.values():
+        if any(r.mode == "link" and r.record_type == record_type for r in form.repeats):
             return form
     return None
 

@@ -16,6 +16,7 @@ from safeground.domain.records import RECORD_TYPES, record_model
 from safeground.service import accounts
 from safeground.service import attachments as attachment_service
 from safeground.service.history import history as record_history
+from safeground.service.register import Register
 from safeground.storage.schema import record_tables
 from safeground.web.api.views import (
     check_record_visible,
@@ -232,7 +233,9 @@ def add_attachment(
     file: Annotated[UploadFile, File(description="The photo or scanned form")],
     caption: Annotated[str | None, Form()] = None,
 ) -> Attached:
-    """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it."""
+    """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it.
+    A record awaiting its first approval gets a drafted attachment from anyone who may read its
+    report, submitted and approved with it."""
     for name, text in (("file", file.filename or ""), ("caption", caption or "")):
         if "\x00" in text:
             raise ValidationFailed([Problem(name, "text may not contain the NUL character")])
@@ -241,7 +244,7 @@ def add_attachment(
     if len(content) > limit:
         raise HTTPException(413, f"the file is larger than {limit:,} bytes")
     register = get_register(request)
-    check_record_visible(principal, register.get(record_id))
+    _check_may_attach(register, principal, record_id)
     assert principal.username is not None
     with register.store.begin() as conn:
         done = attachment_service.attach(
@@ -270,6 +273,20 @@ def add_attachment(
         sha256=done.sha256,
         size_bytes=done.size_bytes,
     )
+
+
+def _check_may_attach(register: Register, principal: Principal, record_id: str) -> None:
+    """The record is one the principal may read, or awaits its first approval in a report the
+    principal may read (a draft: its organisation's, for data entry)."""
+    try:
+        check_record_visible(principal, register.get(record_id))
+    except NotFound:
+        with register.store.read() as conn:
+            awaiting = register.awaiting(conn, record_id)
+            if not awaiting:
+                raise
+            if not visible_reports(conn, principal, awaiting):
+                principal.require(False, f"attach files to {record_id}")
 
 
 @router.get("/attachments/{record_id}/content", response_class=Response)

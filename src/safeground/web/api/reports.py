@@ -10,6 +10,7 @@ from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
@@ -18,9 +19,15 @@ from safeground.domain.errors import NotFound
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
 from safeground.service import accounts
+from safeground.service import attachments as attachment_service
 from safeground.service.register import Register, Submission
 from safeground.storage.reportlog import find_reports, load_report
-from safeground.web.api.views import check_record_visible, check_report_visible, report_json
+from safeground.web.api.views import (
+    check_record_visible,
+    check_report_visible,
+    report_json,
+    visible_reports,
+)
 from safeground.web.deps import (
     MAX_ID,
     Limit,
@@ -139,6 +146,31 @@ def list_reports(
 def get_report(request: Request, report_id: ReportId, principal: Reader) -> dict[str, Any]:
     with get_register(request).store.read() as conn:
         return report_json(_loaded(conn, principal, report_id), principal)
+
+
+@router.get("/reports/{report_id}/dependents")
+def get_dependents(request: Request, report_id: ReportId, principal: Reader) -> dict[str, Any]:
+    """The draft and submitted reports naming the record this report concerns (an accident's
+    victims, a new record's photos) that the caller may read: a form reopens them with it, the
+    queue submits and approves them with it."""
+    register = get_register(request)
+    with register.store.read() as conn:
+        rep = _loaded(conn, principal, report_id)
+        found = register.dependents(conn, rep.record_id, principal.can_see_personal)
+        readable = visible_reports(conn, principal, found)
+    return {"items": [report_json(r, principal) for r in readable]}
+
+
+@router.get("/reports/{report_id}/content", response_class=Response)
+def report_content(request: Request, report_id: ReportId, principal: Reader) -> Response:
+    """The file an attachment's report holds: a reviewer sees a photo before approving it."""
+    register = get_register(request)
+    with register.store.read() as conn:
+        rep = _loaded(conn, principal, report_id)
+        if rep.record_type != "attachment" or "sha256" not in rep.changes:
+            raise NotFound(f"report {report_id} attaches no file")
+        data = attachment_service.content(conn, rep.changes["sha256"])
+    return Response(data, media_type=rep.changes.get("media_type") or "application/octet-stream")
 
 
 def _check_may_file(register: Register, principal: Principal, body: NewReport) -> None:
@@ -268,11 +300,14 @@ def _approve(
 def reject_report(
     request: Request, report_id: ReportId, body: Reject, principal: Reviewer
 ) -> dict[str, Any]:
+    """Reject a submitted report; one that was to create a record takes with it the submitted
+    reports naming that record (``rejected_with``), which could never be approved."""
     register = get_register(request)
     with register.store.begin() as conn:
         rep = _loaded(conn, principal, report_id)
         principal.require(principal.may_review(rep.author), "reject a report of their own")
-        register.reject(_username(principal), report_id, body.reason, conn=conn)
+        rejected = register.reject(_username(principal), report_id, body.reason, conn=conn)
+        for done in rejected:
+            _audit(conn, request, principal, "report.reject", done, reason=done.review_reason)
         rep = _loaded(conn, principal, report_id)
-        _audit(conn, request, principal, "report.reject", rep, reason=body.reason)
-    return report_json(rep, principal)
+    return {**report_json(rep, principal), "rejected_with": [r.report_id for r in rejected[1:]]}

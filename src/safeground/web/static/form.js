@@ -13,10 +13,14 @@ let map;
 let draw;
 let drawTarget = null; // the geoshape question being drawn
 let pickTarget = null; // the geopoint question waiting for a click
-// The drafts saved so far: the main report, and the report of each repeat entry that becomes a
-// record of its own (items found, victims), kept with its entry.
+// The drafts saved so far: the main report, the report of each repeat entry that becomes a
+// record of its own (items found, victims), kept with its entry, and the photos' attachments.
 let mainDraft = null;
 const entryDrafts = new WeakMap();
+let photoDrafts = [];
+// The main report is shown as it stands (submitted, approved, or a colleague's draft) while the
+// user's drafts among its entries are edited.
+let mainLocked = false;
 
 export async function start() {
   form = document.getElementById("report-form");
@@ -147,25 +151,42 @@ function reportsToFile() {
 
 // -- reopening a saved draft --------------------------------------------------------------
 
-/** Fill the form with a saved draft (and its entries' drafts), or say why it cannot be edited. */
+/** Fill the form with a saved draft (and its entries' drafts), or say why it cannot be edited.
+ * An entry's draft (a victim) reopens with the record it names (its accident), whatever state
+ * that is in: the user's entries are edited while the main report stays as it is. */
 async function reopen(reportId) {
   try {
-    const report = await api("GET", `/api/reports/${encodeURIComponent(reportId)}`);
-    if (report.form !== form.dataset.form) {
-      const link = draftFormLink(report);
-      refuse(`Report ${reportId} (${label(report.record_type)}) was not written in this form. `, link ? el("a", { href: link }, "Open it in its own form") : "No form edits it.");
+    const opened = await api("GET", `/api/reports/${encodeURIComponent(reportId)}`);
+    if (opened.form !== form.dataset.form) {
+      const link = draftFormLink(opened);
+      refuse(`Report ${reportId} (${label(opened.record_type)}) was not written in this form. `, link ? el("a", { href: link }, "Open it in its own form") : "No form edits it.");
       return;
     }
-    const editable = report.status === "draft" && report.author === form.dataset.user;
-    fill(report, editable ? await linkedDrafts(report) : []);
-    if (report.status !== "draft") {
-      refuse(`Report ${reportId} is ${report.status}: only a draft can be edited. `, el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `See ${report.record_id}`));
-    } else if (!editable) {
-      refuse(`Report ${reportId} is ${report.author}'s draft: only its author can edit it.`);
-    }
+    const repeat = form.querySelector("fieldset.repeat[data-mode=link]");
+    const entry = repeat && opened.record_type === repeat.dataset.recordType ? opened : null;
+    const report = entry ? await creatingReport(entry.changes[repeat.dataset.target]) : opened;
+    const mine = await myDraftsNaming(report);
+    const linked = repeat ? mine.filter((r) => r.record_type === repeat.dataset.recordType) : [];
+    photoDrafts = mine.filter((r) => r.record_type === "attachment");
+    fill(report, linked);
+    showPhotos();
+    const entryRefusal = entry && whyNotEditable(entry);
+    const mainRefusal = whyNotEditable(report);
+    if (entryRefusal) refuse(...entryRefusal);
+    else if (mainRefusal && !linked.length) refuse(...mainRefusal);
+    else if (mainRefusal) lockMain(report);
   } catch (failure) {
     refuse(`Report ${reportId} cannot be opened: ${failure.message}`);
   }
+}
+
+/** Why the user may not edit the report here, or null. */
+function whyNotEditable(report) {
+  if (report.status !== "draft") {
+    return [`Report ${report.report_id} is ${report.status}: only a draft can be edited. `, el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `See ${report.record_id}`)];
+  }
+  if (report.author !== form.dataset.user) return [`Report ${report.report_id} is ${report.author}'s draft: only its author can edit it.`];
+  return null;
 }
 
 /** Say why the report cannot be saved from here, and offer no saving. */
@@ -177,14 +198,34 @@ function refuse(...message) {
   form.querySelector(".buttons").remove();
 }
 
-/** The author's drafts that name the report from a repeat entry (an accident's victims). */
-async function linkedDrafts(report) {
-  const repeat = form.querySelector("fieldset.repeat[data-mode=link]");
-  if (!repeat) return [];
-  const found = await api("GET", `/api/reports?status=draft&record_type=${encodeURIComponent(repeat.dataset.recordType)}&limit=1000`);
-  return found.items
-    .filter((r) => r.author === report.author && r.changes[repeat.dataset.target] === report.record_id)
-    .sort((a, b) => a.report_id - b.report_id);
+/** Leave the main report as it is and let the user's drafts among its entries be edited. */
+function lockMain(report) {
+  mainLocked = true;
+  for (const control of form.elements) {
+    if (!control.closest("fieldset.repeat[data-mode=link], .buttons")) control.disabled = true;
+  }
+  const entries = form.querySelector("fieldset.repeat[data-mode=link] legend").textContent.toLowerCase();
+  const whose = report.author === form.dataset.user ? "" : `, ${report.author}'s`;
+  const notice = document.getElementById("form-notice");
+  notice.replaceChildren(
+    `Report ${report.report_id} is ${report.status}${whose}: it stays as it is. Your drafts among its ${entries} are edited and submitted here. `,
+    el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `See ${report.record_id}`),
+  );
+  notice.hidden = false;
+}
+
+/** The report that created a record (a victim's accident), as far as the user may read it. */
+async function creatingReport(recordId) {
+  const { entries } = await api("GET", `/api/records/${encodeURIComponent(recordId)}/history`);
+  const created = entries.filter((r) => r.operation === "create").at(-1);
+  if (!created) throw new Error(`no report creating ${recordId} that you may read`);
+  return created;
+}
+
+/** The user's drafts naming the report's record: an accident's victims, a new record's photos. */
+async function myDraftsNaming(report) {
+  const { items } = await api("GET", `/api/reports/${report.report_id}/dependents`);
+  return items.filter((r) => r.status === "draft" && r.author === form.dataset.user);
 }
 
 function fill(report, linked) {
@@ -251,7 +292,7 @@ async function save(submit) {
   status.textContent = submit ? "Submitting…" : "Saving…";
   const saved = [];
   try {
-    if (main) {
+    if (main && !mainLocked) {
       mainDraft = await saveOne(mainDraft, main, dateOfInformation);
       saved.push({ report: mainDraft, scope: form });
     }
@@ -262,12 +303,16 @@ async function save(submit) {
       keepDraft(entry, report);
       saved.push({ report, scope: entry });
     }
-    await attachPhotos(saved[0]?.report, main?.changes || others[0]?.changes || {});
+    await attachPhotos(saved[0]?.report, others[0]?.changes || {});
+    const photos = form.querySelector("fieldset.photos");
+    saved.push(...photoDrafts.map((report) => ({ report, scope: photos })));
     if (submit) await submitTogether(saved);
   } catch (failure) {
     status.textContent = "";
     showFailure(failure);
     return;
+  } finally {
+    showPhotos();
   }
   const ids = saved.map(({ report }) => report.report_id);
   status.replaceChildren(
@@ -319,20 +364,30 @@ function askedFields() {
   return new Set([...questions.map((q) => q.dataset.field), ...repeats, ...Object.keys(JSON.parse(form.dataset.fixed || "{}"))]);
 }
 
-async function attachPhotos(report, changes) {
+/** Attach the chosen files to the record of the form's main report (drafted with it while it
+ * is new, they go with it), or, when each entry is a report of its own (items found), to the
+ * hazardous area they name. */
+async function attachPhotos(report, entryChanges) {
   const input = document.getElementById("photos");
   if (!input.files.length || !report) return;
-  const target = report.operation === "update" ? report.record_id : changes.hazard_id;
+  const target = mainDraft?.record_id || entryChanges.hazard_id;
   if (!target) {
-    throw Object.assign(new Error("photos can be attached to the record once it is approved (from its page)"), { problems: [{ field: "photos", message: "attach them from the record's page once it is approved" }] });
+    throw Object.assign(new Error("photos need a record to go with"), { problems: [{ field: "photos", message: "name the hazardous area the items were found in" }] });
   }
   for (const file of input.files) {
     const body = new FormData();
     body.append("file", file);
     body.append("caption", `report ${report.report_id}: ${file.name}`);
-    await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
+    const attached = await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
+    photoDrafts.push({ ...attached, record_type: "attachment", changes: { filename: file.name } });
   }
   input.value = "";
+}
+
+/** List the photos saved with the form, with their reports. */
+function showPhotos() {
+  const list = form.querySelector("fieldset.photos .saved-photos");
+  list.replaceChildren(...photoDrafts.map((r) => el("li", { dataset: { reportId: r.report_id } }, `${r.changes.filename} (report ${r.report_id}, ${r.status})`)));
 }
 
 function clearProblems() {
@@ -365,7 +420,7 @@ function showProblem(problem, scope = form) {
     // A rule naming the whole piece (overlap, outside the hazard) is about its polygon.
     const field = parts[2] || "geometry";
     place = (entry && entry.querySelector(`.question[data-field="${CSS.escape(field)}"]`)) || entry || repeat;
-  } else if (parts[0] === "photos") {
+  } else if (parts[0] === "photos" || scope.classList?.contains("photos")) {
     place = form.querySelector("fieldset.photos");
   } else {
     const within = scope.classList?.contains("entry") ? scope : form;

@@ -17,15 +17,23 @@ export async function start() {
   const id = root.dataset.recordId;
   const path = `/api/records/${encodeURIComponent(id)}`;
   const error = root.querySelector("header .error");
-  const history = api("GET", `${path}/history`).then(showHistory, (e) => showProblem("history", e));
+  const reports = api("GET", `${path}/history`);
+  const history = reports.then(showHistory, (e) => showProblem("history", e));
   try {
     showRecord(await api("GET", path));
   } catch (failure) {
-    // A record waiting for its first approval has no current view yet, but has its reports.
+    // A record waiting for its first approval has no current view yet, but has its reports;
+    // files attached to it are drafted, and wait with them.
     error.textContent = failure.message;
     error.hidden = false;
     document.getElementById("links").replaceChildren();
     await history;
+    const { entries } = await reports.catch(() => ({ entries: [] }));
+    const awaiting = entries.find((r) => r.operation === "create" && ["draft", "submitted"].includes(r.status));
+    if (awaiting) {
+      await showWaitingAttachments(awaiting);
+      setUpAttach(id);
+    }
     return;
   }
   await Promise.all([
@@ -140,6 +148,16 @@ function showLinks(links) {
       el("a", { href: a.content_url }, a.filename),
       ` ${a.caption ? `— ${a.caption} ` : ""}(${Math.ceil(a.size_bytes / 1024)} KiB, SHA-256 ${a.sha256.slice(0, 12)}…)`);
   });
+  document.getElementById("attachments").replaceChildren(...(attachments.length ? attachments : [el("li", { class: "muted" }, "None.")]));
+}
+
+/** The attachments waiting with a new record's report, each with its own report. */
+async function showWaitingAttachments(report) {
+  const { items } = await api("GET", `/api/reports/${report.report_id}/dependents`);
+  const attachments = items.filter((r) => r.record_type === "attachment").map((r) =>
+    el("li", { dataset: { reportId: r.report_id } },
+      el("a", { href: `/api/reports/${r.report_id}/content` }, r.changes.filename),
+      ` (report ${r.report_id}, ${r.status})`));
   document.getElementById("attachments").replaceChildren(...(attachments.length ? attachments : [el("li", { class: "muted" }, "None.")]));
 }
 

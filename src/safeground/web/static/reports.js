@@ -1,6 +1,6 @@
 // The review queue: reviewers and the IM officer approve or reject (with a reason) submitted
-// reports, an accident with its victims in one go; everyone sees their drafts, to edit
-// (reopened in their form) or submit them.
+// reports, a new record with the reports naming it (an accident's victims, its photos) in one go;
+// everyone sees their drafts, to edit (reopened in their form) or submit them, with theirs.
 import { api, draftFormLink, el, label } from "./app.js";
 
 let root;
@@ -23,7 +23,7 @@ async function show(status) {
     const found = await api("GET", `/api/reports?status=${status}`);
     const reports = Array.isArray(found) ? found : found.items || found.reports || [];
     list.replaceChildren(reports.length
-      ? el("ul", { class: "queue" }, reports.map((r) => card(r, status, reports)))
+      ? el("ul", { class: "queue" }, reports.map((r) => card(r, status)))
       : el("p", { class: "muted" }, `No ${label(status).toLowerCase()} reports.`));
   } catch (failure) {
     list.replaceChildren(el("p", { class: "error" }, failure.message));
@@ -43,13 +43,7 @@ function summary(changes) {
   });
 }
 
-/** The victims listed with an accident's report, which name its record. */
-function victimsOf(report, reports) {
-  if (report.record_type !== "accident") return [];
-  return reports.filter((r) => r.record_type === "victim" && r.changes.accident_id === report.record_id).sort((a, b) => a.report_id - b.report_id);
-}
-
-function card(report, status, reports) {
+function card(report, status) {
   const canApprove = root.dataset.canApprove === "true";
   const mine = report.author === root.dataset.user;
   const item = el("li", { class: "card", dataset: { reportId: report.report_id, recordId: report.record_id } },
@@ -63,23 +57,65 @@ function card(report, status, reports) {
   const error = el("p", { class: "error", role: "alert", hidden: true });
   if (status === "submitted" && canApprove) {
     const reason = el("input", { name: "reason", placeholder: "Reason (required to reject)", "aria-label": "Reason" });
-    const victims = victimsOf(report, reports);
-    const accident = reports.find((r) => r.record_type === "accident" && r.record_id === report.changes.accident_id);
-    if (accident) item.append(el("p", { class: "muted" }, `Its accident is report ${accident.report_id}: approve that first, or with its victims there.`));
-    item.append(el("div", { class: "decide" },
-      reason,
-      el("button", { type: "button", class: "approve", onclick: () => decide(report, "approve", reason, error) }, "Approve"),
-      victims.length ? el("button", { type: "button", class: "approve-with-victims", onclick: () => approveWithVictims(report, victims, reason, error) }, `Approve with its victims (report ${victims.map((v) => v.report_id).join(", ")})`) : null,
-      el("button", { type: "button", class: "reject danger", onclick: () => decide(report, "reject", reason, error) }, "Reject")));
+    const approve = el("button", { type: "button", class: "approve", onclick: () => decide(report, "approve", reason, error) }, "Approve");
+    const buttons = el("div", { class: "decide" }, reason, approve,
+      el("button", { type: "button", class: "reject danger", onclick: () => decide(report, "reject", reason, error) }, "Reject"));
+    item.append(buttons);
+    withDependents(report, (r) => r.status === "submitted", (waiting) => {
+      buttons.before(dependentsList(waiting, "Waiting with it (rejecting it rejects them too):"));
+      approve.after(el("button", { type: "button", class: "approve-with-dependents", onclick: () => approveTogether(report, waiting, reason, error) },
+        `Approve with the reports naming it (report ${waiting.map((r) => r.report_id).join(", ")})`));
+      for (const other of waiting) {
+        root.querySelector(`li.card[data-report-id="${other.report_id}"] h2`)?.after(el("p", { class: "muted goes-with" },
+          `It names ${report.record_id}, new in report ${report.report_id}: approve that first, or with it there.`));
+      }
+    });
   }
   if (status === "draft" && mine) {
     const edit = draftFormLink(report);
-    item.append(el("div", { class: "decide" },
-      edit ? el("a", { class: "button edit", href: edit }, "Edit") : null,
-      el("button", { type: "button", class: "submit", onclick: () => submitDraft(report, error) }, "Submit for review")));
+    let together = [report];
+    const submit = el("button", { type: "button", class: "submit", onclick: () => submitDrafts(together, error) }, "Submit for review");
+    const buttons = el("div", { class: "decide" }, edit ? el("a", { class: "button edit", href: edit }, "Edit") : null, submit);
+    item.append(buttons);
+    withDependents(report, (r) => r.status === "draft" && r.author === report.author, (drafts) => {
+      together = [report, ...drafts];
+      buttons.before(dependentsList(drafts, "Your drafts naming it, submitted with it:"));
+      submit.textContent = `Submit for review with report ${drafts.map((r) => r.report_id).join(", ")}`;
+    });
   }
   item.append(error);
   return item;
+}
+
+/** Call ``show`` with the reports naming the record this one creates that pass ``wanted``
+ * (an accident's victims, a new area's photos), if there are any: they go with it. */
+async function withDependents(report, wanted, show) {
+  if (report.operation !== "create") return; // an existing record's: what names it goes on its own
+  try {
+    const { items } = await api("GET", `/api/reports/${report.report_id}/dependents`);
+    const found = items.filter(wanted);
+    if (found.length) show(found);
+  } catch {
+    // the card still offers its own actions
+  }
+}
+
+function dependentsList(reports, title) {
+  return el("div", { class: "dependents" }, el("p", {}, title), el("ul", { class: "attachments" }, reports.map((r) =>
+    el("li", { dataset: { reportId: r.report_id } },
+      r.record_type === "attachment" ? attachmentPreview(r) : `${label(r.record_type)} ${r.record_id}`,
+      ` (report ${r.report_id})`))));
+}
+
+/** A pending attachment as the reviewer should see it: the picture itself, before approving it. */
+function attachmentPreview(report) {
+  const { filename, caption, media_type: mediaType } = report.changes;
+  const url = `/api/reports/${report.report_id}/content`;
+  return [
+    mediaType?.startsWith("image/") ? el("img", { src: url, alt: caption || filename, loading: "lazy" }) : null,
+    el("a", { href: url }, filename),
+    caption ? ` — ${caption}` : "",
+  ];
 }
 
 async function decide(report, action, reasonInput, error) {
@@ -92,31 +128,33 @@ async function decide(report, action, reasonInput, error) {
     return;
   }
   try {
-    await api("POST", `/api/reports/${report.report_id}/${action}`, reason ? { reason } : {});
+    const answer = await api("POST", `/api/reports/${report.report_id}/${action}`, reason ? { reason } : {});
     done(report, action === "approve" ? "approved" : "rejected");
+    for (const other of answer.rejected_with || []) done({ report_id: other }, `rejected with report ${report.report_id}`);
   } catch (failure) {
     showError(error, failure);
   }
 }
 
-/** Approve an accident with its victims still waiting in the queue, all in one transaction. */
-async function approveWithVictims(accident, victims, reasonInput, error) {
+/** Approve a new record with the reports naming it still waiting in the queue, in one transaction. */
+async function approveTogether(report, dependents, reasonInput, error) {
   const reason = reasonInput.value.trim();
-  const waiting = victims.filter((v) => !root.querySelector(`li[data-report-id="${v.report_id}"] .done`));
-  const reports = [accident, ...waiting];
+  const waiting = dependents.filter((d) => !root.querySelector(`li[data-report-id="${d.report_id}"] .done`));
+  const reports = [report, ...waiting];
   error.hidden = true;
   try {
     await api("POST", "/api/reports/approve", { report_ids: reports.map((r) => r.report_id), ...(reason ? { reason } : {}) });
-    for (const report of reports) done(report, "approved");
+    for (const approved of reports) done(approved, "approved");
   } catch (failure) {
     showError(error, failure);
   }
 }
 
+/** Mark a report's card as decided, if the page lists it. */
 function done(report, verb) {
-  root.querySelector(`li[data-report-id="${report.report_id}"]`).replaceChildren(el("p", { class: "done" },
+  root.querySelector(`li.card[data-report-id="${report.report_id}"]`)?.replaceChildren(el("p", { class: "done" },
     `Report ${report.report_id} ${verb}. `,
-    el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `Open ${report.record_id}`)));
+    report.record_id ? el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, `Open ${report.record_id}`) : null));
 }
 
 function showError(error, failure) {
@@ -124,13 +162,13 @@ function showError(error, failure) {
   error.hidden = false;
 }
 
-async function submitDraft(report, error) {
+/** Submit one's drafts together: a new record with the drafts naming it passes the checks. */
+async function submitDrafts(reports, error) {
   error.hidden = true;
   try {
-    await api("POST", `/api/reports/${report.report_id}/submit`);
+    await api("POST", "/api/reports/submit", { report_ids: reports.map((r) => r.report_id) });
     show("draft");
   } catch (failure) {
-    error.replaceChildren(failure.message);
-    error.hidden = false;
+    showError(error, failure);
   }
 }
