@@ -8,7 +8,10 @@ fixed mix of requests. Prints p50/p95/p99 latency and the ratio to pygeoapi.
 
 Mixes:
   items  OGC API items pages (limit 50) with boxes the size of a map view at zooms 8, 11 and 14,
-         the same requests to both servers;
+         the same requests to both servers. Each Safeground process keeps the features it has
+         read (up to features_kept per layer), so after the first pass the default mix of 20
+         views per zoom (about 4,300 features) is answered from memory but for the envelope
+         count; --views 200 (about 31,600 features, more than a process keeps) shows misses;
   map    Safeground only: the items mix interleaved with vector tiles at zooms 6 (the national
          view), 8, 11 and 14. Tiles are cached in memory once drawn, so under load most tile
          requests are hits; their cold cost is printed first, one request at a time.
@@ -17,6 +20,7 @@ Goal (issue 4): p95 ≤ 100 ms at 50 clients, on the GeoPackage store and on Pos
     python bench/bench_web.py [--hazards N] [--register FILE.gpkg]        # GeoPackage
     python bench/bench_web.py --postgis URL --hazards N                      # PostGIS too
     python bench/bench_web.py --single-client N [--register FILE.gpkg]       # one client
+    python bench/bench_web.py ... --views 200                                # a wider items mix
 
 --single-client N sends N items requests of the same mix one at a time to one server process
 (no wrk, no pygeoapi) and prints their latency and the server's CPU time per request (from
@@ -51,7 +55,9 @@ import numpy as np
 from sqlalchemy import make_url
 
 from safeground.service import accounts
+from safeground.service.layers import FEATURES_KEPT, LAYERS, Envelopes
 from safeground.service.register import Register
+from safeground.storage.store import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_register import fill, fresh_schema
@@ -84,6 +90,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds of each measured run")
     parser.add_argument("--workers", type=int, default=2, help="server processes (both servers)")
     parser.add_argument(
+        "--views", type=int, default=20, help="map views per zoom in the items mix (default 20)"
+    )
+    parser.add_argument(
         "--single-client", type=int, metavar="N", help="N items requests one at a time, CPU cost"
     )
     args = parser.parse_args()
@@ -91,7 +100,7 @@ def main() -> None:
     if args.single_client:
         gpkg = Path(args.register or WORK / f"register-{args.hazards}.gpkg")
         location = args.postgis_register or str(gpkg)
-        single_client(location, bench_token(location), args.single_client)
+        single_client(location, bench_token(location), args.single_client, args.views)
         return
     debian_packages({"wrk": "wrk", "python3-gdal": "/usr/lib/python3/dist-packages/osgeo"})
     peer_environment()
@@ -117,8 +126,12 @@ def main() -> None:
 
 def measure(args: argparse.Namespace, location: str, peer_source: dict, token: str) -> None:
     rng = np.random.default_rng(11)
-    items = items_paths(rng)
+    items = items_paths(rng, args.views)
     tiles = tile_paths(rng)
+    print(
+        f"items mix: {len(items)} pages, which read about {features_touched(location, items):,} "
+        f"distinct features; each server process keeps up to {FEATURES_KEPT:,} once read"
+    )
     headers = {"Authorization": f"Bearer {token}"}
     ogc_items = ["/ogc" + p for p in items]
     mixed = [p for pair in zip(ogc_items, tiles[: len(items)], strict=False) for p in pair]
@@ -157,9 +170,9 @@ def measure(args: argparse.Namespace, location: str, peer_source: dict, token: s
     print(f"check: {same} of {len(counts)} pages hold as many features on both servers")
 
 
-def single_client(location: str, token: str, requests: int) -> None:
+def single_client(location: str, token: str, requests: int, views: int) -> None:
     """Items requests one at a time to one server process: latency and its CPU time each."""
-    paths = ["/ogc" + p for p in items_paths(np.random.default_rng(11))]
+    paths = ["/ogc" + p for p in items_paths(np.random.default_rng(11), views)]
     paths = [paths[i % len(paths)] for i in range(requests)]
     headers = {"Authorization": f"Bearer {token}"}
     server = serve_safeground(location, 1)  # one worker: uvicorn serves in its own process
@@ -195,16 +208,32 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def items_paths(rng: np.random.Generator) -> list[str]:
-    """Items pages for 20 map views at each zoom, in a fixed order."""
+def items_paths(rng: np.random.Generator, views: int = 20) -> list[str]:
+    """Items pages for ``views`` map views at each zoom, in a fixed order."""
     paths = []
-    for _ in range(20):
+    for _ in range(views):
         for zoom, half in VIEWS.items():
             lon, lat = rng.uniform(LON0, LON1), rng.uniform(LAT0, LAT1)
             box = (lon - half, lat - half * 0.6, lon + half, lat + half * 0.6)
             bbox = ",".join(f"{v:.5f}" for v in box)
             paths.append(f"/collections/hazardous_area/items?bbox={bbox}&limit={PAGE}&z={zoom}")
     return [re.sub(r"&z=\d+", "", p) for p in paths]
+
+
+def features_touched(location: str, paths: list[str]) -> int:
+    """Distinct features the pages read, about: their own and those near their boxes' edges."""
+    store = open_store(location)
+    layer = LAYERS["hazardous_area"]
+    touched: set[int] = set()
+    with store.read() as conn:
+        envelopes = Envelopes.load(conn, store, layer)
+    store.engine.dispose()
+    for path in paths:
+        minx, miny, maxx, maxy = (float(v) for v in path.split("bbox=")[1].split("&")[0].split(","))
+        meeting, near_edge = envelopes.meeting((minx, miny, maxx, maxy))
+        touched.update(near_edge.tolist())
+        touched.update(np.sort(meeting)[:PAGE].tolist())
+    return len(touched)
 
 
 def national_tiles() -> list[tuple[int, int, int]]:

@@ -18,6 +18,7 @@ import pytest
 import shapely
 from fastapi.testclient import TestClient
 from shapely.geometry import mapping, shape
+from sqlalchemy import event
 
 from safeground.domain.access import Principal, Role
 from safeground.service import layers
@@ -25,7 +26,7 @@ from safeground.service.register import Register
 from safeground.web.app import create_app
 from safeground.web.ogc import CONFORMANCE
 from safeground.web.settings import Settings
-from tests.helpers import add
+from tests.helpers import add, update
 from tests.web.layer_data import DISTRICT, TRIANGLE, VICTIM_NAME, MapData, bearer, build, hazard_box
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -206,6 +207,59 @@ def test_boxes_paged_in_memory_follow_each_approval(served):
     added = add(register, "hazardous_area", date(2022, 1, 1), geometry=hazard_box(40).wkt)
     register.store.engine.dispose()
     assert ids(items(client, data, "hazardous_area", **wide)) == [*before, added]
+
+
+def test_features_read_once_are_kept_until_the_register_changes(served):
+    """A page's features are read from the database once per data generation; an approval
+    changing one of them is seen at the next request."""
+    client, _ = served
+    store = client.app.state.register.store
+    layer = layers.LAYERS["hazardous_area"]
+    principal = Principal("im", Role.IM_OFFICER, None)
+    envelopes = layers.EnvelopeCache()
+    query = layers.Query(bbox=(46.9, 39.4, 47.9, 39.7), limit=3)
+    statements: list[str] = []
+
+    def reads(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    def feature_reads() -> int:
+        return sum("kept_fid" in s for s in statements)
+
+    event.listen(store.engine, "before_cursor_execute", reads)
+    try:
+        first = layers.items(store, layer, principal, query, envelopes)
+        assert feature_reads() >= 1
+        statements.clear()
+        again = layers.items(store, layer, principal, query, envelopes)
+        assert feature_reads() == 0
+        assert again == first
+        hazard = first.features[0].id
+        register = Register.open(store.location)
+        update(register, hazard, "hazardous_area", date(2022, 2, 1), name="Renamed")
+        register.store.engine.dispose()
+        after = layers.items(store, layer, principal, query, envelopes)
+        assert feature_reads() >= 1
+        assert after.features[0].properties["name"] == "Renamed"
+    finally:
+        event.remove(store.engine, "before_cursor_execute", reads)
+
+
+def test_features_kept_are_bounded_oldest_first(served):
+    client, _ = served
+    store = client.app.state.register.store
+    layer = layers.LAYERS["hazardous_area"]
+    with store.read() as conn:
+        envelopes = layers.Envelopes.load(conn, store, layer, features_kept=4)
+        fids = sorted(envelopes.fids.tolist())
+        first = envelopes.features(conn, store, layer, fids[:3])
+        envelopes.features(conn, store, layer, fids[3:6])
+        assert list(envelopes._features) == fids[2:6]
+        assert envelopes.features(conn, store, layer, fids[:1]) == {fids[0]: first[fids[0]]}
+        assert list(envelopes._features) == [*fids[3:6], fids[0]]
+        none_kept = layers.Envelopes.load(conn, store, layer, features_kept=0)
+        assert len(none_kept.features(conn, store, layer, fids)) == len(fids)
+        assert none_kept._features == {}
 
 
 def test_datetime_instants_and_intervals(served):

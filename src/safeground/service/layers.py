@@ -8,6 +8,7 @@ tasks of its own organisation only (the same scoping as the REST API).
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -341,7 +342,7 @@ class Query:
     offset: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Feature:
     id: str
     geometry: BaseGeometry | None
@@ -411,6 +412,10 @@ def _missing(geometries: dict[int, BaseGeometry], bbox: Bbox) -> list[int]:
     return [fid for fid, hit in zip(geometries, hits, strict=True) if not hit]
 
 
+# Features each server process keeps per layer (see ``Envelopes``). A hazardous area of the
+# benchmark's register takes about 1.8 KiB (100k took 178 MiB), so 20,000 take about 36 MiB.
+FEATURES_KEPT = 20_000
+
 # A GeoPackage box holding more features than this is paged by probing the R-tree row by row in
 # fid order, which stops after the page, instead of listing every feature in the box first.
 DENSE_BOX = 5000
@@ -470,24 +475,16 @@ def _items_in_box(
 ) -> Page:
     """A box's page from the envelopes in memory: the database reads only the geometries
     near the box's edges (to drop those that miss it) and the page's rows."""
-    table = layer.table
     meeting, near_edge = index.meeting(bbox)
-    near: dict[int, BaseGeometry] = {}
-    for chunk in chunked_in(near_edge.tolist()):
-        found = conn.execute(
-            select(table.c.fid, table.c.geometry).where(store.among(table.c.fid, chunk))
-        )
-        near.update((fid, geometry) for fid, geometry in found)
-    missed = _missing(near, bbox)
+    near = index.features(conn, store, layer, near_edge.tolist())
+    missed = _missing({fid: feature.geometry for fid, feature in near.items()}, bbox)
     if missed:
         meeting = meeting[~np.isin(meeting, missed)]
     wanted = query.offset + query.limit
     first = np.partition(meeting, wanted - 1)[:wanted] if len(meeting) > wanted else meeting
     page = np.sort(first)[query.offset :].tolist()
-    rows = conn.execute(
-        _feature_select(layer).where(store.among(table.c.fid, page)).order_by(table.c.fid)
-    ).all()
-    return Page([_feature(layer, row) for row in rows], len(meeting))
+    found = index.features(conn, store, layer, page)
+    return Page([found[fid] for fid in page], len(meeting))
 
 
 def _rtree_count(conn: Connection, table: Table, bbox: Bbox) -> int:
@@ -539,23 +536,32 @@ def _feature(layer: Layer, row: Any) -> Feature:
 
 
 class Envelopes:
-    """The envelopes of a layer's features, in memory, sorted by their west edge.
+    """The envelopes of a layer's features, in memory, sorted by their west edge, and the
+    features last read, all at one data generation of the register.
 
     Counting a national box in the database reads every index entry in it (5 ms for 75k
     areas in a GeoPackage's R-tree, more on PostGIS), for each request. In memory it is a few
     array comparisons over the features whose west edge can fall in the box, and the page is
-    the box's lowest fids. The database then reads only the geometries whose envelope crosses
-    an edge of the box (the others surely meet it) and the page's rows.
+    the box's lowest fids. Only the geometries whose envelope crosses an edge of the box (the
+    others surely meet it) and the page's features are needed then; those already read are
+    kept (up to ``features_kept``, the oldest dropped first), because map users panning over
+    the same land ask for the same features again and reading and decoding them was most of
+    a page's cost.
     """
 
-    def __init__(self, fids: np.ndarray, bounds: np.ndarray):
+    def __init__(self, fids: np.ndarray, bounds: np.ndarray, features_kept: int = FEATURES_KEPT):
         order = np.argsort(bounds[:, 0], kind="stable")
         self.fids = fids[order]
         self.minx, self.miny, self.maxx, self.maxy = (bounds[order, i].copy() for i in range(4))
         self.widest = float((self.maxx - self.minx).max()) if len(fids) else 0.0
+        self.features_kept = features_kept
+        self._features: dict[int, Feature] = {}
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, conn: Connection, store: Store, layer: Layer) -> Envelopes:
+    def load(
+        cls, conn: Connection, store: Store, layer: Layer, features_kept: int = FEATURES_KEPT
+    ) -> Envelopes:
         table = layer.table
         if store.dialect == "postgresql":
             geometry = table.c.geometry
@@ -571,7 +577,7 @@ class Envelopes:
             query = select(rtree.c.id, rtree.c.minx, rtree.c.miny, rtree.c.maxx, rtree.c.maxy)
         # Plain tuples: numpy reads a list of SQLAlchemy rows five times slower.
         rows = np.array([tuple(r) for r in conn.execute(query)], dtype=np.float64).reshape(-1, 5)
-        return cls(rows[:, 0].astype(np.int64), rows[:, 1:])
+        return cls(rows[:, 0].astype(np.int64), rows[:, 1:], features_kept)
 
     def meeting(self, bbox: Bbox) -> tuple[np.ndarray, np.ndarray]:
         """fids whose envelope meets the box, and those of them whose envelope is not inside
@@ -587,12 +593,35 @@ class Envelopes:
         fids = self.fids[start:end]
         return fids[meets], fids[meets & ~inside]
 
+    def features(
+        self, conn: Connection, store: Store, layer: Layer, fids: list[int]
+    ) -> dict[int, Feature]:
+        """These features, read through ``conn`` (at the envelopes' generation) unless kept."""
+        with self._lock:
+            found = {fid: self._features[fid] for fid in fids if fid in self._features}
+        missing = [fid for fid in fids if fid not in found]
+        if not missing:
+            return found
+        table = layer.table
+        query = _feature_select(layer).add_columns(table.c.fid.label("kept_fid"))
+        read = {}
+        for chunk in chunked_in(missing):
+            for row in conn.execute(query.where(store.among(table.c.fid, chunk))):
+                read[row.kept_fid] = _feature(layer, row)
+        with self._lock:
+            self._features.update((fid, read[fid]) for fid in missing)
+            excess = max(0, len(self._features) - self.features_kept)
+            for fid in list(itertools.islice(self._features, excess)):
+                del self._features[fid]
+        return found | read
+
 
 class EnvelopeCache:
     """Each layer's ``Envelopes`` at the register's current data generation, one per server
     process, loaded again after a write (0.3 s for 100k areas in a GeoPackage)."""
 
-    def __init__(self) -> None:
+    def __init__(self, features_kept: int = FEATURES_KEPT) -> None:
+        self.features_kept = features_kept
         self._layers: dict[str, tuple[int, Envelopes]] = {}
         self._lock = threading.Lock()
 
@@ -604,7 +633,7 @@ class EnvelopeCache:
             cached = self._layers.get(layer.id)
             if cached is not None and cached[0] >= generation:
                 return cached[1] if cached[0] == generation else None
-            envelopes = Envelopes.load(conn, store, layer)
+            envelopes = Envelopes.load(conn, store, layer, self.features_kept)
             self._layers[layer.id] = (generation, envelopes)
             return envelopes
 

@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.register = register
     app.state.tile_cache = TileCache()
-    app.state.envelopes = EnvelopeCache()
+    app.state.envelopes = EnvelopeCache(settings.features_kept)
     app.state.risk_verified = risk.Verified()
     add_error_handlers(app)
     app.add_middleware(RequestGuard, limit=settings.max_upload_bytes)

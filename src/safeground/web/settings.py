@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from safeground.service.layers import FEATURES_KEPT
 from safeground.storage.store import default_location
 
 
@@ -27,6 +28,9 @@ class Settings(BaseModel):
     # holds the GIL: with anyio's default of 40, 50 busy clients made threads take turns and
     # the p95 of OGC items pages doubled (bench/bench_web.py); a few still overlap database waits.
     request_threads: int = Field(4, ge=1)
+    # Features of each layer a server process keeps once read, for OGC items pages (see
+    # service.layers.Envelopes); 0 keeps none.
+    features_kept: int = Field(FEATURES_KEPT, ge=0)
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
