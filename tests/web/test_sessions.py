@@ -3,6 +3,7 @@ request. Time is the accounts service's ``now``, moved by hand; on GeoPackage an
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,14 +12,16 @@ from alembic import command
 from alembic.config import Config
 from fastapi.testclient import TestClient
 from sqlalchemy import column, event, select, table
+from sqlalchemy.exc import OperationalError
 
 from safeground.service import accounts
 from safeground.service.register import now as real_now
 from safeground.storage import migrations
 from safeground.storage.schema import account, web_session
-from safeground.storage.store import open_store
+from safeground.storage.store import GeoPackageStore, open_store
 from safeground.storage.types import Timestamp
 from safeground.web.app import create_app
+from safeground.web.deps import SESSION_COOKIE
 from safeground.web.settings import Settings
 from tests.web.conftest import logged_in
 
@@ -92,6 +95,31 @@ def test_last_use_is_written_at_most_once_a_minute(app, login, clock):
         clock.advance(seconds=5)
         assert role(officer) == "im_officer"
     assert len(updates) == 1
+
+
+def test_a_session_is_used_while_an_import_holds_the_geopackage_lock(app, login, clock):
+    """The use cannot be written then; the request goes on, and a later one writes it."""
+    store = app.state.register.store
+    if store.dialect != "sqlite":
+        pytest.skip("PostgreSQL has no database-wide write lock")
+    session = login("officer").cookies[SESSION_COOKIE]
+    opened = clock.at
+    impatient = GeoPackageStore(str(store.path), lock_timeout_s=0.1)
+    clock.advance(minutes=2)
+    writer = sqlite3.connect(store.path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(OperationalError, match="locked"), impatient.begin():
+            pass
+        found = accounts.principal_for_session(impatient, session, timedelta(minutes=30))
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert found is not None and found.username == "officer"
+    assert last_seen(app, "officer") == opened
+    accounts.principal_for_session(impatient, session, timedelta(minutes=30))
+    assert last_seen(app, "officer") == clock.at
+    impatient.engine.dispose()
 
 
 def test_an_idle_timeout_shorter_than_the_resolution_still_counts_each_use(scenario, clock):

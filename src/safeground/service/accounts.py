@@ -29,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.exc import OperationalError
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
@@ -343,7 +344,8 @@ def principal_for_session(store: Store, session: str, idle: timedelta) -> Princi
 
     One read, with the query built once; the use is written in a short transaction of its own
     only when the stored one is stale (``LAST_SEEN_RESOLUTION``), about once a minute per
-    session at most.
+    session at most. While a long write (an import) holds a GeoPackage's lock past its
+    timeout, the use goes unwritten rather than the request failing: a later one writes it.
     """
     hashed, stamp = digest(session), now()
     with store.read() as conn:
@@ -354,8 +356,12 @@ def principal_for_session(store: Store, session: str, idle: timedelta) -> Princi
         return None
     stale = stamp - min(LAST_SEEN_RESOLUTION, idle / 2)
     if row.last_seen_at <= stale:
-        with store.begin() as conn:
-            conn.execute(_SESSION_SEEN, {"hash": hashed, "seen": stamp, "stale": stale})
+        try:
+            with store.begin() as conn:
+                conn.execute(_SESSION_SEEN, {"hash": hashed, "seen": stamp, "stale": stale})
+        except OperationalError as error:
+            if not store.lock_timed_out(error):
+                raise
     return _principal(row)
 
 

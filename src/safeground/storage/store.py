@@ -44,6 +44,8 @@ _GENERATION_QUERY = select(data_generation.c.generation)
 _READ_OPTION = "safeground_read"  # marks a GeoPackage connection's transaction as a reader's
 # A pooled PostgreSQL connection idle longer than this is tested before use.
 PING_AFTER_IDLE_S = 10.0
+# How long a GeoPackage write waits for another writer's lock (SQLite's busy timeout).
+LOCK_TIMEOUT_S = 5.0
 
 
 def default_location() -> str:
@@ -136,6 +138,11 @@ class Store:
         and the GeoPackage's layer metadata."""
         conn.execute(data_generation.update().values(generation=data_generation.c.generation + 1))
 
+    def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
+        """Whether a write failed only because another writer held the lock too long (a
+        GeoPackage has one writer at a time; PostgreSQL locks rows)."""
+        return False
+
     def generation(self, conn: Connection) -> int:
         """The register's data generation: it changes with every write to the views."""
         return int(conn.execute(_GENERATION_QUERY).scalar_one())
@@ -152,8 +159,8 @@ class GeoPackageStore(Store):
     dialect = "sqlite"
     read_options: ClassVar[Mapping[str, Any]] = {_READ_OPTION: True}
 
-    def __init__(self, path: str):
-        engine = create_engine(f"sqlite:///{path}")
+    def __init__(self, path: str, lock_timeout_s: float = LOCK_TIMEOUT_S):
+        engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": lock_timeout_s})
         event.listen(engine, "connect", _on_sqlite_connect)
         # pysqlite's own transaction handling defers BEGIN; take control so that a transaction
         # really starts at begin() and DDL is transactional too.
@@ -173,6 +180,9 @@ class GeoPackageStore(Store):
 
     def _insert_ignore(self, table: Any) -> Any:
         return sqlite.insert(table).on_conflict_do_nothing()
+
+    def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
+        return "database is locked" in str(error.orig)
 
     def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
         # The transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody else inserts.
