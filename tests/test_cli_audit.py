@@ -160,6 +160,32 @@ def test_drafting_submitting_approving_and_rejecting_are_audited(store):
     assert actions(store)[10:] == [("report.submit", "officer", f"report {d}") for d in several]
 
 
+def test_withdrawing_a_draft_is_audited_and_shown_in_its_history(store):
+    code, out = run(
+        store, "record", "add", "hazardous_area", "--data", _hazard(), "--date", "2021-02-01"
+    )
+    draft = _report_number(out)
+    code, out = run(store, "report", "withdraw", draft, "--user", "clerk")
+    assert code == 1 and f"report {draft} is officer's draft" in out
+    assert len(entries(store)) == 2
+    code, out = run(store, "report", "withdraw", draft, "--reason", "wrong form")
+    assert code == 0 and f"report {draft} withdrawn" in out
+    withdrawn = entries(store)[-1]
+    assert (withdrawn["action"], withdrawn["username"], withdrawn["target"]) == (
+        "report.withdraw",
+        "officer",
+        f"report {draft}",
+    )
+    assert withdrawn["detail"] == {"record_id": HAZARD, "reason": "wrong form"}
+    code, out = run(store, "report", "withdraw", draft)
+    assert code == 1 and "is withdrawn: only a draft can be withdrawn" in out
+    assert len(entries(store)) == 3
+    assert HAZARD not in run(store, "report", "list", "--status", "draft")[1]
+    code, out = run(store, "history", HAZARD)
+    assert f"report {draft} [withdrawn] create" in out and "; withdrawn by officer at" in out
+    assert "why withdrawn: wrong form" in out
+
+
 def _hazard_added(store: str, how: str) -> None:
     """Field F1 added on the command line, dated 1 February 2021, with ``--submit`` or
     ``--approve``."""

@@ -619,3 +619,97 @@ def test_a_new_hazard_and_its_photo_are_approved_together(register):
     register.submit("op", [hazard.report_id, photo.report_id])
     register.approve("im", [photo.report_id, hazard.report_id])
     assert register.get(photo.record_id)["target_id"] == hazard.record_id
+
+
+def test_a_draft_is_withdrawn_by_its_author_and_kept_with_who_when_and_why(hazard):
+    register, hazard_id, _ = hazard
+    (rep,) = register.draft(
+        "op", [Submission("activity", clearance(hazard_id, g.WEST_HALF), D(2021, 5, 1))]
+    )
+    with pytest.raises(WorkflowError, match=f"report {rep.report_id} is op's draft"):
+        register.withdraw("im", rep.report_id)
+    (withdrawn,) = register.withdraw("op", rep.report_id, " wrong hazard ")
+    assert (withdrawn.status, withdrawn.reviewed_by, withdrawn.review_reason) == (
+        ReportStatus.WITHDRAWN,
+        "op",
+        "wrong hazard",
+    )
+    (kept,) = register.reports(rep.record_id)  # nothing is deleted
+    assert (kept.status, kept.reviewed_by, kept.review_reason) == (
+        ReportStatus.WITHDRAWN,
+        "op",
+        "wrong hazard",
+    )
+    assert kept.reviewed_at is not None and kept.changes == rep.changes
+    assert [e.report.status for e in history(register, rep.record_id).entries] == [
+        ReportStatus.WITHDRAWN
+    ]
+    assert register.pending(ReportStatus.DRAFT) == []
+    with register.store.read() as conn:
+        assert register.awaiting(conn, rep.record_id) == []
+    state = f"report {rep.report_id} is withdrawn"
+    with pytest.raises(WorkflowError, match=f"{state}: only a draft can be withdrawn"):
+        register.withdraw("op", rep.report_id)
+    with pytest.raises(WorkflowError, match=state):
+        register.submit("op", rep.report_id)
+    with pytest.raises(WorkflowError, match=state):
+        register.edit("op", rep.report_id, reason="again")
+    assert register.get(hazard_id)["cleared_m2"] == 0
+
+    (blank,) = register.draft("op", [Submission("organisation", {"name": "X"}, D(2021, 5, 1))])
+    assert register.withdraw("op", blank.report_id, "  ")[0].review_reason is None
+    (sent,) = register.draft("op", [Submission("organisation", {"name": "Y"}, D(2021, 5, 1))])
+    register.submit("op", sent.report_id)
+    with pytest.raises(WorkflowError, match="is submitted: only a draft can be withdrawn"):
+        register.withdraw("op", sent.report_id)
+
+
+def test_withdrawing_a_new_records_draft_withdraws_the_drafts_naming_it(register):
+    accident, victim = _accident_with_victim(register)
+    photo = _attach(register, accident.record_id, user="im")  # someone else's draft
+    other_accident, other_victim = _accident_with_victim(register)
+    withdrawn = register.withdraw("op", accident.report_id, "entered twice")
+    assert [r.report_id for r in withdrawn] == [
+        accident.report_id,
+        victim.report_id,
+        photo.report_id,
+    ]
+    with_it = (
+        f"withdrawn with report {accident.report_id}, which was to create {accident.record_id}"
+    )
+    assert [r.review_reason for r in register.reports(photo.record_id)] == [
+        f"{with_it}: entered twice"
+    ]
+    assert _statuses(register, accident, victim, photo, other_accident, other_victim) == [
+        ReportStatus.WITHDRAWN,
+        ReportStatus.WITHDRAWN,
+        ReportStatus.WITHDRAWN,
+        ReportStatus.DRAFT,
+        ReportStatus.DRAFT,
+    ]
+    with register.store.read() as conn:
+        assert register.dependents(conn, accident.record_id) == []
+    with pytest.raises(NotFound, match="awaits no approval"):
+        _attach(register, accident.record_id)
+    # A report naming the withdrawn record later is refused naming the withdrawn report.
+    (late,) = register.draft(
+        "op",
+        [
+            Submission(
+                "victim", {"accident_id": accident.record_id, "outcome": "killed"}, D(2022, 3, 1)
+            )
+        ],
+    )
+    with pytest.raises(RuleViolation) as error:
+        register.submit("op", late.report_id)
+    (problem,) = error.value.problems
+    assert problem.reason == (
+        f"accident {accident.record_id} was withdrawn (report {accident.report_id}): "
+        "it will not be registered"
+    )
+    # Without a reason, those withdrawn with it say with which.
+    register.withdraw("op", other_accident.report_id)
+    assert register.reports(other_victim.record_id)[-1].review_reason == (
+        f"withdrawn with report {other_accident.report_id}, "
+        f"which was to create {other_accident.record_id}"
+    )

@@ -683,6 +683,78 @@ def test_rejecting_a_new_record_rejects_the_photo_submitted_with_it(login, scena
     ]
 
 
+def test_only_its_author_withdraws_a_draft_and_it_is_audited(client, login, draft_hazard, scenario):
+    draft = draft_hazard("clerk")
+    url = f"/api/reports/{draft['report_id']}/withdraw"
+    assert client.post(url).status_code == 401
+    assert login("visitor").post(url).status_code == 403
+    assert login("clerk2").post(url).status_code == 403  # another organisation's draft
+    not_theirs = login("reviewer").post(url)
+    assert not_theirs.status_code == 409 and "is clerk's draft" in not_theirs.json()["detail"]
+    assert _audit(scenario, "report.withdraw") == []
+
+    clerk = login("clerk")
+    withdrawn = clerk.post(url, json={"reason": "wrong form"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    body = withdrawn.json()
+    assert (body["status"], body["reviewed_by"], body["review_reason"]) == (
+        "withdrawn",
+        "clerk",
+        "wrong form",
+    )
+    assert body["reviewed_at"] and body["withdrawn_with"] == []
+    (audited,) = _audit(scenario, "report.withdraw")
+    assert (audited["username"], audited["target"], audited["detail"]) == (
+        "clerk",
+        f"report {draft['report_id']}",
+        {"record_id": draft["record_id"], "reason": "wrong form"},
+    )
+    assert clerk.get("/api/reports?status=draft").json()["items"] == []
+    listed = clerk.get("/api/reports?status=withdrawn").json()["items"]
+    assert [r["report_id"] for r in listed] == [draft["report_id"]]
+    (entry,) = clerk.get(f"/api/records/{draft['record_id']}/history").json()["entries"]
+    assert (entry["status"], entry["reviewed_by"], entry["review_reason"]) == (
+        "withdrawn",
+        "clerk",
+        "wrong form",
+    )
+    again = clerk.post(url)
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"report {draft['report_id']} is withdrawn: only a draft can be withdrawn"
+    )
+
+    submitted = draft_hazard("clerk", submit=True)
+    refused = clerk.post(f"/api/reports/{submitted['report_id']}/withdraw")
+    assert refused.status_code == 409
+    assert "is submitted: only a draft can be withdrawn" in refused.json()["detail"]
+    assert len(_audit(scenario, "report.withdraw")) == 1
+
+
+def test_withdrawing_a_new_records_draft_withdraws_the_drafts_naming_it(login, scenario):
+    clerk = login("clerk")
+    accident, victim = _accident_with_victim(clerk)
+    photo = _attach(login("officer"), accident["record_id"]).json()
+    withdrawn = clerk.post(f"/api/reports/{accident['report_id']}/withdraw")
+    assert withdrawn.status_code == 200, withdrawn.text
+    assert withdrawn.json()["withdrawn_with"] == [victim["report_id"], photo["report_id"]]
+    assert withdrawn.json()["review_reason"] is None
+    with_it = (
+        f"withdrawn with report {accident['report_id']}, which was to create "
+        f"{accident['record_id']}"
+    )
+    shown = clerk.get(f"/api/reports/{victim['report_id']}").json()
+    assert (shown["status"], shown["review_reason"]) == ("withdrawn", with_it)
+    audited = [(a["target"], a["detail"]["reason"]) for a in _audit(scenario, "report.withdraw")]
+    assert audited == [
+        (f"report {accident['report_id']}", None),
+        (f"report {victim['report_id']}", with_it),
+        (f"report {photo['report_id']}", with_it),
+    ]
+    dependents = clerk.get(f"/api/reports/{accident['report_id']}/dependents").json()
+    assert dependents["items"] == []
+
+
 def test_an_oversize_upload_is_413_and_stores_nothing(login, scenario):
     officer = login("officer")
     big = b"x" * (scenario.settings.max_upload_bytes + 1)
@@ -728,6 +800,7 @@ def test_openapi_document_lists_the_api(client):
         "/api/records",
         "/api/records/{record_id}/history",
         "/api/reports/{report_id}/approve",
+        "/api/reports/{report_id}/withdraw",
         "/api/reports/submit",
         "/api/reports/approve",
         "/api/ledger",

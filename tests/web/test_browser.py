@@ -732,10 +732,10 @@ def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMap
     assert all(abs(a - b) <= 3 for a, b in zip(colour, expected, strict=True)), colour
 
 
-def _post_as(page, site: Site, path: str) -> dict:
+def _post_as(page, site: Site, path: str, body: dict | None = None) -> dict:
     """A write through the API with the page's session, as the pages make it."""
     token = next(c["value"] for c in page.context.cookies() if c["name"] == "safeground_csrf")
-    response = page.request.post(f"{site.url}{path}", headers={"X-CSRF-Token": token})
+    response = page.request.post(f"{site.url}{path}", headers={"X-CSRF-Token": token}, data=body)
     assert response.ok, response.text()
     return dict(response.json())
 
@@ -797,3 +797,82 @@ def test_a_victims_draft_is_edited_whatever_state_its_accident_is_in(
     page.wait_for_selector("#report-form[data-submitted=true]", timeout=30_000)
     victim = page.request.get(f"{site.url}/api/reports/{victim_id}").json()
     assert (victim["status"], victim["changes"]["age"]) == ("submitted", 35)
+
+
+def test_a_draft_is_withdrawn_from_the_drafts_tab_and_from_its_form(page, site: Site) -> None:
+    log_in(page, site, "clerk")
+    on = "2022-07-01"
+    wrong = _post_as(
+        page,
+        site,
+        "/api/reports",
+        {"record_type": "organisation", "date_of_information": on, "changes": {"name": "Typo"}},
+    )
+    accident = _post_as(
+        page,
+        site,
+        "/api/reports",
+        {
+            "record_type": "accident",
+            "date_of_information": on,
+            "changes": {
+                "accident_type": "uxo",
+                "geometry": {"type": "Point", "coordinates": [g.X0 + 0.023, g.Y0 + 0.007]},
+            },
+        },
+    )
+    victim = _post_as(
+        page,
+        site,
+        "/api/reports",
+        {
+            "record_type": "victim",
+            "date_of_information": on,
+            "changes": {"accident_id": accident["record_id"], "outcome": "injured"},
+        },
+    )
+
+    # From the Drafts tab: asked to confirm, then gone from the drafts, kept as withdrawn.
+    page.goto(f"{site.url}/reports?status=draft")
+    card = page.locator(f"li.card[data-report-id='{wrong['report_id']}']")
+    card.locator("button.withdraw").click()
+    confirm = card.locator(".confirm-withdraw")
+    assert f"Withdraw report {wrong['report_id']}?" in confirm.inner_text()
+    assert card.locator("button.withdraw").is_hidden()
+    confirm.locator("button.cancel").click()
+    assert confirm.is_hidden() and card.locator("button.withdraw").is_visible()
+    card.locator("button.withdraw").click()
+    confirm.locator("input[name=withdraw-reason]").fill("typed the wrong name")
+    shot(page, "20-withdrawing-a-draft")
+    confirm.locator("button.confirm").click()
+    card.wait_for(state="detached")
+    assert page.locator(f"li.card[data-report-id='{accident['report_id']}']").is_visible()
+    shown = page.request.get(f"{site.url}/api/reports/{wrong['report_id']}").json()
+    assert (shown["status"], shown["reviewed_by"], shown["review_reason"]) == (
+        "withdrawn",
+        "clerk",
+        "typed the wrong name",
+    )
+    page.click(".tabs button[data-status=withdrawn]")
+    withdrawn_card = page.locator(f"li.card[data-report-id='{wrong['report_id']}']")
+    assert "Withdrawn by clerk: “typed the wrong name”" in withdrawn_card.inner_text()
+
+    # From the reopened accident form: the victim's draft goes with the accident's.
+    page.goto(f"{site.url}/reports/new?form=accident&report={accident['report_id']}")
+    page.wait_for_selector(FORM_READY)
+    page.click("#withdraw-draft")
+    page.click(".confirm-withdraw button.confirm")
+    ids = page.wait_for_selector("#report-form[data-withdrawn]").get_attribute("data-withdrawn")
+    assert ids == f"{accident['report_id']},{victim['report_id']}"
+    assert page.locator("#save-draft, #submit-report").count() == 0
+    for report in (accident, victim):
+        assert page.request.get(f"{site.url}/api/reports/{report['report_id']}").json()[
+            "status"
+        ] == ("withdrawn")
+    shot(page, "21-draft-withdrawn-from-its-form")
+
+    # The record's page keeps it in its history, withdrawn, with who.
+    page.goto(f"{site.url}/records/{accident['record_id']}")
+    entry = page.wait_for_selector(f"#history li[data-report-id='{accident['report_id']}']")
+    assert "Withdrawn by clerk" in entry.inner_text()
+    assert page.locator("#history a.edit").count() == 0

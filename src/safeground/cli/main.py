@@ -39,7 +39,7 @@ app = typer.Typer(
 )
 record_app = typer.Typer(help="Draft, show and list records.", no_args_is_help=True)
 report_app = typer.Typer(
-    help="The approval workflow: submit, approve, reject, list.", no_args_is_help=True
+    help="The approval workflow: submit, withdraw, approve, reject, list.", no_args_is_help=True
 )
 app.add_typer(record_app, name="record")
 app.add_typer(report_app, name="report")
@@ -272,6 +272,25 @@ def report_submit(
         typer.echo(f"report {rep.report_id} submitted")
 
 
+@report_app.command("withdraw")
+def report_withdraw(
+    report_id: int,
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+    store: StoreOption = None,
+    user: UserOption = None,
+) -> None:
+    """Withdraw one's draft: kept in the record's history, never submitted. The drafts naming the
+    record it was to create (its victims, its attachments) are withdrawn with it."""
+    register = migrated_register(store)
+    who = acting_user(user)
+    with register.store.begin() as conn:
+        withdrawn = run(lambda: register.withdraw(who, report_id, reason, conn=conn))
+        for rep in withdrawn:
+            _audit_report(conn, who, "report.withdraw", rep, reason=rep.review_reason)
+    for rep in withdrawn:
+        typer.echo(f"report {rep.report_id} withdrawn")
+
+
 @report_app.command("approve")
 def report_approve(
     report_ids: list[int],
@@ -347,7 +366,7 @@ def history(
         typer.echo(head)
         for label, text in (
             ("why", r.reason),
-            ("review", r.review_reason),
+            ("why withdrawn" if r.status is ReportStatus.WITHDRAWN else "review", r.review_reason),
             ("source", r.source_key),
         ):
             if text:

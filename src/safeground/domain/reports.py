@@ -25,6 +25,7 @@ class ReportStatus(StrEnum):
     SUBMITTED = "submitted"
     APPROVED = "approved"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # a draft its author dropped: kept, never submitted
 
 
 class Operation(StrEnum):
@@ -46,6 +47,7 @@ class Report:
     status: ReportStatus = ReportStatus.DRAFT
     created_at: datetime | None = None
     submitted_at: datetime | None = None
+    # Who settled the report (approved, rejected or withdrew it), when and why.
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
     review_reason: str | None = None

@@ -65,19 +65,25 @@ def missing_references(conn: Connection, records: dict[str, Record]) -> list[Pro
         elif status is ReportStatus.DRAFT:
             reason = f"{kind} {target} is in draft report {report_id}: submit it with this one"
         else:
-            reason = f"{kind} {target} was rejected (report {report_id}): it will not be registered"
+            reason = f"{kind} {target} was {status} (report {report_id}): it will not be registered"
         problems.append(Problem(field_name, reason, record_id))
     return problems
 
 
 # Which of a record's unapproved reports a problem names: the one awaiting review first.
-_NAMED_FIRST = (ReportStatus.SUBMITTED, ReportStatus.DRAFT, ReportStatus.REJECTED)
+_NAMED_FIRST = (
+    ReportStatus.SUBMITTED,
+    ReportStatus.DRAFT,
+    ReportStatus.REJECTED,
+    ReportStatus.WITHDRAWN,
+)
 
 
 def _unapproved(conn: Connection, record_ids: set[str]) -> dict[str, tuple[int, str, ReportStatus]]:
     """A report of each record not in the register, with the record's type and the report's
     status: a victim approved before its accident, or an attachment submitted without its new
-    record, is refused naming the report to approve or submit first (or the rejected one)."""
+    record, is refused naming the report to approve or submit first (or the rejected or
+    withdrawn one)."""
     found: dict[str, tuple[int, str, ReportStatus]] = {}
     for chunk in chunked_in(record_ids):
         rows = conn.execute(

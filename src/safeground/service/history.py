@@ -1,5 +1,5 @@
-"""A record's history: every report (approved, rejected, pending), who, when, why, and the
-change each approved report made, with the dated status changes of a hazardous area."""
+"""A record's history: every report (approved, rejected, withdrawn, pending), who, when, why,
+and the change each approved report made, with the dated status changes of a hazardous area."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""The register's workflow: reports go draft → submitted → approved or rejected, and only
-approved reports change the current views. Every approval runs the register's rules on the
-whole batch inside one transaction, so a batch that breaks a rule changes nothing.
+"""The register's workflow: reports go draft → submitted → approved or rejected (or a draft is
+withdrawn), and only approved reports change the current views. Every approval runs the
+register's rules on the whole batch inside one transaction, so a batch that breaks a rule
+changes nothing.
 """
 
 from __future__ import annotations
@@ -335,6 +336,50 @@ class Register:
                 if dependent.status is ReportStatus.SUBMITTED:
                     rejected += self.reject(user, dependent.report_id, f"{with_it}: {reason}", conn)
         return rejected
+
+    def withdraw(
+        self, user: str, report_id: int, reason: str | None = None, conn: Connection | None = None
+    ) -> list[Report]:
+        """Withdraw one's draft; the draft first, then those withdrawn with it.
+
+        Nothing is deleted: the report stays, withdrawn, with who, when and why. A draft that
+        was to create a record takes with it the drafts naming that record (its victims, its
+        attachments), whoever wrote them: the record will never exist.
+        """
+        if conn is None:
+            with self.store.begin() as conn:
+                return self.withdraw(user, report_id, reason, conn)
+        reason = (reason or "").strip() or None
+        rep = self._load(conn, report_id)
+        if rep.status is not ReportStatus.DRAFT:
+            raise WorkflowError(
+                f"report {report_id} is {rep.status}: only a draft can be withdrawn"
+            )
+        if rep.author != user:
+            raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
+        return self._withdraw(conn, rep, user, reason)
+
+    def _withdraw(
+        self, conn: Connection, rep: Report, user: str, reason: str | None
+    ) -> list[Report]:
+        rep.status, rep.reviewed_by, rep.reviewed_at = ReportStatus.WITHDRAWN, user, now()
+        rep.review_reason = reason
+        update_report(
+            conn,
+            rep.report_id,
+            status=rep.status,
+            reviewed_by=user,
+            reviewed_at=rep.reviewed_at,
+            review_reason=reason,
+        )
+        withdrawn = [rep]
+        if rep.operation is Operation.CREATE:
+            with_it = f"withdrawn with report {rep.report_id}, which was to create {rep.record_id}"
+            for dependent in self.dependents(conn, rep.record_id):
+                if dependent.status is ReportStatus.DRAFT:
+                    why = f"{with_it}: {reason}" if reason else with_it
+                    withdrawn += self._withdraw(conn, dependent, user, why)
+        return withdrawn
 
     def file(
         self,

@@ -1,4 +1,4 @@
-"""Reports and the approval workflow: draft, edit, submit, approve, reject.
+"""Reports and the approval workflow: draft, edit, withdraw, submit, approve, reject.
 
 Each write lands with its audit entry in one transaction: the register's change and the record
 of who made it are never apart.
@@ -83,6 +83,10 @@ class ApproveMany(Approve):
 
 class Reject(BaseModel):
     reason: str = Field(min_length=1, description="Why: the author reads it")
+
+
+class Withdraw(BaseModel):
+    reason: str | None = Field(None, description="Why, kept in the record's history")
 
 
 def _username(principal: Principal) -> str:
@@ -311,3 +315,21 @@ def reject_report(
             _audit(conn, request, principal, "report.reject", done, reason=done.review_reason)
         rep = _loaded(conn, principal, report_id)
     return {**report_json(rep, principal), "rejected_with": [r.report_id for r in rejected[1:]]}
+
+
+@router.post("/reports/{report_id}/withdraw")
+def withdraw_report(
+    request: Request, report_id: ReportId, principal: Drafter, body: Withdraw | None = None
+) -> dict[str, Any]:
+    """Withdraw one's draft: kept, withdrawn, out of the drafts. One that was to create a record
+    takes with it the drafts naming that record (``withdrawn_with``), which could never be
+    submitted."""
+    register = get_register(request)
+    reason = body.reason if body else None
+    with register.store.begin() as conn:
+        _loaded(conn, principal, report_id)
+        withdrawn = register.withdraw(_username(principal), report_id, reason, conn=conn)
+        for done in withdrawn:
+            _audit(conn, request, principal, "report.withdraw", done, reason=done.review_reason)
+        rep = _loaded(conn, principal, report_id)
+    return {**report_json(rep, principal), "withdrawn_with": [r.report_id for r in withdrawn[1:]]}

@@ -60,6 +60,34 @@ export function draftFormLink(report) {
   return report.form ? `/reports/new?form=${encodeURIComponent(report.form)}&report=${report.report_id}` : null;
 }
 
+/** A "Withdraw" button for one's draft and the confirmation it opens (with an optional reason);
+ * ``done`` gets the API's answer. A new record's draft takes the drafts naming it along. */
+export function withdrawControls(report, done) {
+  const reason = el("input", {
+    name: "withdraw-reason", placeholder: "Reason (optional)", "aria-label": "Why withdraw it",
+    // Enter would submit the report form around it.
+    onkeydown: (event) => { if (event.key === "Enter") event.preventDefault(); },
+  });
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const confirm = el("div", { class: "confirm-withdraw", hidden: true },
+    el("p", {}, `Withdraw report ${report.report_id}? It leaves the drafts and is kept, withdrawn, in the history of ${report.record_id}.`,
+      report.operation === "create" ? ` Any drafts naming ${report.record_id} are withdrawn with it.` : ""),
+    reason, " ",
+    el("button", { type: "button", class: "danger confirm", onclick: async () => {
+      error.hidden = true;
+      try {
+        done(await api("POST", `/api/reports/${report.report_id}/withdraw`, reason.value.trim() ? { reason: reason.value.trim() } : {}));
+      } catch (failure) {
+        error.textContent = failure.message;
+        error.hidden = false;
+      }
+    } }, "Withdraw it"), " ",
+    el("button", { type: "button", class: "cancel", onclick: () => { confirm.hidden = true; open.hidden = false; } }, "Cancel"),
+    error);
+  const open = el("button", { type: "button", class: "withdraw", onclick: () => { open.hidden = true; confirm.hidden = false; reason.focus(); } }, "Withdraw");
+  return [open, confirm];
+}
+
 /** The lon/lat box [[minX, minY], [maxX, maxY]] around GeoJSON geometries. */
 export function boundsOf(geometries) {
   let minX = 180, minY = 90, maxX = -180, maxY = -90;

@@ -1,11 +1,11 @@
 // Report forms: the questions come from the field-form definitions (one per record field); this
 // module turns the answers into draft reports, lets the user draw or upload polygons and pick
-// points, saves drafts, reopens them (?report=ID), submits them, and shows the register's
-// problems next to their fields.
+// points, saves drafts, reopens them (?report=ID), submits or withdraws them, and shows the
+// register's problems next to their fields.
 import * as maplibregl from "maplibre-gl";
 import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
 import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
-import { api, boundsOf, draftFormLink, el, label } from "./app.js";
+import { api, boundsOf, draftFormLink, el, label, withdrawControls } from "./app.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 let form;
@@ -21,6 +21,8 @@ let photoDrafts = [];
 // The main report is shown as it stands (submitted, approved, or a colleague's draft) while the
 // user's drafts among its entries are edited.
 let mainLocked = false;
+// The controls withdrawing the reopened draft, while it is one.
+let withdrawing = [];
 
 export async function start() {
   form = document.getElementById("report-form");
@@ -175,6 +177,7 @@ async function reopen(reportId) {
     if (entryRefusal) refuse(...entryRefusal);
     else if (mainRefusal && !linked.length) refuse(...mainRefusal);
     else if (mainRefusal) lockMain(report);
+    if (!whyNotEditable(opened)) offerWithdraw(opened);
   } catch (failure) {
     refuse(`Report ${reportId} cannot be opened: ${failure.message}`);
   }
@@ -194,8 +197,32 @@ function refuse(...message) {
   const box = document.getElementById("form-error");
   box.replaceChildren(...message);
   box.hidden = false;
+  readOnly();
+}
+
+function readOnly() {
   for (const control of form.elements) control.disabled = true;
   form.querySelector(".buttons").remove();
+}
+
+/** Offer to withdraw the reopened draft (a new record's, with the drafts naming it). */
+function offerWithdraw(report) {
+  withdrawing = withdrawControls(report, withdrawn);
+  withdrawing[0].id = "withdraw-draft";
+  form.querySelector(".buttons").append(...withdrawing);
+}
+
+/** The draft is withdrawn: there is nothing left to save or submit here. */
+function withdrawn(answer) {
+  const ids = [answer.report_id, ...answer.withdrawn_with];
+  readOnly();
+  const notice = document.getElementById("form-notice");
+  notice.replaceChildren(
+    `Withdrawn: report ${ids.join(", ")}. `,
+    el("a", { href: "/reports?status=withdrawn" }, "See withdrawn reports"),
+  );
+  notice.hidden = false;
+  form.dataset.withdrawn = ids.join(",");
 }
 
 /** Leave the main report as it is and let the user's drafts among its entries be edited. */
@@ -320,7 +347,10 @@ async function save(submit) {
     el("a", { href: submit ? "/reports?status=submitted" : "/reports?status=draft" }, submit ? "See the queue" : "See your drafts"),
   );
   form.dataset.saved = ids.join(",");
-  if (submit) form.dataset.submitted = "true";
+  if (submit) {
+    form.dataset.submitted = "true";
+    withdrawing.forEach((control) => control.remove()); // no longer a draft
+  }
 }
 
 /** Submit the form's drafts in one call, checked together: a victim passes with the accident it

@@ -1,7 +1,8 @@
 // The review queue: reviewers and the IM officer approve or reject (with a reason) submitted
 // reports, a new record with the reports naming it (an accident's victims, its photos) in one go;
-// everyone sees their drafts, to edit (reopened in their form) or submit them, with theirs.
-import { api, draftFormLink, el, label } from "./app.js";
+// everyone sees their drafts, to edit (reopened in their form), submit or withdraw them, with
+// theirs.
+import { api, draftFormLink, el, label, withdrawControls } from "./app.js";
 
 let root;
 
@@ -51,7 +52,9 @@ function card(report, status) {
       el("a", { href: `/records/${encodeURIComponent(report.record_id)}` }, report.record_id)),
     el("p", { class: "muted" }, `By ${report.author}, information of ${report.date_of_information}`,
       report.submitted_at ? `, submitted ${report.submitted_at.slice(0, 16).replace("T", " ")}` : "",
-      report.review_reason ? ` — ${label(report.status)} by ${report.reviewed_by}: “${report.review_reason}”` : ""),
+      report.review_reason || report.status === "withdrawn"
+        ? ` — ${label(report.status)} by ${report.reviewed_by}${report.review_reason ? `: “${report.review_reason}”` : ""}`
+        : ""),
     el("ul", { class: "changes" }, summary(report.changes)),
   );
   const error = el("p", { class: "error", role: "alert", hidden: true });
@@ -75,11 +78,12 @@ function card(report, status) {
     const edit = draftFormLink(report);
     let together = [report];
     const submit = el("button", { type: "button", class: "submit", onclick: () => submitDrafts(together, error) }, "Submit for review");
-    const buttons = el("div", { class: "decide" }, edit ? el("a", { class: "button edit", href: edit }, "Edit") : null, submit);
-    item.append(buttons);
+    const [withdraw, confirm] = withdrawControls(report, () => show("draft"));
+    const buttons = el("div", { class: "decide" }, edit ? el("a", { class: "button edit", href: edit }, "Edit") : null, submit, withdraw);
+    item.append(buttons, confirm);
     withDependents(report, (r) => r.status === "draft" && r.author === report.author, (drafts) => {
       together = [report, ...drafts];
-      buttons.before(dependentsList(drafts, "Your drafts naming it, submitted with it:"));
+      buttons.before(dependentsList(drafts, "Your drafts naming it, submitted or withdrawn with it:"));
       submit.textContent = `Submit for review with report ${drafts.map((r) => r.report_id).join(", ")}`;
     });
   }
