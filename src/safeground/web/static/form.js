@@ -6,6 +6,7 @@ import * as maplibregl from "maplibre-gl";
 import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
 import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
 import { api, boundsOf, draftFormLink, el, label } from "./app.js";
+import { addBaseMap } from "./basemap.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 let form;
@@ -443,12 +444,14 @@ async function setUpMap() {
     style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#dfe7ea" } }] },
     bounds: await initialBounds(),
     fitBoundsOptions: { padding: 30, maxZoom: 17 },
-    attributionControl: false,
+    attributionControl: { compact: true }, // the base map's licence may require its credit
   });
   window.safegroundFormMap = map;
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   await map.once("load");
-  addRegisterLayers(map, await tileCatalogue(), { layers: ["admin_area", "hazardous_area", "processed_land", "task"] });
+  // The configured base map, as on the map page: one draws a polygon by what is on the ground.
+  const hasBase = await addBaseMap(map, JSON.parse(container.dataset.baseMap));
+  addRegisterLayers(map, await tileCatalogue(), { plainBackground: !hasBase, layers: ["admin_area", "hazardous_area", "processed_land", "task"] });
   map.addSource("answers", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
   map.addLayer({ id: "answers-fill", type: "fill", source: "answers", filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#0050b3", "fill-opacity": 0.25 } });
   map.addLayer({ id: "answers-line", type: "line", source: "answers", paint: { "line-color": "#0050b3", "line-width": 2.5 } });
