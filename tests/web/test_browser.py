@@ -648,6 +648,51 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
     shot(page, "18-victim-record")
 
 
+def test_photo_captions_typed_in_the_form_go_with_their_files(page, site: Site) -> None:
+    """Each chosen file gets a caption box; what is typed is the attachment's caption, one left
+    empty has none, and the captions are shown again when the draft is reopened."""
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=eore")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=session_date] input", "2021-06-01")
+    page.fill(".question[data-field=place_name] input", "School 3")
+    page.set_input_files(
+        "#photos",
+        files=[
+            {"name": "lesson.png", "mimeType": "image/png", "buffer": PNG},
+            {"name": "attendance.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4"},
+        ],
+    )
+    captions = page.locator("fieldset.photos .chosen-photos input.caption")
+    assert captions.count() == 2
+    captions.nth(0).fill("Pupils at the risk education lesson")
+    page.click("#save-draft")
+    saved = page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved")
+    session_report, *photo_reports = (int(i) for i in saved.split(","))
+    photos = [page.request.get(f"{site.url}/api/reports/{i}").json() for i in photo_reports]
+    assert [(p["changes"]["filename"], p["changes"].get("caption")) for p in photos] == [
+        ("lesson.png", "Pupils at the risk education lesson"),
+        ("attendance.pdf", None),
+    ]
+    assert captions.count() == 0  # attached: nothing chosen any more
+    listed = page.locator("fieldset.photos .saved-photos li")
+    assert "lesson.png — Pupils at the risk education lesson (report" in listed.nth(0).inner_text()
+
+    # Reopened, the draft lists its files with their captions.
+    page.goto(f"{site.url}/reports/new?form=eore&report={session_report}")
+    page.wait_for_selector(FORM_READY)
+    assert [listed.nth(i).inner_text() for i in range(listed.count())] == [
+        f"lesson.png — Pupils at the risk education lesson (report {photo_reports[0]}, draft)",
+        f"attendance.pdf (report {photo_reports[1]}, draft)",
+    ]
+    # So does the page of the session waiting for approval.
+    session_id = photos[0]["changes"]["target_id"]
+    page.goto(f"{site.url}/records/{session_id}")
+    waiting = page.locator(f"#attachments li[data-report-id='{photo_reports[0]}']")
+    assert "Pupils at the risk education lesson" in waiting.inner_text()
+    shot(page, "18b-waiting-photo-with-caption")
+
+
 # What a base map tile looks like on the page: the raster tiles' one colour, or the fill
 # basemap.js gives a vector base map's polygons; neither is a colour the page draws itself.
 RASTER_COLOUR = (200, 30, 160)

@@ -160,7 +160,7 @@ async function showWaitingAttachments(report) {
   const attachments = items.filter((r) => r.record_type === "attachment").map((r) =>
     el("li", { dataset: { reportId: r.report_id } },
       el("a", { href: `/api/reports/${r.report_id}/content` }, r.changes.filename),
-      ` (report ${r.report_id}, ${r.status})`));
+      `${r.changes.caption ? ` — ${r.changes.caption}` : ""} (report ${r.report_id}, ${r.status})`));
   document.getElementById("attachments").replaceChildren(...(attachments.length ? attachments : [el("li", { class: "muted" }, "None.")]));
 }
 
