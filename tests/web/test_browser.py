@@ -89,6 +89,7 @@ class BaseMapSite:
     url: str
     kind: str  # "pmtiles" or "mbtiles"
     vector: bool
+    hazard_id: str
 
 
 def _free_port() -> int:
@@ -647,6 +648,51 @@ def test_an_accident_and_its_victims_are_submitted_together_and_approved_togethe
     shot(page, "18-victim-record")
 
 
+def test_photo_captions_typed_in_the_form_go_with_their_files(page, site: Site) -> None:
+    """Each chosen file gets a caption box; what is typed is the attachment's caption, one left
+    empty has none, and the captions are shown again when the draft is reopened."""
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=eore")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=session_date] input", "2021-06-01")
+    page.fill(".question[data-field=place_name] input", "School 3")
+    page.set_input_files(
+        "#photos",
+        files=[
+            {"name": "lesson.png", "mimeType": "image/png", "buffer": PNG},
+            {"name": "attendance.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4"},
+        ],
+    )
+    captions = page.locator("fieldset.photos .chosen-photos input.caption")
+    assert captions.count() == 2
+    captions.nth(0).fill("Pupils at the risk education lesson")
+    page.click("#save-draft")
+    saved = page.wait_for_selector("#report-form[data-saved]").get_attribute("data-saved")
+    session_report, *photo_reports = (int(i) for i in saved.split(","))
+    photos = [page.request.get(f"{site.url}/api/reports/{i}").json() for i in photo_reports]
+    assert [(p["changes"]["filename"], p["changes"].get("caption")) for p in photos] == [
+        ("lesson.png", "Pupils at the risk education lesson"),
+        ("attendance.pdf", None),
+    ]
+    assert captions.count() == 0  # attached: nothing chosen any more
+    listed = page.locator("fieldset.photos .saved-photos li")
+    assert "lesson.png — Pupils at the risk education lesson (report" in listed.nth(0).inner_text()
+
+    # Reopened, the draft lists its files with their captions.
+    page.goto(f"{site.url}/reports/new?form=eore&report={session_report}")
+    page.wait_for_selector(FORM_READY)
+    assert [listed.nth(i).inner_text() for i in range(listed.count())] == [
+        f"lesson.png — Pupils at the risk education lesson (report {photo_reports[0]}, draft)",
+        f"attendance.pdf (report {photo_reports[1]}, draft)",
+    ]
+    # So does the page of the session waiting for approval.
+    session_id = photos[0]["changes"]["target_id"]
+    page.goto(f"{site.url}/records/{session_id}")
+    waiting = page.locator(f"#attachments li[data-report-id='{photo_reports[0]}']")
+    assert "Pupils at the risk education lesson" in waiting.inner_text()
+    shot(page, "18b-waiting-photo-with-caption")
+
+
 # What a base map tile looks like on the page: the raster tiles' one colour, or the fill
 # basemap.js gives a vector base map's polygons; neither is a colour the page draws itself.
 RASTER_COLOUR = (200, 30, 160)
@@ -668,36 +714,39 @@ def base_map_site(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     (write_pmtiles if kind == "pmtiles" else write_mbtiles)(base, tiles, vector=vector)
     path = folder / "register.gpkg"
     register = Register.create(str(path), country="AZ")
-    add(register, "hazardous_area", date(2021, 2, 1), name="Field 1", geometry=g.HAZARD.wkt)
+    hazard = add(
+        register, "hazardous_area", date(2021, 2, 1), name="Field 1", geometry=g.HAZARD.wkt
+    )
     register.store.migrate()
     with register.store.begin() as conn:
         accounts.add_account(conn, "officer", "im_officer", PASSWORD)
     register.store.engine.dispose()
     with serve(Settings(store=str(path), secret_key="browser-test", base_map=base)) as url:
-        yield BaseMapSite(url, kind, vector)
+        yield BaseMapSite(url, kind, vector, hazard)
 
 
-def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMapSite) -> None:
-    """The base map's tiles arrive (a PMTiles archive in byte ranges, MBTiles tile by tile),
-    are drawn where the register has nothing, under the hazardous area, with their credit."""
-    site = base_map_site
+def base_map_responses(page, site: BaseMapSite) -> list:
+    """The responses to the page's requests for the base map, from now on."""
     served: list = []
     from_base = f"{site.url}/basemap"
     page.on("response", lambda r: served.append(r) if r.url.startswith(from_base) else None)
-    log_in(page, site, "officer")
+    return served
+
+
+def check_base_map_drawn(page, site: BaseMapSite, served: list, handle: str, name: str) -> None:
+    """The map ``window[handle]`` fetched the base map's tiles (a PMTiles archive in byte
+    ranges, MBTiles tile by tile) and draws them where the register has nothing, under the
+    hazardous area, with their credit."""
+    the_map = f"window.{handle}"
     page.wait_for_function(
-        "Number(document.getElementById('map').dataset.renderedHazards) >= 1", timeout=30_000
-    )
-    page.wait_for_function(
-        "window.safegroundMap.getSource('basemap') && window.safegroundMap.isSourceLoaded('basemap')",
+        f"{the_map} && {the_map}.getSource('basemap') && {the_map}.isSourceLoaded('basemap')",
         timeout=30_000,
     )
     # Drawn and faded in: "idle" waits for tiles and fades alike.
     page.evaluate(
-        "new Promise((idle) => { window.safegroundMap.once('idle', idle);"
-        " window.safegroundMap.triggerRepaint(); })"
+        f"new Promise((idle) => {{ {the_map}.once('idle', idle); {the_map}.triggerRepaint(); }})"
     )
-    shot(page, f"19-base-map-{site.kind}-{'vector' if site.vector else 'raster'}")
+    shot(page, f"{name}-{site.kind}-{'vector' if site.vector else 'raster'}")
 
     if site.kind == "pmtiles":
         # The header and root directory, then the tile: every one a byte range of the file.
@@ -712,17 +761,18 @@ def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMap
             "application/x-protobuf" if site.vector else "image/png"
         }
 
-    layers = page.evaluate("window.safegroundMap.getStyle().layers.map((layer) => layer.id)")
+    layers = page.evaluate(f"{the_map}.getStyle().layers.map((layer) => layer.id)")
     base_layers = [i for i, layer in enumerate(layers) if layer.startswith("basemap")]
     assert base_layers and max(base_layers) < layers.index("hazard-fill")
-    assert ATTRIBUTION in page.locator("#map .maplibregl-ctrl-attrib").inner_text()
+    container = page.evaluate_handle(f"{the_map}.getContainer()").as_element()
+    assert ATTRIBUTION in container.query_selector(".maplibregl-ctrl-attrib").inner_text()
 
     # A point at the map's left edge, where the register draws nothing: the base map's colour.
-    canvas = page.locator("#map canvas")
+    canvas = container.query_selector("canvas")
     picture = Image.open(io.BytesIO(canvas.screenshot()))
     free = (20, picture.height // 2)
     drawn_there = page.evaluate(
-        "([x, y]) => window.safegroundMap.queryRenderedFeatures([x, y])"
+        f"([x, y]) => {the_map}.queryRenderedFeatures([x, y])"
         ".filter((f) => !f.layer.id.startsWith('basemap')).length",
         list(free),
     )
@@ -730,6 +780,30 @@ def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMap
     expected = VECTOR_FILL if site.vector else RASTER_COLOUR
     colour = picture.convert("RGB").getpixel(free)
     assert all(abs(a - b) <= 3 for a, b in zip(colour, expected, strict=True)), colour
+
+
+def test_local_base_map_is_drawn_under_the_register(page, base_map_site: BaseMapSite) -> None:
+    site = base_map_site
+    served = base_map_responses(page, site)
+    log_in(page, site, "officer")
+    page.wait_for_function(
+        "Number(document.getElementById('map').dataset.renderedHazards) >= 1", timeout=30_000
+    )
+    check_base_map_drawn(page, site, served, "safegroundMap", "19-base-map")
+
+
+def test_form_and_record_maps_draw_the_base_map(page, base_map_site: BaseMapSite) -> None:
+    """Polygons are drawn on the report form over the base map, and a record is shown on it."""
+    site = base_map_site
+    served = base_map_responses(page, site)
+    log_in(page, site, "officer")
+    served.clear()  # the map page's
+    page.goto(f"{site.url}/reports/new?form=nts")
+    page.wait_for_selector(FORM_READY)
+    check_base_map_drawn(page, site, served, "safegroundFormMap", "20-form-base-map")
+    served.clear()
+    page.goto(f"{site.url}/records/{site.hazard_id}")
+    check_base_map_drawn(page, site, served, "safegroundRecordMap", "21-record-base-map")
 
 
 def _post_as(page, site: Site, path: str, body: dict | None = None) -> dict:

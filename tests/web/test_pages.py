@@ -16,6 +16,7 @@ from pmtiles.reader import Reader
 from safeground.io.fieldforms import FORMS
 from safeground.web.app import create_app
 from tests.web.basemaps import ATTRIBUTION, raster_tile, world, write_mbtiles, write_pmtiles
+from tests.web.conftest import logged_in
 
 
 def test_pages_that_need_an_account_send_to_login(client):
@@ -97,6 +98,21 @@ def test_local_mbtiles_base_map(with_base_map, tmp_path):
     assert found.headers["content-type"] == "image/png"
     assert client.get("/basemap/1/1/1").status_code == 204
     assert client.get("/basemap.pmtiles").status_code == 404
+
+
+def test_form_and_record_maps_get_the_base_map_of_the_map_page(
+    with_base_map, login, scenario, tmp_path
+):
+    pages = ("/reports/new?form=nts", f"/records/{scenario.hazard}")
+    for page in pages:
+        assert "data-base-map='null'" in login("clerk").get(page).text
+    path = tmp_path / "base.mbtiles"
+    write_mbtiles(path, {(0, 0, 0): raster_tile((1, 2, 3))})
+    clerk = logged_in(with_base_map(path).app, "clerk")
+    config = _base_map_config(clerk.get("/").text)
+    assert config["kind"] == "mbtiles" and config["attribution"] == ATTRIBUTION
+    for page in pages:
+        assert _base_map_config(clerk.get(page).text) == config, page
 
 
 # The PMTiles archive the server tests read: each tile of zooms 0-2 a colour of its own.

@@ -94,7 +94,6 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
 
     context = await run_in_threadpool(read)
     risk_entries = await run_in_threadpool(risk.layer_entries, request, principal)
-    base = basemap.describe(get_settings(request).base_map)
     return _render(
         request,
         "map.html",
@@ -103,10 +102,16 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
         statuses=list(codes.HazardStatus),
         classifications=list(codes.Classification),
         land_types=list(codes.LandType),
-        base_map=base.as_dict() if base else None,
+        base_map=_base_map(request),
         risk=risk_entries[0] if risk_entries else None,
         **context,
     )
+
+
+def _base_map(request: Request) -> dict[str, Any] | None:
+    """The configured base map as the pages' maps draw it (``data-base-map``), or None."""
+    base = basemap.describe(get_settings(request).base_map)
+    return base.as_dict() if base else None
 
 
 def _names(conn: Connection, record_type: str) -> list[tuple[str, str]]:
@@ -133,7 +138,9 @@ def _frame(conn: Connection, hazards: bool) -> tuple[float, float, float, float]
 def record_page(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
     if not principal.is_authenticated:
         return _login_first(request)
-    return _render(request, "record.html", principal, record_id=record_id)
+    return _render(
+        request, "record.html", principal, record_id=record_id, base_map=_base_map(request)
+    )
 
 
 @router.get("/reports", response_class=HTMLResponse)
@@ -172,6 +179,7 @@ async def report_form_page(
         principal,
         form=definition,
         bounds=await run_in_threadpool(frame),
+        base_map=_base_map(request),
         report_id=report,
         prefill={k: v for k, v in request.query_params.items() if k not in ("form", "report")},
     )

@@ -6,6 +6,7 @@ import * as maplibregl from "maplibre-gl";
 import { TerraDraw, TerraDrawPolygonMode } from "terra-draw";
 import { TerraDrawMapLibreGLAdapter } from "terra-draw-maplibre-gl-adapter";
 import { api, boundsOf, draftFormLink, el, label, withdrawControls } from "./app.js";
+import { addBaseMap } from "./basemap.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 let form;
@@ -404,20 +405,31 @@ async function attachPhotos(report, entryChanges) {
   if (!target) {
     throw Object.assign(new Error("photos need a record to go with"), { problems: [{ field: "photos", message: "name the hazardous area the items were found in" }] });
   }
-  for (const file of input.files) {
+  const captions = form.querySelectorAll("fieldset.photos .chosen-photos input.caption");
+  for (const [i, file] of [...input.files].entries()) {
+    const caption = captions[i]?.value.trim() || undefined;
     const body = new FormData();
     body.append("file", file);
-    body.append("caption", `report ${report.report_id}: ${file.name}`);
+    if (caption) body.append("caption", caption); // left empty: no caption rather than a made-up one
     const attached = await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
-    photoDrafts.push({ ...attached, record_type: "attachment", changes: { filename: file.name } });
+    photoDrafts.push({ ...attached, record_type: "attachment", changes: { filename: file.name, caption } });
   }
   input.value = "";
+  showChosenPhotos([]);
 }
 
-/** List the photos saved with the form, with their reports. */
+/** A caption box for each chosen file, to say what it shows. */
+function showChosenPhotos(files) {
+  const list = form.querySelector("fieldset.photos .chosen-photos");
+  list.replaceChildren(...[...files].map((file) =>
+    el("li", {}, el("label", {}, `Caption for ${file.name} `, el("input", { type: "text", class: "caption", placeholder: "what it shows" })))));
+}
+
+/** List the photos saved with the form (a reopened draft's too), with captions and reports. */
 function showPhotos() {
   const list = form.querySelector("fieldset.photos .saved-photos");
-  list.replaceChildren(...photoDrafts.map((r) => el("li", { dataset: { reportId: r.report_id } }, `${r.changes.filename} (report ${r.report_id}, ${r.status})`)));
+  list.replaceChildren(...photoDrafts.map((r) => el("li", { dataset: { reportId: r.report_id } },
+    `${r.changes.filename}${r.changes.caption ? ` — ${r.changes.caption}` : ""} (report ${r.report_id}, ${r.status})`)));
 }
 
 function clearProblems() {
@@ -473,12 +485,14 @@ async function setUpMap() {
     style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#dfe7ea" } }] },
     bounds: await initialBounds(),
     fitBoundsOptions: { padding: 30, maxZoom: 17 },
-    attributionControl: false,
+    attributionControl: { compact: true }, // the base map's licence may require its credit
   });
   window.safegroundFormMap = map;
   map.addControl(new maplibregl.NavigationControl(), "top-right");
   await map.once("load");
-  addRegisterLayers(map, await tileCatalogue(), { layers: ["admin_area", "hazardous_area", "processed_land", "task"] });
+  // The configured base map, as on the map page: one draws a polygon by what is on the ground.
+  const hasBase = await addBaseMap(map, JSON.parse(container.dataset.baseMap));
+  addRegisterLayers(map, await tileCatalogue(), { plainBackground: !hasBase, layers: ["admin_area", "hazardous_area", "processed_land", "task"] });
   map.addSource("answers", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
   map.addLayer({ id: "answers-fill", type: "fill", source: "answers", filter: ["==", ["geometry-type"], "Polygon"], paint: { "fill-color": "#0050b3", "fill-opacity": 0.25 } });
   map.addLayer({ id: "answers-line", type: "line", source: "answers", paint: { "line-color": "#0050b3", "line-width": 2.5 } });
@@ -558,6 +572,8 @@ async function onFileChosen(event) {
       showProblem({ field: question.dataset.field, message: `${input.files[0].name}: ${failure.message}` }, question.closest(".entry") || form);
     }
     input.value = "";
+  } else if (input.id === "photos") {
+    showChosenPhotos(input.files);
   } else if (input.closest(".kind-geopoint")) {
     refreshAnswers();
   }

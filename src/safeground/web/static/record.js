@@ -1,6 +1,7 @@
 // A record's page: current view, land-release balance, linked records, attachments, history.
 import * as maplibregl from "maplibre-gl";
 import { api, boundsOf, draftFormLink, el, formatArea, label } from "./app.js";
+import { addBaseMap } from "./basemap.js";
 import { addRegisterLayers, tileCatalogue } from "./symbology.js";
 
 const LEDGER = ["estimated_area_m2", "cancelled_m2", "reduced_m2", "cleared_m2", "remaining_m2"];
@@ -117,10 +118,12 @@ async function showGeometry(record) {
     style: { version: 8, sources: {}, layers: [{ id: "bg", type: "background", paint: { "background-color": "#dfe7ea" } }] },
     bounds: bounds(record.geometry),
     fitBoundsOptions: { padding: 40, maxZoom: 16 },
-    attributionControl: false,
+    attributionControl: { compact: true }, // the base map's licence may require its credit
   });
+  window.safegroundRecordMap = map; // for the browser tests and the curious
   await map.once("load");
-  addRegisterLayers(map, await tileCatalogue(), { layers: ["admin_area", "hazardous_area", "processed_land", "eo_item", "accident"] });
+  const hasBase = await addBaseMap(map, JSON.parse(container.dataset.baseMap));
+  addRegisterLayers(map, await tileCatalogue(), { plainBackground: !hasBase, layers: ["admin_area", "hazardous_area", "processed_land", "eo_item", "accident"] });
   map.addSource("this", { type: "geojson", data: record.geometry });
   const point = record.geometry.type === "Point";
   map.addLayer(point
@@ -157,7 +160,7 @@ async function showWaitingAttachments(report) {
   const attachments = items.filter((r) => r.record_type === "attachment").map((r) =>
     el("li", { dataset: { reportId: r.report_id } },
       el("a", { href: `/api/reports/${r.report_id}/content` }, r.changes.filename),
-      ` (report ${r.report_id}, ${r.status})`));
+      `${r.changes.caption ? ` — ${r.changes.caption}` : ""} (report ${r.report_id}, ${r.status})`));
   document.getElementById("attachments").replaceChildren(...(attachments.length ? attachments : [el("li", { class: "muted" }, "None.")]));
 }
 
