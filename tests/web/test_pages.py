@@ -115,6 +115,31 @@ def test_form_and_record_maps_get_the_base_map_of_the_map_page(
         assert _base_map_config(clerk.get(page).text) == config, page
 
 
+def test_a_broken_base_map_is_said_on_each_map_page_which_still_opens(
+    with_base_map, scenario, tmp_path
+):
+    """Missing, of an unknown kind or unreadable: the page says why, draws no base map, and a
+    clerk can still file a report."""
+    pages = ("/", "/reports/new?form=nts", f"/records/{scenario.hazard}")
+    broken = tmp_path / "broken.mbtiles"
+    broken.write_bytes(b"not an SQLite file at all, " * 100)
+    (tmp_path / "base.tif").write_bytes(b"II*\x00")
+    for path, reason in [
+        (tmp_path / "gone.pmtiles", "does not exist"),
+        (tmp_path / "base.tif", "give a .mbtiles or .pmtiles file"),
+        (broken, "is not a readable MBTiles file"),
+    ]:
+        clerk = logged_in(with_base_map(path).app, "clerk")
+        for page in pages:
+            response = clerk.get(page)
+            assert response.status_code == 200, (path, page)
+            assert "data-base-map='null'" in response.text
+            said = re.search(
+                r'<p class="error" role="alert">The base map is not shown: ([^<]*)<', response.text
+            )
+            assert said and reason in html.unescape(said[1]) and path.name in said[1], (path, page)
+
+
 # The PMTiles archive the server tests read: each tile of zooms 0-2 a colour of its own.
 TILES = {(z, x, y): raster_tile((40 + 60 * z, 50 * x, 50 * y)) for z, x, y in world()}
 

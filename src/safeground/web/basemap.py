@@ -93,8 +93,11 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _metadata(path: Path) -> dict[str, str]:
-    with _connect(path) as conn:
-        return dict(conn.execute("SELECT name, value FROM metadata").fetchall())
+    try:
+        with _connect(path) as conn:
+            return dict(conn.execute("SELECT name, value FROM metadata").fetchall())
+    except sqlite3.DatabaseError as error:
+        raise NotFound(f"base map {path} is not a readable MBTiles file: {error}") from None
 
 
 def _configured(request: Request) -> Path:

@@ -102,16 +102,22 @@ async def map_page(request: Request, principal: CurrentPrincipal) -> Response:
         statuses=list(codes.HazardStatus),
         classifications=list(codes.Classification),
         land_types=list(codes.LandType),
-        base_map=_base_map(request),
+        **_base_map(request),
         risk=risk_entries[0] if risk_entries else None,
         **context,
     )
 
 
-def _base_map(request: Request) -> dict[str, Any] | None:
-    """The configured base map as the pages' maps draw it (``data-base-map``), or None."""
-    base = basemap.describe(get_settings(request).base_map)
-    return base.as_dict() if base else None
+def _base_map(request: Request) -> dict[str, Any]:
+    """The configured base map as the pages' maps draw it (``base_map``, for ``data-base-map``;
+    None without one), and why it cannot be drawn (``base_map_problem``). A missing or broken
+    file is said on the page, above the register's own layers, rather than failing the page:
+    a clerk can still file a report while the base map is mended."""
+    try:
+        base = basemap.describe(get_settings(request).base_map)
+    except NotFound as problem:
+        return {"base_map": None, "base_map_problem": str(problem)}
+    return {"base_map": base.as_dict() if base else None, "base_map_problem": None}
 
 
 def _names(conn: Connection, record_type: str) -> list[tuple[str, str]]:
@@ -138,9 +144,7 @@ def _frame(conn: Connection, hazards: bool) -> tuple[float, float, float, float]
 def record_page(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
     if not principal.is_authenticated:
         return _login_first(request)
-    return _render(
-        request, "record.html", principal, record_id=record_id, base_map=_base_map(request)
-    )
+    return _render(request, "record.html", principal, record_id=record_id, **_base_map(request))
 
 
 @router.get("/reports", response_class=HTMLResponse)
@@ -179,7 +183,7 @@ async def report_form_page(
         principal,
         form=definition,
         bounds=await run_in_threadpool(frame),
-        base_map=_base_map(request),
+        **_base_map(request),
         report_id=report,
         prefill={k: v for k, v in request.query_params.items() if k not in ("form", "report")},
     )
