@@ -23,7 +23,9 @@ import rasterio
 from fastapi.testclient import TestClient
 from PIL import Image
 from pyproj import Transformer
+from rasterio.transform import Affine
 from rio_tiler.colormap import cmap
+from rio_tiler.io import Reader
 from sqlalchemy import select
 
 from safeground.risk.attach import attach_map
@@ -266,6 +268,53 @@ def test_a_changed_file_is_refused_for_its_own_map_only(served: Served, as_user)
     assert officer.get(earlier_url).status_code == 409
     page = officer.get("/").text  # nothing left to draw: each map says why
     assert 'value="risk"' not in page and page.count("is not shown") == 2
+
+
+def test_each_map_is_opened_once_across_listings(served: Served, as_user, monkeypatch) -> None:
+    """The bounds are read with the hash and kept: the listing, which every map page load
+    asks for, opens no map file again while the file is unchanged."""
+    newer = _attach_a_newer_map(served)
+    opened: list[str] = []
+
+    def counting_reader(path: str, *args, **kwargs) -> Reader:
+        opened.append(path)
+        return Reader(path, *args, **kwargs)
+
+    monkeypatch.setattr("safeground.web.risk.Reader", counting_reader)
+    officer = as_user("officer")
+    listings = [officer.get("/tiles/layers.json").json()["layers"] for _ in range(2)]
+    assert listings[0] == listings[1]
+    assert "risk-legend" in officer.get("/").text
+    assert sorted(opened) == sorted([str(newer), str(served.map_path)])
+
+
+def test_a_replaced_file_is_refused_then_listed_with_its_own_bounds(
+    served: Served, as_user
+) -> None:
+    """Once bounds are kept, a file replaced by another map is still refused, and once
+    attached again it is listed with the new map's bounds, not the ones kept."""
+    officer = as_user("officer")
+
+    def risk_layer() -> dict:
+        layers = officer.get("/tiles/layers.json").json()["layers"]
+        return next(x for x in layers if x["id"] == "risk")
+
+    before = risk_layer()["bounds"]
+    moved = served.map_path.with_name("moved.tif")
+    with rasterio.open(served.map_path) as src:
+        profile, tags, values = src.profile, src.tags(), src.read(1)
+    profile["transform"] @= Affine.translation(5, 0)  # five cells east
+    with rasterio.open(moved, "w", **profile) as dst:
+        dst.write(values, 1)
+        dst.update_tags(**tags)
+    moved.replace(served.map_path)
+    refused = risk_layer()
+    assert refused["available"] is False and "changed since it was attached" in refused["problem"]
+
+    attach_map(served.app.state.register, served.map_path, "planner")  # type: ignore[attr-defined]
+    listed = risk_layer()
+    assert listed["available"] is True and listed["map_sha256"] == _sha256(served.map_path)
+    assert listed["bounds"][0] > before[0] and listed["bounds"][2] > before[2]
 
 
 def test_the_hash_cache_holds_several_files_and_sees_a_change(tmp_path: Path) -> None:

@@ -1,13 +1,16 @@
 """Readers do not queue behind each other: Store.read takes no write lock. On PostgreSQL a read
-is one snapshot, and pooled connections are tested before use only after being idle."""
+is one snapshot, pooled connections are tested before use only after being idle, and a safe
+web request that met a connection the server dropped runs once more."""
 
 import sqlite3
 
+import anyio
 import pytest
-from sqlalchemy import exc, select, text
+from sqlalchemy import event, exc, select, text
 
 from safeground.storage.schema import setting
 from safeground.storage.store import PostgisStore
+from safeground.web.retry import RetrySafeRequests
 
 
 def test_two_readers_hold_read_transactions_at_once(register):
@@ -62,8 +65,9 @@ def _backend(store):
 
 
 def _terminate(store, pid):
+    """End the backend and wait (up to 1 s) until it has gone."""
     with store.begin() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        conn.execute(text("SELECT pg_terminate_backend(:pid, 1000)"), {"pid": pid})
 
 
 def test_an_idle_pooled_connection_that_died_is_replaced(register):
@@ -87,3 +91,86 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(register):
         _backend(store)
     assert _backend(store) != first
     store.engine.dispose()
+
+
+@pytest.fixture
+def backends(app):
+    """The backends of every connection the application's pool has handed out."""
+    seen: set[int] = set()
+
+    @event.listens_for(app.state.register.store.engine, "checkout")
+    def _noted(dbapi, _entry, _proxy):
+        seen.add(dbapi.info.backend_pid)
+
+    return seen
+
+
+def _kill(backends, scenario):
+    for pid in backends:
+        _terminate(scenario.register.store, pid)
+
+
+def test_a_get_right_after_its_connection_died_is_answered(scenario, backends, login):
+    """Each kind of page and endpoint, asked right after the server dropped its connections
+    (used a moment ago, so not pinged): the first attempt fails, the second is answered."""
+    _postgis_only(scenario.register)
+    officer = login("officer")
+    for url in (
+        f"/api/records/{scenario.hazard}",
+        "/ogc/collections/hazardous_area/items",
+        "/tiles/layers.json",
+        "/",
+        f"/records/{scenario.hazard}",
+    ):
+        before = set(backends)
+        _kill(backends, scenario)
+        assert officer.get(url).status_code == 200, url
+        assert backends - before, f"{url}: no new connection, so no retry was tested"
+
+
+def test_a_post_after_its_connection_died_is_not_run_again(scenario, backends, login):
+    _postgis_only(scenario.register)
+    clerk = login("clerk")
+    draft = {
+        "record_type": "organisation",
+        "date_of_information": "2022-05-01",
+        "changes": {"name": "Operator gamma"},
+    }
+    _kill(backends, scenario)
+    with pytest.raises(exc.OperationalError):
+        clerk.post("/api/reports", json=draft)
+    assert clerk.post("/api/reports", json=draft).status_code == 201  # the pool was renewed
+
+
+def test_a_safe_request_runs_at_most_twice_and_not_once_its_answer_began():
+    """Without a server: the retry's limits, on an application whose connection always dies
+    and which reads the request's body (the client sends it once)."""
+    runs: list[tuple[str, str, bytes | None]] = []
+
+    async def dying(scope, receive, send):
+        runs.append((scope["method"], scope["path"], (await receive()).get("body")))
+        if scope["path"] == "/answering":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise exc.OperationalError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
+
+    async def request(method, path):
+        messages = [{"type": "http.request", "body": b"{}", "more_body": False}]
+
+        async def receive():
+            return messages.pop() if messages else {"type": "http.disconnect"}
+
+        async def send(_message):
+            pass
+
+        scope = {"type": "http", "method": method, "path": path}
+        with pytest.raises(exc.OperationalError):
+            await RetrySafeRequests(dying)(scope, receive, send)
+
+    for method, path in (("GET", "/"), ("POST", "/"), ("GET", "/answering")):
+        anyio.run(request, method, path)
+    assert runs == [
+        ("GET", "/", b"{}"),
+        ("GET", "/", b"{}"),  # the body again, as the first attempt received it
+        ("POST", "/", b"{}"),
+        ("GET", "/answering", b"{}"),
+    ]

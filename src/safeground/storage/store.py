@@ -258,7 +258,8 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
     request's two or three reads, on connections used a moment before. Raising
     DisconnectionError on checkout is SQLAlchemy's documented way to have the pool replace the
     connection and try again. A connection that dies within ``idle_s`` of its last use fails
-    that one request; the pool then drops its other connections too.
+    its transaction; the pool then drops its other connections too, and the web server runs a
+    safe request that failed so once more (``web/retry.py``).
     """
 
     @event.listens_for(engine, "checkin")

@@ -4,7 +4,7 @@ The register names each map (``risk_map``: path and SHA-256 at attach time); the
 a file only while its bytes still hash to that SHA-256. A file replaced or changed since is
 refused, in ``/tiles/layers.json`` and on the map page as well as for its tiles, rather than
 drawn as if it were the map attached. The hash is computed again whenever the file's size or
-modification time changes.
+modification time changes; the map's bounds, which the listing gives, are read with it, once.
 
 ``/tiles/risk/{z}/{x}/{y}.png`` draws the map attached last; ``/tiles/risk/{sha256}/...`` the
 map of that SHA-256, so that a planner can look at an earlier one, and so that a page keeps
@@ -41,6 +41,7 @@ from safeground.web.deps import get_register, require
 PNG = "image/png"
 RAMP_NAME = "viridis"
 Colour = tuple[int, int, int, int]
+Bounds = tuple[float, float, float, float]  # west, south, east, north
 # 256 entries, index → RGBA (rio-tiler's types also allow interval ramps, which this is not).
 RAMP: dict[int, Colour] = {
     int(k): (int(r), int(g), int(b), int(a))
@@ -69,7 +70,7 @@ class RiskLayer:
     def title(self) -> str:
         return f"Risk (model {self.attached.model_version}, {self.attached.map_date.isoformat()})"
 
-    def entry(self, tiles: str) -> dict[str, Any]:
+    def entry(self, tiles: str, verified: Verified) -> dict[str, Any]:
         """The map as ``/tiles/layers.json`` lists it, its tiles under the URL ``tiles``."""
         entry: dict[str, Any] = {
             "title": self.title,
@@ -82,15 +83,13 @@ class RiskLayer:
         }
         if self.problem is not None:
             return {**entry, "problem": self.problem}
-        with Reader(str(self.attached.path)) as src:
-            bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
         return {
             **entry,
             "tiles": [f"{tiles}/{{z}}/{{x}}/{{y}}.png"],
             "tile_size": TILE_SIZE,
             "minzoom": 0,
             "maxzoom": MAX_ZOOM,
-            "bounds": bounds,
+            "bounds": verified.bounds(self.attached.path),
         }
 
 
@@ -98,43 +97,73 @@ def _hex(colour: Colour) -> str:
     return "#{:02x}{:02x}{:02x}".format(*colour[:3])
 
 
+@dataclass
+class _Known:
+    """A file as hashed: its size and modification time then, its SHA-256, and its bounds once
+    read."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+    bounds: Bounds | None = None
+
+
 class Verified:
     """SHA-256 of files, each remembered with the size and modification time it was hashed at
-    and hashed again when either changes. Holds the ``capacity`` files used last: the listing
-    checks every attached map, so a register with more maps than that hashes some each time."""
+    and hashed again when either changes, and with the map's bounds, read at most once for
+    that hash: the listing would otherwise open every map on every page load. Holds the
+    ``capacity`` files used last: the listing checks every attached map, so a register with
+    more maps than that hashes some each time."""
 
     def __init__(self, capacity: int = 256) -> None:
-        self._known: OrderedDict[str, tuple[int, int, str]] = OrderedDict()
+        self._known: OrderedDict[str, _Known] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
     def sha256(self, path: Path) -> str:
+        return self._current(path).sha256
+
+    def bounds(self, path: Path) -> Bounds:
+        """The map's bounds in lon/lat, as rio-tiler reads them."""
+        known = self._current(path)
+        if known.bounds is None:
+            with Reader(str(path)) as src:
+                known.bounds = src.get_geographic_bounds(WEB_MERCATOR.rasterio_geographic_crs)
+        return known.bounds
+
+    def _current(self, path: Path) -> _Known:
+        """The file as remembered, or hashed again if its size or modification time changed."""
         stat = path.stat()
         key, size, mtime = str(path), stat.st_size, stat.st_mtime_ns
         with self._lock:
             known = self._known.get(key)
-            if known is not None and known[:2] == (size, mtime):
+            if known is not None and (known.size, known.mtime_ns) == (size, mtime):
                 self._known.move_to_end(key)
-                return known[2]
+                return known
         digest = hashlib.sha256()
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
-        found = digest.hexdigest()
+        found = _Known(size, mtime, digest.hexdigest())
         with self._lock:
-            self._known[key] = (size, mtime, found)
+            self._known[key] = found
             self._known.move_to_end(key)
             while len(self._known) > self._capacity:
                 self._known.popitem(last=False)
         return found
 
 
+def _verified(request: Request) -> Verified:
+    """The application's verified files (made by ``create_app``)."""
+    verified: Verified = request.app.state.risk_verified
+    return verified
+
+
 def _checked(request: Request, attached: AttachedMap) -> RiskLayer:
     """The map with the reason its file may not be drawn, if there is one."""
-    verified: Verified = request.app.state.risk_verified  # made by create_app
     path = attached.path
     try:
-        digest = verified.sha256(path)
+        digest = _verified(request).sha256(path)
     except OSError as error:
         return RiskLayer(attached, f"the risk map file {path} cannot be read ({error.strerror})")
     if digest != attached.sha256:
@@ -156,9 +185,10 @@ def layer_entries(request: Request, principal: Principal) -> list[dict[str, Any]
     layers = [_checked(request, one) for one in attached]
     if not layers:
         return []
+    verified = _verified(request)
     tiles = f"{str(request.base_url).rstrip('/')}/tiles/risk"
-    maps = [layer.entry(f"{tiles}/{layer.attached.sha256}") for layer in layers]
-    return [{"id": "risk", "type": "raster", **layers[0].entry(tiles), "maps": maps}]
+    maps = [layer.entry(f"{tiles}/{layer.attached.sha256}", verified) for layer in layers]
+    return [{"id": "risk", "type": "raster", **layers[0].entry(tiles, verified), "maps": maps}]
 
 
 TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
