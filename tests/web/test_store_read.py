@@ -34,6 +34,31 @@ def test_a_writer_cannot_begin_beside_another_writer_on_a_geopackage(register):
     raw.close()
 
 
+def test_a_single_statement_reads_outside_any_transaction(register):
+    """No BEGIN or COMMIT around a credential lookup; the pooled connection keeps working in
+    transactions afterwards (pysqlite's own transaction handling stays off)."""
+    store = register.store
+    for _ in range(2):  # the second time on the pooled connection the first one used
+        with store.read_statement() as conn:
+            if store.dialect == "postgresql":
+                conn.execute(text("SELECT pg_sleep(0.01)"))
+                # Each statement is a transaction of its own: its start is the statement's.
+                assert conn.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+            else:
+                assert conn.execute(select(setting.c.key)).all()
+                raw = conn.connection.dbapi_connection
+                assert not raw.in_transaction and raw.isolation_level is None
+        with store.read() as conn:
+            conn.execute(text("SELECT 1"))
+            if store.dialect == "postgresql":
+                conn.execute(text("SELECT pg_sleep(0.01)"))
+                assert not conn.execute(text("SELECT now() = statement_timestamp()")).scalar_one()
+            else:
+                assert conn.connection.dbapi_connection.in_transaction
+    with store.begin() as conn:
+        store.after_write(conn)
+
+
 def _postgis_only(register):
     if register.store.dialect != "postgresql":
         pytest.skip("PostgreSQL isolation and connection pool")

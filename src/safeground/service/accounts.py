@@ -348,7 +348,7 @@ def principal_for_session(store: Store, session: str, idle: timedelta) -> Princi
     timeout, the use goes unwritten rather than the request failing: a later one writes it.
     """
     hashed, stamp = digest(session), now()
-    with store.read() as conn:
+    with store.read_statement() as conn:
         row = conn.execute(
             _SESSION_HOLDER, {"hash": hashed, "now": stamp, "idle_since": stamp - idle}
         ).first()

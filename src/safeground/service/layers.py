@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import cache, cached_property
+from functools import cache, cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -436,11 +436,11 @@ def items(
     """
     table = layer.table
     where = conditions(layer, principal, query)
+    if query.bbox is not None and envelopes is not None and not where:
+        page = _items_in_memory(store, layer, envelopes, query.bbox, query)
+        if page is not None:
+            return page
     with store.read() as conn:
-        if query.bbox is not None and envelopes is not None and not where:
-            index = envelopes.get(conn, store, layer)
-            if index is not None:
-                return _items_in_box(conn, store, layer, index, query.bbox, query)
         if query.bbox is None:
             matched = conn.execute(
                 select(func.count()).select_from(table).where(*where)
@@ -470,20 +470,50 @@ def items(
     return Page([_feature(layer, row) for row in rows], matched)
 
 
+def _items_in_memory(
+    store: Store, layer: Layer, envelopes: EnvelopeCache, bbox: Bbox, query: Query
+) -> Page | None:
+    """A box's page from the envelopes; None when they are newer than the reader's snapshot.
+
+    When the envelopes are current and every feature the page needs is kept, the register's
+    generation is the one statement read, outside any transaction (on PostgreSQL, BEGIN and
+    COMMIT were two of a request's round trips).
+    """
+    with store.read_statement() as conn:
+        current = envelopes.current(conn, store, layer)
+    if current is not None:
+        page = _items_in_box(current, bbox, query, current.kept_features)
+        if page is not None:
+            return page
+    with store.read() as conn:
+        index = envelopes.get(conn, store, layer)
+        if index is None:
+            return None
+        return _items_in_box(index, bbox, query, partial(index.features, conn, store, layer))
+
+
 def _items_in_box(
-    conn: Connection, store: Store, layer: Layer, index: Envelopes, bbox: Bbox, query: Query
-) -> Page:
-    """A box's page from the envelopes in memory: the database reads only the geometries
-    near the box's edges (to drop those that miss it) and the page's rows."""
+    index: Envelopes,
+    bbox: Bbox,
+    query: Query,
+    features: Callable[[list[int]], dict[int, Feature] | None],
+) -> Page | None:
+    """A box's page from the envelopes in memory, with ``features`` giving the geometries near
+    the box's edges (to drop those that miss it) and the page's features; None if it gave
+    none."""
     meeting, near_edge = index.meeting(bbox)
-    near = index.features(conn, store, layer, near_edge.tolist())
+    near = features(near_edge.tolist())
+    if near is None:
+        return None
     missed = _missing({fid: feature.geometry for fid, feature in near.items()}, bbox)
     if missed:
         meeting = meeting[~np.isin(meeting, missed)]
     wanted = query.offset + query.limit
     first = np.partition(meeting, wanted - 1)[:wanted] if len(meeting) > wanted else meeting
     page = np.sort(first)[query.offset :].tolist()
-    found = index.features(conn, store, layer, page)
+    found = features(page)
+    if found is None:
+        return None
     return Page([found[fid] for fid in page], len(meeting))
 
 
@@ -593,6 +623,13 @@ class Envelopes:
         fids = self.fids[start:end]
         return fids[meets], fids[meets & ~inside]
 
+    def kept_features(self, fids: list[int]) -> dict[int, Feature] | None:
+        """These features if all are kept, else None."""
+        with self._lock:
+            if all(fid in self._features for fid in fids):
+                return {fid: self._features[fid] for fid in fids}
+        return None
+
     def features(
         self, conn: Connection, store: Store, layer: Layer, fids: list[int]
     ) -> dict[int, Feature]:
@@ -624,6 +661,14 @@ class EnvelopeCache:
         self.features_kept = features_kept
         self._layers: dict[str, tuple[int, Envelopes]] = {}
         self._lock = threading.Lock()
+
+    def current(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
+        """The layer's envelopes if they are loaded at the generation ``conn`` sees; never
+        loads them (that takes a snapshot: see ``get``)."""
+        generation = store.generation(conn)
+        with self._lock:
+            cached = self._layers.get(layer.id)
+        return cached[1] if cached is not None and cached[0] == generation else None
 
     def get(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes as ``conn`` sees the register; None when the cache is newer

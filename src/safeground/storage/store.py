@@ -42,6 +42,7 @@ from safeground.storage.schema import data_generation, id_sequence, setting
 DEFAULT_STORE = "safeground.gpkg"
 _GENERATION_QUERY = select(data_generation.c.generation)
 _READ_OPTION = "safeground_read"  # marks a GeoPackage connection's transaction as a reader's
+_STATEMENT_OPTION = "safeground_statement"  # a GeoPackage connection for one statement: no BEGIN
 # A pooled PostgreSQL connection idle longer than this is tested before use.
 PING_AFTER_IDLE_S = 10.0
 # How long a GeoPackage write waits for another writer's lock (SQLite's busy timeout).
@@ -58,6 +59,7 @@ class Store:
     dialect: str
     # Execution options of a reading connection (see ``read``).
     read_options: ClassVar[Mapping[str, Any]] = {}
+    statement_options: ClassVar[Mapping[str, Any]] = {"isolation_level": "AUTOCOMMIT"}
 
     def __init__(self, location: str, engine: Engine):
         self.location = location
@@ -82,6 +84,17 @@ class Store:
             conn = conn.execution_options(**self.read_options)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def read_statement(self) -> Iterator[Connection]:
+        """A connection for a single read statement, outside any transaction.
+
+        One statement is its own snapshot, so it needs no transaction around it; without one,
+        no BEGIN and COMMIT go to PostgreSQL (two round trips of three for each credential a
+        web request looks up). Statements that must agree with each other go in ``read``.
+        """
+        with self.engine.connect() as conn:
+            yield conn.execution_options(**self.statement_options)
 
     def exists(self) -> bool:
         raise NotImplementedError
@@ -158,6 +171,9 @@ class Store:
 class GeoPackageStore(Store):
     dialect = "sqlite"
     read_options: ClassVar[Mapping[str, Any]] = {_READ_OPTION: True}
+    # Not SQLAlchemy's AUTOCOMMIT, which hands pysqlite its own transaction handling back when
+    # the connection returns to the pool: no BEGIN, and SQLite commits each statement itself.
+    statement_options: ClassVar[Mapping[str, Any]] = {_STATEMENT_OPTION: True}
 
     def __init__(self, path: str, lock_timeout_s: float = LOCK_TIMEOUT_S):
         engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": lock_timeout_s})
@@ -288,9 +304,14 @@ def _upgrade(conn: Connection) -> None:
 
 
 def _begin_sqlite(conn: Connection) -> None:
-    """Writers take SQLite's write lock at BEGIN; readers (``Store.read``) defer it."""
-    read = conn.get_execution_options().get(_READ_OPTION, False)
-    conn.exec_driver_sql("BEGIN DEFERRED" if read else "BEGIN IMMEDIATE")
+    """Writers take SQLite's write lock at BEGIN; readers (``Store.read``) defer it; a single
+    statement (``Store.read_statement``) runs in SQLite's own autocommit."""
+    options = conn.get_execution_options()
+    if options.get(_STATEMENT_OPTION, False):
+        return
+    conn.exec_driver_sql(
+        "BEGIN DEFERRED" if options.get(_READ_OPTION, False) else "BEGIN IMMEDIATE"
+    )
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

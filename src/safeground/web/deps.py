@@ -75,7 +75,7 @@ def current_principal(request: Request) -> Principal:
     header = request.headers.get("Authorization", "")
     session = request.cookies.get(SESSION_COOKIE)
     if header.lower().startswith("bearer "):
-        with register.store.read() as conn:
+        with register.store.read_statement() as conn:
             found = accounts.principal_for_token(conn, header[7:].strip())
         if found is None:
             raise LoginRequired("unknown or revoked API token")
