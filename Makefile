@@ -1,4 +1,5 @@
-# Everything bootstraps itself: a virtual environment, Debian's PostgreSQL/PostGIS for the tests.
+# Everything bootstraps itself: a virtual environment, Debian's PostgreSQL/PostGIS, Chromium and
+# QGIS (python3-qgis) for the tests.
 BIN := .venv/bin
 
 .PHONY: bootstrap demo test lint bench serve
@@ -23,6 +24,7 @@ lint: bootstrap
 
 test: lint
 	bash scripts/chromium.sh >/dev/null
+	bash scripts/qgis.sh >/dev/null
 	url="$$(bash scripts/postgis.sh up)" && \
 	SAFEGROUND_TEST_POSTGIS_URL="$$url" $(BIN)/python -m pytest --run-slow
 

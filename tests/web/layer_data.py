@@ -9,8 +9,16 @@ each with an API token.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from shapely.geometry import Polygon, box
 
@@ -128,3 +136,41 @@ def build(register: Register) -> MapData:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve(store_location: str, access_log: Path | None = None) -> Iterator[tuple[str, MapData]]:
+    """This register, served under uvicorn in its own process on a free port; yields the OGC
+    API's URL and the data. A separate process because GDAL holds the GIL while it fetches
+    (pyogrio), so a server thread in the test process would never answer it. With
+    ``access_log``, uvicorn's access log (one line per request, with its status) goes there."""
+    register = Register.create(store_location, country="AZ")
+    data = build(register)
+    register.store.engine.dispose()
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "safeground.web.app:create_app", "--factory",
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    env = {**os.environ, "SAFEGROUND_STORE": store_location, "PYTHONUNBUFFERED": "1"}
+    with open(access_log or os.devnull, "w", encoding="utf-8") as log:
+        level = ["--log-level", "info" if access_log else "warning"]
+        server = subprocess.Popen([*command, *level], env=env, stdout=log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1):
+                        break
+                except OSError:
+                    assert server.poll() is None, "the server stopped"
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}/ogc", data
+        finally:
+            server.terminate()
+            server.wait(timeout=10)

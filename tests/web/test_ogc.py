@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
@@ -27,7 +22,16 @@ from safeground.web.app import create_app
 from safeground.web.ogc import CONFORMANCE
 from safeground.web.settings import Settings
 from tests.helpers import add, update
-from tests.web.layer_data import DISTRICT, TRIANGLE, VICTIM_NAME, MapData, bearer, build, hazard_box
+from tests.web.layer_data import (
+    DISTRICT,
+    TRIANGLE,
+    VICTIM_NAME,
+    MapData,
+    bearer,
+    build,
+    hazard_box,
+    serve,
+)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -385,39 +389,11 @@ def test_crs_projected_coordinates_match_pyproj(served, code):
 # -- a real server, read by real clients ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def live(store_location: str) -> Iterator[tuple[str, MapData]]:
-    """The application under uvicorn in its own process: GDAL holds the GIL while it fetches
-    (pyogrio), so a server thread in the test process would never answer it."""
-    register = Register.create(store_location, country="AZ")
-    data = build(register)
-    register.store.engine.dispose()
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "safeground.web.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, "SAFEGROUND_STORE": store_location},
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, "the server stopped"
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/ogc", data
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    """The application under uvicorn in its own process (``layer_data.serve``)."""
+    with serve(store_location) as served_on_socket:
+        yield served_on_socket
 
 
 @pytest.mark.slow

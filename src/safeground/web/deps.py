@@ -1,13 +1,16 @@
 """FastAPI dependencies: the register, the acting principal, permission checks, CSRF.
 
-A request is authenticated by an ``Authorization: Bearer`` API token or by the session cookie;
-otherwise it acts as the anonymous public. Cookie-authenticated requests that change something
-must carry the session's CSRF token in the ``X-CSRF-Token`` header (a cross-site form cannot
-set a header, and cannot read the token); token-authenticated requests need no CSRF token.
+A request is authenticated by an ``Authorization: Bearer`` API token, by HTTP Basic with an API
+token as the password (for GIS clients that cannot send a bearer header), or by the session
+cookie; otherwise it acts as the anonymous public. Cookie-authenticated requests that change
+something must carry the session's CSRF token in the ``X-CSRF-Token`` header (a cross-site form
+cannot set a header, and cannot read the token); token-authenticated requests need no CSRF token.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
@@ -32,6 +35,10 @@ SESSION_COOKIE = "safeground_session"
 CSRF_COOKIE = "safeground_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The challenge of a 401 under /ogc (and of refused Basic credentials anywhere): clients that
+# send credentials only when challenged (ArcGIS Pro) need it, and QGIS asks for them on it.
+BASIC_CHALLENGE = 'Basic realm="safeground", charset="UTF-8"'
+OGC_PREFIX = "/ogc"
 
 
 def get_settings(request: Request) -> Settings:
@@ -74,12 +81,15 @@ def current_principal(request: Request) -> Principal:
     principal = Principal.anonymous()
     header = request.headers.get("Authorization", "")
     session = request.cookies.get(SESSION_COOKIE)
-    if header.lower().startswith("bearer "):
+    scheme, _, credentials = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
         with register.store.read_statement() as conn:
-            found = accounts.principal_for_token(conn, header[7:].strip())
+            found = accounts.principal_for_token(conn, credentials.strip())
         if found is None:
             raise LoginRequired("unknown or revoked API token")
         principal = found
+    elif scheme.lower() == "basic":
+        principal = _basic_principal(request, credentials)
     elif session:
         idle = timedelta(minutes=get_settings(request).session_idle_minutes)
         found = accounts.principal_for_session(register.store, session, idle)
@@ -88,6 +98,54 @@ def current_principal(request: Request) -> Principal:
             principal = found
     request.state.principal = principal
     return principal
+
+
+def _basic_principal(request: Request, credentials: str) -> Principal:
+    """HTTP Basic for GIS clients (QGIS 3.22 and ArcGIS Pro send no custom header): the user
+    name is an account's, the password one of **that account's API tokens**, never its password.
+
+    A token is a revocable credential made for one script or client, and 256 random bits: it
+    cannot be guessed, so it needs no rate limit, and checking it is one indexed lookup. An
+    account's password sent with every request would bypass the login rate limit and its audit
+    (a password-guessing oracle), cost an Argon2 hash per request, and sit in GIS project
+    files; so a password is refused like any wrong token, and login failures are not counted.
+
+    Browsers keep Basic credentials once typed and resend them by themselves, as they do cookies,
+    so Basic credentials are taken for reading only (GET, HEAD, OPTIONS): a cross-site form can
+    change nothing with them. Scripts that write send the token as ``Authorization: Bearer``.
+    """
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise LoginRequired("malformed HTTP Basic credentials") from None
+    username, colon, token = decoded.partition(":")
+    if not colon or not username or not token:
+        raise LoginRequired("malformed HTTP Basic credentials: send username:API token")
+    if request.method not in SAFE_METHODS:
+        raise AccessDenied(
+            "HTTP Basic credentials are accepted for reading only: "
+            "send the API token as Authorization: Bearer to change anything"
+        )
+    with get_register(request).store.read_statement() as conn:
+        found = accounts.principal_for_token(conn, token)
+    if found is None or found.username != username:
+        raise LoginRequired(
+            f"HTTP Basic: no live API token of {username!r} matches the password "
+            "(the password must be an API token of that account, not its login password)"
+        )
+    return found
+
+
+def challenge_headers(request: Request) -> dict[str, str]:
+    """``WWW-Authenticate`` for a 401 under /ogc, or when Basic credentials were refused: GIS
+    clients then ask for (or retry with) credentials. Not on the rest of a 401: a browser's
+    ``fetch`` would pop up its own login dialog over the pages' login form."""
+    path = request.url.path
+    under_ogc = path == OGC_PREFIX or path.startswith(OGC_PREFIX + "/")
+    scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
+    if under_ogc or scheme.lower() == "basic":
+        return {"WWW-Authenticate": BASIC_CHALLENGE}
+    return {}
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

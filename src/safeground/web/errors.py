@@ -24,6 +24,7 @@ from safeground.domain.errors import (
     WorkflowError,
 )
 from safeground.service.accounts import TooManyAttempts
+from safeground.web.deps import challenge_headers
 
 
 class FieldProblem(BaseModel):
@@ -79,8 +80,11 @@ def add_error_handlers(app: FastAPI) -> None:
         ]
         return problem_response(422, "the request is not valid", problems)
 
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, error: LoginRequired) -> JSONResponse:
+        return problem_response(401, str(error), headers=challenge_headers(request))
+
     statuses: list[tuple[type[SafegroundError], int]] = [
-        (LoginRequired, 401),
         (AccessDenied, 403),
         (NotFound, 404),
         (WorkflowError, 409),
