@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import mapbox_vector_tile
@@ -272,3 +275,45 @@ def test_tile_cache_keeps_to_its_byte_budget():
     assert cache.get("a") == b"12345" and cache.get("c") == b"1"
     cache.put("empty", None)
     assert cache.get("empty") is None
+
+
+def test_a_tile_asked_for_by_many_at_once_is_drawn_once():
+    cache = TileCache()
+    drawn: list[str] = []
+    started = threading.Barrier(8)
+
+    def draw() -> bytes:
+        drawn.append(threading.current_thread().name)
+        time.sleep(0.2)
+        return b"tile"
+
+    def ask() -> bytes | None:
+        started.wait()
+        return cache.get_or_draw(("hazardous_area", 6), draw)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(), range(8)))
+    assert answers == [b"tile"] * 8 and len(drawn) == 1
+    assert cache.get_or_draw(("hazardous_area", 6), draw) == b"tile" and len(drawn) == 1
+
+
+def test_when_a_drawing_fails_a_waiting_request_draws_the_tile():
+    cache = TileCache()
+    first_began, calls = threading.Event(), []
+
+    def draw() -> bytes:
+        calls.append(1)
+        if len(calls) == 1:
+            first_began.set()
+            time.sleep(0.2)
+            raise RuntimeError("connection lost")
+        return b"tile"
+
+    with ThreadPoolExecutor(2) as pool:
+        failing = pool.submit(cache.get_or_draw, "key", draw)
+        first_began.wait()
+        waiting = pool.submit(cache.get_or_draw, "key", draw)
+        with pytest.raises(RuntimeError, match="connection lost"):
+            failing.result()
+        assert waiting.result() == b"tile"
+    assert len(calls) == 2

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -108,19 +108,15 @@ def tile(
     """The layer's tile, or None when no feature is in it."""
     where = conditions(layer, principal, query)
     with store.read() as conn:
-        key = None
-        if cache is not None:
-            key = _cache_key(conn, store, layer, principal, address, query)
-            found = cache.get(key)
-            if found is not _MISSING:
-                return found  # type: ignore[return-value]
-        if store.dialect == "postgresql":
-            data = _postgis_tile(conn, store, layer, address, where)
-        else:
-            data = _gpkg_tile(conn, store, layer, address, where)
-    if cache is not None:
-        cache.put(key, data)
-    return data
+
+        def draw() -> bytes | None:
+            if store.dialect == "postgresql":
+                return _postgis_tile(conn, store, layer, address, where)
+            return _gpkg_tile(conn, store, layer, address, where)
+
+        if cache is None:
+            return draw()
+        return cache.get_or_draw(_cache_key(conn, store, layer, principal, address, query), draw)
 
 
 _MISSING = object()
@@ -133,7 +129,10 @@ class TileCache:
     A tile is keyed by the register's data generation, so an approval (or a rebuild) redraws
     every tile; an entry also expires after ``max_age_s``, which bounds how long a change made
     outside Safeground (a GeoPackage edited in QGIS) can take to show. Least recently used
-    tiles go first beyond ``max_bytes``.
+    tiles go first beyond ``max_bytes``. A tile is drawn by one request at a time: the others
+    asking for it meanwhile wait for that drawing (when a server starts, every map open asks
+    for the same national tiles, and drawing each of them several times at once made all of
+    them, and every request queued behind them, slower).
     """
 
     def __init__(self, max_bytes: int = 64 * 2**20, max_age_s: float = 300.0):
@@ -142,14 +141,38 @@ class TileCache:
         self._tiles: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._drawing: dict[Hashable, threading.Event] = {}
+
+    def get_or_draw(self, key: Hashable, draw: Callable[[], bytes | None]) -> bytes | None:
+        """The kept tile, or ``draw()``'s, drawn once however many ask for it meanwhile."""
+        while True:
+            with self._lock:
+                found = self._fresh(key)
+                if found is not _MISSING:
+                    return found  # type: ignore[return-value]
+                drawing = self._drawing.get(key)
+                if drawing is None:
+                    self._drawing[key] = threading.Event()
+                    break
+            drawing.wait()  # then look again: kept, or the drawing failed and this one draws
+        try:
+            data = draw()
+            self.put(key, data)
+            return data
+        finally:
+            with self._lock:
+                self._drawing.pop(key).set()
 
     def get(self, key: Hashable) -> object:
         with self._lock:
-            entry = self._tiles.get(key)
-            if entry is None or time.monotonic() - entry[0] > self.max_age_s:
-                return _MISSING
-            self._tiles.move_to_end(key)
-            return entry[1]
+            return self._fresh(key)
+
+    def _fresh(self, key: Hashable) -> object:
+        entry = self._tiles.get(key)
+        if entry is None or time.monotonic() - entry[0] > self.max_age_s:
+            return _MISSING
+        self._tiles.move_to_end(key)
+        return entry[1]
 
     def put(self, key: Hashable, data: bytes | None) -> None:
         with self._lock:
