@@ -412,9 +412,12 @@ def _missing(geometries: dict[int, BaseGeometry], bbox: Bbox) -> list[int]:
     return [fid for fid, hit in zip(geometries, hits, strict=True) if not hit]
 
 
-# Features each server process keeps per layer (see ``Envelopes``). A hazardous area of the
-# benchmark's register takes about 1.8 KiB (100k took 178 MiB), so 20,000 take about 36 MiB.
-FEATURES_KEPT = 20_000
+# Features each server process keeps per layer (see ``Envelopes``): enough for a national
+# register's hazardous areas. One of the benchmark's takes about 1.8 KiB (100k took 178 MiB).
+# Beyond it, the oldest read go first; pages wanting more features than are kept, read over
+# and over, found few kept (bench_web.py --views 200 with 20,000 kept was slower than keeping
+# none).
+FEATURES_KEPT = 100_000
 
 # A GeoPackage box holding more features than this is paged by probing the R-tree row by row in
 # fid order, which stops after the page, instead of listing every feature in the box first.
