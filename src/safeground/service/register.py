@@ -319,23 +319,7 @@ class Register:
         rep = self._load(conn, report_id)
         if rep.status is not ReportStatus.SUBMITTED:
             raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
-        rep.status, rep.reviewed_by, rep.reviewed_at = ReportStatus.REJECTED, user, now()
-        rep.review_reason = reason
-        update_report(
-            conn,
-            report_id,
-            status=rep.status,
-            reviewed_by=user,
-            reviewed_at=rep.reviewed_at,
-            review_reason=reason,
-        )
-        rejected = [rep]
-        if rep.operation is Operation.CREATE:
-            with_it = f"rejected with report {report_id}, which was to create {rep.record_id}"
-            for dependent in self.dependents(conn, rep.record_id):
-                if dependent.status is ReportStatus.SUBMITTED:
-                    rejected += self.reject(user, dependent.report_id, f"{with_it}: {reason}", conn)
-        return rejected
+        return self._close(conn, rep, ReportStatus.REJECTED, user, reason)
 
     def withdraw(
         self, user: str, report_id: int, reason: str | None = None, conn: Connection | None = None
@@ -357,29 +341,33 @@ class Register:
             )
         if rep.author != user:
             raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
-        return self._withdraw(conn, rep, user, reason)
+        return self._close(conn, rep, ReportStatus.WITHDRAWN, user, reason)
 
-    def _withdraw(
-        self, conn: Connection, rep: Report, user: str, reason: str | None
+    def _close(
+        self, conn: Connection, rep: Report, status: ReportStatus, user: str, reason: str | None
     ) -> list[Report]:
-        rep.status, rep.reviewed_by, rep.reviewed_at = ReportStatus.WITHDRAWN, user, now()
+        """Reject or withdraw a report, with who, when and why. One that was to create a record
+        takes with it the reports naming that record that were in the same state (submitted,
+        or drafts): they could never be approved."""
+        was = rep.status
+        rep.status, rep.reviewed_by, rep.reviewed_at = status, user, now()
         rep.review_reason = reason
         update_report(
             conn,
             rep.report_id,
-            status=rep.status,
+            status=status,
             reviewed_by=user,
             reviewed_at=rep.reviewed_at,
             review_reason=reason,
         )
-        withdrawn = [rep]
+        closed = [rep]
         if rep.operation is Operation.CREATE:
-            with_it = f"withdrawn with report {rep.report_id}, which was to create {rep.record_id}"
+            with_it = f"{status} with report {rep.report_id}, which was to create {rep.record_id}"
+            why = f"{with_it}: {reason}" if reason else with_it
             for dependent in self.dependents(conn, rep.record_id):
-                if dependent.status is ReportStatus.DRAFT:
-                    why = f"{with_it}: {reason}" if reason else with_it
-                    withdrawn += self._withdraw(conn, dependent, user, why)
-        return withdrawn
+                if dependent.status is was:
+                    closed += self._close(conn, dependent, status, user, why)
+        return closed
 
     def file(
         self,
