@@ -38,7 +38,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The challenge of a 401 under /ogc (and of refused Basic credentials anywhere): clients that
 # send credentials only when challenged (ArcGIS Pro) need it, and QGIS asks for them on it.
 BASIC_CHALLENGE = 'Basic realm="safeground", charset="UTF-8"'
-OGC_PREFIX = "/ogc"
+OGC_PREFIX = "/ogc"  # where the OGC API is mounted (web.ogc's router)
 
 
 def get_settings(request: Request) -> Settings:
@@ -83,8 +83,7 @@ def current_principal(request: Request) -> Principal:
     session = request.cookies.get(SESSION_COOKIE)
     scheme, _, credentials = header.strip().partition(" ")
     if scheme.lower() == "bearer":
-        with register.store.read_statement() as conn:
-            found = accounts.principal_for_token(conn, credentials.strip())
+        found = _token_holder(request, credentials.strip())
         if found is None:
             raise LoginRequired("unknown or revoked API token")
         principal = found
@@ -98,6 +97,11 @@ def current_principal(request: Request) -> Principal:
             principal = found
     request.state.principal = principal
     return principal
+
+
+def _token_holder(request: Request, token: str) -> Principal | None:
+    with get_register(request).store.read_statement() as conn:
+        return accounts.principal_for_token(conn, token)
 
 
 def _basic_principal(request: Request, credentials: str) -> Principal:
@@ -126,8 +130,7 @@ def _basic_principal(request: Request, credentials: str) -> Principal:
             "HTTP Basic credentials are accepted for reading only: "
             "send the API token as Authorization: Bearer to change anything"
         )
-    with get_register(request).store.read_statement() as conn:
-        found = accounts.principal_for_token(conn, token)
+    found = _token_holder(request, token)
     if found is None or found.username != username:
         raise LoginRequired(
             f"HTTP Basic: no live API token of {username!r} matches the password "

@@ -31,7 +31,7 @@ from safeground.domain.access import Principal
 from safeground.service import layers
 from safeground.service.layers import Feature, Layer
 from safeground.storage.store import Store
-from safeground.web.deps import MAX_ID, CurrentPrincipal, get_register
+from safeground.web.deps import MAX_ID, OGC_PREFIX, CurrentPrincipal, get_register
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -66,7 +66,7 @@ class _OgcRoute(APIRoute):
         return ogc_handler
 
 
-router = APIRouter(prefix="/ogc", tags=["OGC API - Features"], route_class=_OgcRoute)
+router = APIRouter(prefix=OGC_PREFIX, tags=["OGC API - Features"], route_class=_OgcRoute)
 
 
 def _bad(message: str) -> HTTPException:
@@ -74,7 +74,7 @@ def _bad(message: str) -> HTTPException:
 
 
 def _url(request: Request, path: str, **params: Any) -> str:
-    base = str(request.base_url).rstrip("/") + "/ogc" + path
+    base = str(request.base_url).rstrip("/") + OGC_PREFIX + path
     query = {k: v for k, v in params.items() if v is not None}
     return f"{base}?{urlencode(query)}" if query else base
 
