@@ -14,7 +14,15 @@ from safeground.domain.hazard import ApprovedActivity, EvidenceEvent, HazardView
 from safeground.domain.records import Activity, Record
 from safeground.domain.reports import Operation, Report, ReportStatus, replay
 from safeground.storage.reportlog import load_reports
-from safeground.storage.rows import chunked_in, insert_rows, personal_row, record_row, upsert
+from safeground.storage.rows import (
+    chunked_in,
+    insert_columns,
+    insert_rows,
+    personal_row,
+    record_columns,
+    record_row,
+    upsert,
+)
 from safeground.storage.schema import (
     hazard_change,
     processed_land,
@@ -65,24 +73,28 @@ def rebuild_records(
 
 def insert_new_records(conn: Connection, records: list[tuple[Record, Report]]) -> None:
     """Fast path for records created by one report each (imports): no replay needed."""
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    personal: list[dict[str, Any]] = []
-    now = datetime.now(UTC)
+    by_type: dict[str, list[tuple[Record, Report]]] = {}
     for record, rep in records:
-        row = record_row(record)
-        row.update(
-            record_id=rep.record_id,
-            version=1,
-            updated_at=now,
-            last_report_id=rep.report_id,
-            source=rep.source,
-            source_key=rep.source_key,
+        by_type.setdefault(record.record_type, []).append((record, rep))
+    now = datetime.now(UTC)
+    personal: list[dict[str, Any]] = []
+    for record_type, pairs in by_type.items():
+        created = [record for record, _ in pairs]
+        reports = [rep for _, rep in pairs]
+        columns = record_columns(record_type, created)
+        columns.update(
+            record_id=[rep.record_id for rep in reports],
+            version=[1] * len(pairs),
+            updated_at=[now] * len(pairs),
+            last_report_id=[rep.report_id for rep in reports],
+            source=[rep.source for rep in reports],
+            source_key=[rep.source_key for rep in reports],
         )
-        by_type.setdefault(record.record_type, []).append(row)
-        if record.personal_fields:
-            personal.append({"record_id": rep.record_id, **personal_row(record)})
-    for record_type, rows in by_type.items():
-        insert_rows(conn, record_tables[record_type], rows)
+        insert_columns(conn, record_tables[record_type], columns)
+        if created[0].personal_fields:
+            personal += [
+                {"record_id": rep.record_id, **personal_row(record)} for record, rep in pairs
+            ]
     insert_rows(conn, victim_personal, personal)
 
 

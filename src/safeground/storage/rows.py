@@ -28,6 +28,20 @@ def record_row(record: Record) -> dict[str, Any]:
     return row
 
 
+def record_columns(record_type: str, records: list[Record]) -> dict[str, list[Any]]:
+    """``record_row`` of many records of one type, column by column (for ``insert_columns``)."""
+    json_fields, wkt_fields = _special_fields(record_type)
+    values = [record.__dict__ for record in records]
+    columns = {name: [v[name] for v in values] for name in _stored_fields(record_type)}
+    if json_fields:
+        dumped = [r.model_dump(mode="json", include=json_fields) for r in records]
+        for name in json_fields:
+            columns[name] = [d[name] for d in dumped]
+    for name in wkt_fields:
+        columns[name] = [None if g is None else g.wkt for g in columns[name]]
+    return columns
+
+
 @cache
 def _stored_fields(record_type: str) -> tuple[str, ...]:
     return tuple(stored_fields(RECORD_TYPES[record_type]))
