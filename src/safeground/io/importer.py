@@ -432,12 +432,21 @@ def _combinations(
         if () not in known:
             known[()] = _Combination(mapping, {})
         return [known[()]] * len(table)
-    codes = np.column_stack([_distinct_codes(table.frame[c]) for c in columns])
-    _, first, inverse = np.unique(codes, axis=0, return_index=True, return_inverse=True)
+    if not len(table):
+        return []
+    # One code per distinct combination, folded in column by column (and kept below the row
+    # count, so it never overflows): a 1-D np.unique, much cheaper than one over rows.
+    combined = np.zeros(len(table), dtype=np.int64)
+    for column in columns:
+        codes = _distinct_codes(table.frame[column])
+        combined = pd.factorize(combined * (int(codes.max()) + 1) + codes)[0]
+    _, first, inverse = np.unique(combined, return_index=True, return_inverse=True)
+    picked = table.frame[columns].iloc[first]
+    names = [str(c) for c in columns]
     found = []
-    for raw in table.frame.iloc[first][columns].to_dict("records"):
-        cells = {str(k): v for k, v in raw.items()}
-        key = tuple(_cell_key(v) for v in cells.values())
+    for values in zip(*(picked[c].tolist() for c in columns), strict=True):
+        cells = dict(zip(names, values, strict=True))
+        key = tuple(_cell_key(v) for v in values)
         try:
             combination: _Combination | None = known.get(key)
             if combination is None:
