@@ -116,6 +116,7 @@ TIMED = [
     (register_module, "_rebuild", "service: _rebuild (insert_new_records)"),
     (register_module, "_current", "service: _current"),
     (register_module.checks, "missing_references", "service: checks.missing_references"),
+    (register_module, "new_hazards", "service: new_hazards"),
     (register_module, "project_hazards", "service: project_hazards"),
     (register_module, "write_hazards", "service: write_hazards"),
     (register_module.Register, "file", "service: Register.file (total)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -9,9 +10,15 @@ from sqlalchemy import Connection, delete, select
 
 from safeground.domain.codes import LandType
 from safeground.domain.errors import Problem
-from safeground.domain.geometry import geodesic_area
-from safeground.domain.hazard import ApprovedActivity, EvidenceEvent, HazardView, project_hazard
-from safeground.domain.records import Activity, Record
+from safeground.domain.geometry import geodesic_areas
+from safeground.domain.hazard import (
+    ApprovedActivity,
+    EvidenceEvent,
+    HazardView,
+    project_created_hazards,
+    project_hazard,
+)
+from safeground.domain.records import Activity, HazardousArea, Record
 from safeground.domain.reports import Operation, Report, ReportStatus, replay
 from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import (
@@ -102,27 +109,79 @@ def _creation_keys(conn: Connection, record_ids: list[str]) -> dict[str, tuple[d
     """Where each record falls in a timeline: the date and approval of its create report."""
     keys = {}
     for chunk in chunked_in(record_ids):
+        # Operation and status are tested here: in SQL, SQLite would look through the status
+        # index, every approved report, rather than the record_id one.
         rows = conn.execute(
-            select(report.c.record_id, report.c.date_of_information, report.c.approval_seq).where(
-                report.c.record_id.in_(chunk),
-                report.c.operation == Operation.CREATE,
-                report.c.status == ReportStatus.APPROVED,
-            )
+            select(
+                report.c.record_id,
+                report.c.date_of_information,
+                report.c.approval_seq,
+                report.c.operation,
+                report.c.status,
+            ).where(report.c.record_id.in_(chunk))
         )
-        keys.update({r.record_id: (r.date_of_information, r.approval_seq) for r in rows})
+        keys.update(
+            {
+                r.record_id: (r.date_of_information, r.approval_seq)
+                for r in rows
+                if r.operation == Operation.CREATE and r.status == ReportStatus.APPROVED
+            }
+        )
     return keys
 
 
-def project_hazards(conn: Connection, hazard_ids: list[str]) -> dict[str, HazardView]:
-    """Project hazardous areas from the register as it stands in this transaction."""
+def new_hazards(conn: Connection, created: dict[str, Report]) -> set[str]:
+    """Of the hazardous areas created in this transaction (each by the approved create report
+    given), those that have no other approved report: new to the register.
+
+    Nothing of a new area is stored yet: its view, processed land and change log are written
+    only by ``write_hazards``, for areas with an approved report. Nor does any record approved
+    before name it: each approval refuses a reference to an area that is neither in the
+    register nor approved with it (``checks.missing_references``), and approval is never undone.
+    So only the records of this transaction can name a new area.
+    """
+    others: set[str] = set()
+    for chunk in chunked_in(created):
+        # The status is tested here: in SQL, SQLite would look through the status index.
+        rows = conn.execute(
+            select(report.c.record_id, report.c.report_id, report.c.status).where(
+                report.c.record_id.in_(chunk)
+            )
+        )
+        others.update(
+            record_id
+            for record_id, report_id, status in rows
+            if status == ReportStatus.APPROVED and report_id != created[record_id].report_id
+        )
+    return {
+        h
+        for h, rep in created.items()
+        if h not in others
+        and rep.operation is Operation.CREATE
+        and rep.status is ReportStatus.APPROVED
+        and rep.record_type == "hazardous_area"
+    }
+
+
+def project_hazards(
+    conn: Connection,
+    hazard_ids: list[str],
+    created: dict[str, tuple[Report, HazardousArea]] | None = None,
+) -> dict[str, HazardView]:
+    """Project hazardous areas from the register as it stands in this transaction.
+
+    ``created``: new areas (``new_hazards``) that no record of the transaction names either, so
+    that no record names them at all, each with its create report and the record it built:
+    projected in bulk, without reading their reports back or looking for linked records.
+    """
     if not hazard_ids:
         return {}
-    reports = load_reports(conn, hazard_ids)
+    created = created or {}
     activity_t, item_t, accident_t = (record_tables[t] for t in HAZARD_LINKED)
     activities: dict[str, list[ApprovedActivity]] = {}
     evidence: dict[str, list[EvidenceEvent]] = {}
     linked: list[tuple[str, str, Any]] = []
-    for chunk in chunked_in(hazard_ids):
+    for chunk in chunked_in(h for h in hazard_ids if h not in created):
         for row in conn.execute(select(activity_t).where(activity_t.c.hazard_id.in_(chunk))):
             linked.append(("activity", row.hazard_id, row))
         for row in conn.execute(select(item_t).where(item_t.c.hazard_id.in_(chunk))):
@@ -144,10 +203,15 @@ def project_hazards(conn: Connection, hazard_ids: list[str]) -> dict[str, Hazard
         else:
             what = f"{row.category} found" if kind == "eo_item" else f"{row.accident_type} accident"
             evidence.setdefault(hazard_id, []).append(EvidenceEvent(row.record_id, what, key))
+    alone = [created[h] for h in hazard_ids if h in created]
+    bulk = {view.hazard_id: view for view in project_created_hazards(alone)}
+    reports = load_reports(conn, [h for h in hazard_ids if h not in bulk])
     return {
-        h: project_hazard(h, reports.get(h, []), activities.get(h, []), evidence.get(h, []))
+        h: bulk[h]
+        if h in bulk
+        else project_hazard(h, reports[h], activities.get(h, []), evidence.get(h, []))
         for h in hazard_ids
-        if h in reports
+        if h in bulk or h in reports
     }
 
 
@@ -155,9 +219,15 @@ def _row_values(row: Any, model: type[Record]) -> dict[str, Any]:
     return {f: getattr(row, f) for f in model.model_fields if getattr(row, f, None) is not None}
 
 
-def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
-    """Store projected hazardous areas with their ledger, processed land and change log."""
-    ids = list(views)
+def write_hazards(
+    conn: Connection, views: dict[str, HazardView], new: Collection[str] = ()
+) -> None:
+    """Store projected hazardous areas with their ledger, processed land and change log.
+
+    ``new``: areas of which nothing is stored yet (``new_hazards``): their rows are inserted
+    without looking for old ones to delete or update.
+    """
+    ids = [h for h in views if h not in new]
     for chunk in chunked_in(ids):
         conn.execute(delete(processed_land).where(processed_land.c.hazard_id.in_(chunk)))
         conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
@@ -196,7 +266,7 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
                     "technical_asset": detail.technical_asset,
                     "depth_cm": detail.depth_cm,
                     "date_of_information": activity.order_key[0],
-                    "area_m2": geodesic_area(piece.geometry),
+                    "area_m2": None,  # below, for all pieces at once
                     "credited_m2": credit.area_m2,
                     "geometry": piece.geometry,
                 }
@@ -213,14 +283,25 @@ def write_hazards(conn: Connection, views: dict[str, HazardView]) -> None:
             }
             for c in view.changes
         ]
-    upsert(conn, record_tables["hazardous_area"], rows)
     table = record_tables["hazardous_area"]
+    if new:
+        # Inserted in the views' order, as ``upsert`` would, so that the rows get the same fids.
+        stored: set[str] = set()
+        for chunk in chunked_in(r["record_id"] for r in rows if r["record_id"] not in new):
+            stored.update(
+                conn.scalars(select(table.c.record_id).where(table.c.record_id.in_(chunk)))
+            )
+        insert_rows(conn, table, [r for r in rows if r["record_id"] not in stored])
+        rows = [r for r in rows if r["record_id"] in stored]
+    upsert(conn, table, rows)
     for chunk in chunked_in(retired):
         conn.execute(delete(table).where(table.c.record_id.in_(chunk)))
     if pieces:
+        areas = geodesic_areas([values["geometry"] for values in pieces]).tolist()
+        for values, area in zip(pieces, areas, strict=True):
+            values["area_m2"] = area
         conn.execute(processed_land.insert(), pieces)
-    if changes:
-        conn.execute(hazard_change.insert(), changes)
+    insert_rows(conn, hazard_change, changes)
 
 
 def hazard_problems_caused_by(views: dict[str, HazardView], causes: set[str]) -> list[Problem]:

@@ -25,6 +25,7 @@ from safeground.domain.errors import (
 )
 from safeground.domain.records import (
     Activity,
+    HazardousArea,
     Record,
     Task,
     field_adapter,
@@ -44,6 +45,7 @@ from safeground.service.projection import (
     HAZARD_LINKED,
     hazard_problems_caused_by,
     insert_new_records,
+    new_hazards,
     project_hazards,
     rebuild_records,
     write_hazards,
@@ -442,7 +444,11 @@ class Register:
         notices = _rebuild(conn, reports, single)
         records = _current(conn, reports, single)
 
-        views = project_hazards(conn, _affected_hazards(reports, records, previous_hazards))
+        named = _named_hazards(reports, records)
+        affected = sorted(named | previous_hazards | _hazards_of(reports))
+        new = new_hazards(conn, {h: single[h] for h in affected if h in single})
+        alone = {h: (single[h], _hazard(records[h])) for h in new if h not in named}
+        views = project_hazards(conn, affected, alone)
         problems = checks.missing_references(conn, records)
         activities = [(i, r) for i, r in records.items() if isinstance(r, Activity)]
         outlines = {h: v.record.geometry if v.record else None for h, v in views.items()}
@@ -454,7 +460,7 @@ class Register:
         problems += hazard_problems_caused_by(views, causes)
         if problems:
             raise RuleViolation(problems)
-        write_hazards(conn, views)
+        write_hazards(conn, views, new)
         self.store.after_write(conn)
         return Approval([r.report_id for r in reports], list(by_record), notices)
 
@@ -568,6 +574,11 @@ def _current(
     return found
 
 
+def _hazard(record: Record) -> HazardousArea:
+    assert isinstance(record, HazardousArea)
+    return record
+
+
 def _created_alone(reports: list[Report]) -> dict[str, Report]:
     """Records created in this batch by a single report: their view is that report's changes."""
     counts: dict[str, int] = {}
@@ -596,15 +607,18 @@ def _previous_hazards(conn: Connection, reports: list[Report]) -> set[str]:
     return found
 
 
-def _affected_hazards(
-    reports: list[Report], records: dict[str, Record], previous: set[str]
-) -> list[str]:
-    hazards = {r.record_id for r in reports if r.record_type == "hazardous_area"} | previous
+def _hazards_of(reports: list[Report]) -> set[str]:
+    return {r.record_id for r in reports if r.record_type == "hazardous_area"}
+
+
+def _named_hazards(reports: list[Report], records: dict[str, Record]) -> set[str]:
+    """Hazards that the batch's activities, items and accidents name, as they now stand."""
+    hazards = set()
     for r in reports:
         hazard_id = getattr(records.get(r.record_id), "hazard_id", None)
         if r.record_type in HAZARD_LINKED and hazard_id:
             hazards.add(hazard_id)
-    return sorted(hazards)
+    return hazards
 
 
 def json_changes(
