@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import operator
 from datetime import date
-from itertools import compress, repeat
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
@@ -27,51 +25,36 @@ from safeground.storage.schema import processed_land, record_tables, report
 def missing_references(conn: Connection, records: dict[str, Record]) -> list[Problem]:
     """References that name no record of the expected type in the register or in ``records``
     (the batch's, as they now stand: a new hazard's view is written after the checks)."""
-    # Field by field over the records of each type, in C-level passes (a bulk import's
-    # references are mostly empty); each use keyed by where it stands: record, field, item.
-    ids, values = list(records), list(records.values())
-    kinds: list[type[Record]] = list(map(type, values))
     wanted: dict[str, set[str]] = {}
-    uses: list[tuple[tuple[int, int, int], str, str, str, str]] = []
-    for model in dict.fromkeys(kinds):
-        positions = list(compress(range(len(kinds)), map(operator.is_, kinds, repeat(model))))
-        fields_of = list(map(vars, map(values.__getitem__, positions)))
-        fields = [*model.references.items(), *((f, "*") for f in model.names_any)]
-        for k, (field_name, target_type) in enumerate(fields):
-            got = list(map(operator.itemgetter(field_name), fields_of))
-            # A field naming a record of any type counts even when empty.
-            any_type = k >= len(model.references)
-            for j in range(len(got)) if any_type else compress(range(len(got)), got):
-                value, position = got[j], positions[j]
-                items = value if isinstance(value, list) and not any_type else [value]
-                for n, target in enumerate(items):
-                    wanted.setdefault(target_type, set()).add(target)
-                    uses.append(((position, k, n), ids[position], field_name, target_type, target))
-
-    def in_batch(target: str, target_type: str) -> bool:
-        record = records.get(target)
-        return record is not None and target_type in ("*", record.record_type)
-
-    stored: dict[str, set[str]] = {}  # found in the register
-    for target_type, targets in wanted.items():
-        tables = RECORD_TYPES if target_type == "*" else [target_type]
-        unknown = [t for t in targets if not in_batch(t, target_type)]
-        for name in tables if unknown else []:
+    uses: list[tuple[str, str, str, str]] = []
+    for record_id, record in records.items():
+        values = vars(record)  # the fields, without pydantic's attribute lookup
+        for field_name, target_type in record.references.items():
+            value = values[field_name]
+            for target in value if isinstance(value, list) else [value] if value else []:
+                wanted.setdefault(target_type, set()).add(target)
+                uses.append((record_id, field_name, target_type, target))
+        for field_name in record.names_any:
+            target = values[field_name]
+            uses.append((record_id, field_name, "*", target))
+            wanted.setdefault("*", set()).add(target)
+    found: dict[str, set[str]] = {"*": set(records)}
+    for record_id, record in records.items():
+        found.setdefault(record.record_type, set()).add(record_id)
+    for target_type, ids in wanted.items():
+        unknown = [i for i in ids if i not in found.get(target_type, ())]  # not the batch's
+        if not unknown:
+            continue
+        for name in RECORD_TYPES if target_type == "*" else [target_type]:
             table = record_tables[name]
             for chunk in chunked_in(unknown):
-                stored.setdefault(target_type, set()).update(
+                found.setdefault(target_type, set()).update(
                     conn.scalars(select(table.c.record_id).where(table.c.record_id.in_(chunk)))
                 )
     missing = [
         (record_id, field_name, target_type, target)
-        for _, record_id, field_name, target_type, target in sorted(
-            (
-                use
-                for use in uses
-                if not in_batch(use[4], use[3]) and use[4] not in stored.get(use[3], ())
-            ),
-            key=lambda use: use[0],
-        )
+        for record_id, field_name, target_type, target in uses
+        if target not in found.get(target_type, set())
     ]
     unapproved = _unapproved(conn, {target for *_, target in missing})
     problems = []
