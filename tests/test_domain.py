@@ -181,3 +181,23 @@ def test_record_ids_are_readable_and_stable():
 def test_mask_keeps_initials_only():
     assert mask("Leyla Mammadova") == "L**** M********"
     assert mask(None) is None
+
+
+def test_a_multipart_geometry_with_an_empty_part_is_refused_before_anything_measures_it():
+    # GEOS crashed the process (segfault) densifying such a MultiPolygon to measure its area.
+    from shapely import from_wkt
+
+    from safeground.domain.geometry import geometries_acceptable
+
+    holed = from_wkt("MULTIPOLYGON (EMPTY, ((46.9 39.9, 46.91 39.9, 46.91 39.91, 46.9 39.9)))")
+    whole = from_wkt("MULTIPOLYGON (((46.9 39.9, 46.91 39.9, 46.91 39.91, 46.9 39.9)))")
+    assert geometry_problems(holed, ("MultiPolygon",)) == [
+        "part 1 is empty in the MultiPolygon: remove it"
+    ]
+    assert geometry_problems(whole, ("MultiPolygon",)) == []
+    assert geometries_acceptable([holed, whole], ("MultiPolygon",)).tolist() == [False, True]
+    with pytest.raises(ValidationFailed, match="part 1 is empty"):
+        build_record(
+            "hazardous_area",
+            {"name": "Holed", "classification": "sha", "status": "open", "geometry": holed},
+        )

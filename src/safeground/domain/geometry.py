@@ -69,6 +69,14 @@ def geometry_problems(geom: BaseGeometry, expected: tuple[str, ...]) -> list[str
         return problems
     if shapely.has_z(geom):
         problems.append("3D coordinates are not accepted; give longitude and latitude only")
+    # GEOS crashes the process on some operations with an empty part (segmentize does).
+    empty_parts = [i + 1 for i, part in enumerate(shapely.get_parts(geom)) if part.is_empty]
+    if empty_parts:
+        numbers = ", ".join(str(n) for n in empty_parts)
+        which = f"part {numbers} is" if len(empty_parts) == 1 else f"parts {numbers} are"
+        them = "it" if len(empty_parts) == 1 else "them"
+        problems.append(f"{which} empty in the {geom.geom_type}: remove {them}")
+        return problems
     minx, miny, maxx, maxy = geom.bounds
     if not (
         -180 <= minx <= 180 and -180 <= maxx <= 180 and -90 <= miny <= 90 and -90 <= maxy <= 90
@@ -92,6 +100,8 @@ def geometries_acceptable(geoms: Any, expected: tuple[str, ...]) -> Any:
     kinds = [shapely.GeometryType[name.upper()] for name in expected]
     ok = np.isin(shapely.get_type_id(geoms), kinds) & ~shapely.is_empty(geoms)
     ok &= ~shapely.has_z(geoms)
+    parts, owner = shapely.get_parts(geoms[ok], return_index=True)
+    ok[np.flatnonzero(ok)[owner[shapely.is_empty(parts)]]] = False
     with np.errstate(invalid="ignore"):
         minx, miny, maxx, maxy = shapely.bounds(geoms).T
         ok &= (minx >= -180) & (maxx <= 180) & (maxx >= -180) & (minx <= 180)
