@@ -70,7 +70,8 @@ def geometry_problems(geom: BaseGeometry, expected: tuple[str, ...]) -> list[str
     if shapely.has_z(geom):
         problems.append("3D coordinates are not accepted; give longitude and latitude only")
     # GEOS crashes the process on some operations with an empty part (segmentize does).
-    empty_parts = [i + 1 for i, part in enumerate(shapely.get_parts(geom)) if part.is_empty]
+    parts = getattr(geom, "geoms", ())  # a multi-part geometry's
+    empty_parts = [i + 1 for i, part in enumerate(parts) if part.is_empty]
     if empty_parts:
         numbers = ", ".join(str(n) for n in empty_parts)
         which = f"part {numbers} is" if len(empty_parts) == 1 else f"parts {numbers} are"
