@@ -262,6 +262,8 @@ class Mapping(BaseModel):
     date_of_information: FieldSpec
     records: dict[str, dict[str, FieldSpec]]
     _name: str = PrivateAttr(default="<mapping>")
+    # Record type → ``geometry_placement``, found once (an import asks for every row).
+    _placements: dict[str, tuple[str, bool] | None] = PrivateAttr(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -360,15 +362,28 @@ class Mapping(BaseModel):
         self, record_type: str, geometry: BaseGeometry | None
     ) -> dict[str, BaseGeometry]:
         """The field the input geometry goes to, with its value (nothing for no geometry)."""
-        if geometry is None:
+        placement = self.geometry_placement(record_type)
+        if geometry is None or placement is None:
             return {}
+        name, to_multi = placement
+        return {name: _promote(geometry) if to_multi else geometry}
+
+    def geometry_placement(self, record_type: str) -> tuple[str, bool] | None:
+        """The field the input geometry goes to, and whether a polygon becomes a multipolygon
+        there; None when it goes nowhere."""
+        if record_type in self._placements:
+            return self._placements[record_type]
+        found: tuple[str, bool] | None = None
         for name, spec in self.records[record_type].items():
             if spec.geometry is not None:
-                return {name: _promote(geometry) if spec.to_multi else geometry}
-        unmapped = "geometry" not in self.records[record_type]
-        if unmapped and self.geometry_field(record_type) == "geometry":
-            return {"geometry": geometry}
-        return {}
+                found = name, spec.to_multi
+                break
+        else:
+            unmapped = "geometry" not in self.records[record_type]
+            if unmapped and self.geometry_field(record_type) == "geometry":
+                found = "geometry", False
+        self._placements[record_type] = found
+        return found
 
     def value_columns(self) -> list[str]:
         """The columns the record type, the date and the fields are read from (not the key)."""
