@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 
 from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
 from safeground.domain.geometry import geometries_acceptable
-from safeground.domain.records import RECORD_TYPES, Record, to_payloads
+from safeground.domain.records import RECORD_TYPES, Record
 from safeground.domain.reports import Operation, build_record
 from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
 from safeground.io.readers import InputTable, ReadFailed, missing_columns_reason, read_input
@@ -161,8 +161,6 @@ class _Row:
     values: dict[str, Any] = field(default_factory=dict)
     signature: tuple[Any, ...] = ()
     record: Record | None = None
-    # The report's changes (the record as JSON values), when its combination encoded them.
-    payload: dict[str, Any] | None = None
     record_id: str | None = None
     problems: list[RowProblem] = field(default_factory=list)
 
@@ -309,7 +307,6 @@ def _prepare(
         # Geometries as WKB in one vectorised call: part of each row's duplicate signature.
         geoms = np.array(table.geometry, dtype=object)
         wkb = shapely.to_wkb(geoms).tolist()
-        hexes = shapely.to_wkb(geoms, hex=True).tolist()  # as ``to_payloads`` writes them
         keys = _key_cells(mapping, table)
         combination_of = _combinations(mapping, table, combinations)
         acceptable = _acceptable(geoms, combination_of)
@@ -338,7 +335,7 @@ def _prepare(
                 and combination.record_for(geometry) is not None
             )
             if fast:
-                combination.fill(row, geometry, wkb[index], hexes[index])
+                combination.fill(row, geometry, None if geometry is None else wkb[index])
             else:
                 slow.append(row)
             rows.append(row)
@@ -364,7 +361,6 @@ class _Combination:
         self.values: dict[str, Any] = {}
         self.signature: tuple[Any, ...] = ()
         self._records: dict[bool, Record | None] = {}
-        self._payloads: dict[bool, dict[str, Any]] = {}
         self._mapping = mapping
         if self.record_type is None:
             return
@@ -397,29 +393,15 @@ class _Combination:
         assert self.record_type is not None
         return self._mapping.geometry_values(self.record_type, geometry)
 
-    def fill(
-        self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None, hex_wkb: str | None
-    ) -> None:
-        """Give a row its record and payload: this combination's, with the row's geometry.
-
-        ``wkb`` and ``hex_wkb`` encode ``geometry`` (None without one), from vectorised calls.
-        """
+    def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
         record = self.record_for(geometry)
         assert record is not None
-        present = geometry is not None and self.target is not None
-        payload = self._payloads.get(present)
-        if payload is None:
-            payload = self._payloads[present] = to_payloads([record])[0]
         row.values = self.values
-        if present:
+        if geometry is not None and self.target is not None:
             placed = self._geometry_values(geometry)
             record = record.model_copy(update=placed)
             row.values = {**self.values, **placed}
-            payload = dict(payload)
-            for name, value in placed.items():
-                payload[name] = hex_wkb if value is geometry else shapely.to_wkb(value, hex=True)
         row.record_type, row.date_of_information, row.record = self.record_type, self.date, record
-        row.payload = payload
         row.signature = (self.record_type, self.date, self.signature, wkb)
 
 
@@ -762,7 +744,6 @@ def _submission(row: _Row, mapping_name: str, source: str) -> Submission:
         source=source,
         source_key=row.key,
         record=row.record,
-        payload=row.payload,
     )
 
 
