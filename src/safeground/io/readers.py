@@ -136,7 +136,7 @@ def _read_ogr(path: Path, fmt: InputFormat) -> tuple[pd.DataFrame, list[Any] | N
     gdf = pyogrio.read_dataframe(path, layer=layer)
     if isinstance(gdf, gpd.GeoDataFrame) and gdf.geometry.name in gdf.columns:
         crs = CRS.from_user_input(gdf.crs) if gdf.crs is not None else None
-        geoms = list(gdf.geometry.array)
+        geoms = np.asarray(gdf.geometry.array, dtype=object).tolist()  # not one by one
         frame = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
         return frame, geoms, crs
     return pd.DataFrame(gdf), None, None
