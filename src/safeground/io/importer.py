@@ -32,7 +32,7 @@ from sqlalchemy import Connection
 
 from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
 from safeground.domain.geometry import geometries_acceptable
-from safeground.domain.records import RECORD_TYPES, Record
+from safeground.domain.records import RECORD_TYPES, Record, to_payloads
 from safeground.domain.reports import Operation, build_record
 from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
 from safeground.io.readers import InputTable, ReadFailed, missing_columns_reason, read_input
@@ -161,6 +161,10 @@ class _Row:
     values: dict[str, Any] = field(default_factory=dict)
     signature: tuple[Any, ...] = ()
     record: Record | None = None
+    # A row of a clean combination: the record the combination validated (before the row's
+    # geometry), and the fields the row's geometry went to, so the payload is encoded in bulk.
+    template: Record | None = None
+    placed: dict[str, BaseGeometry] = field(default_factory=dict)
     record_id: str | None = None
     problems: list[RowProblem] = field(default_factory=list)
 
@@ -396,11 +400,11 @@ class _Combination:
     def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
         record = self.record_for(geometry)
         assert record is not None
-        row.values = self.values
+        row.values, row.template = self.values, record
         if geometry is not None and self.target is not None:
-            placed = self._geometry_values(geometry)
-            record = record.model_copy(update=placed)
-            row.values = {**self.values, **placed}
+            row.placed = self._geometry_values(geometry)
+            record = record.model_copy(update=row.placed)
+            row.values = {**self.values, **row.placed}
         row.record_type, row.date_of_information, row.record = self.record_type, self.date, record
         row.signature = (self.record_type, self.date, self.signature, wkb)
 
@@ -692,7 +696,8 @@ def _file(
             for row, record_id in zip(todo, ids, strict=True):
                 row.record_id = record_id
             name, source = mapping.name, mapping.source  # pydantic attributes: read once
-            items = [_submission(r, name, source) for r in todo]
+            payloads = _payloads(todo)
+            items = [_submission(r, name, source, p) for r, p in zip(todo, payloads, strict=True)]
             files = ", ".join(report.files[:3]) + (" ..." if len(report.files) > 3 else "")
             approval = register.file(
                 user,
@@ -731,7 +736,30 @@ def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> lis
     return ids
 
 
-def _submission(row: _Row, mapping_name: str, source: str) -> Submission:
+def _payloads(rows: list[_Row]) -> list[dict[str, Any] | None]:
+    """Each row's report payload (``to_payloads`` of its record): its combination's record
+    encoded once, all of them in one bulk call, with the row's geometry put in; None for a row
+    checked on its own (the register encodes its record).
+
+    Encoding the 30,865 records of the Colombian files one by one in bulk cost three times as
+    much as encoding their 7,926 combinations; one call per combination cost as much again.
+    """
+    templates = {id(r.template): r.template for r in rows if r.template is not None}
+    encoded = dict(zip(templates, to_payloads(list(templates.values())), strict=True))
+    payloads = [None if r.template is None else encoded[id(r.template)] for r in rows]
+    placed = [(i, name, g) for i, r in enumerate(rows) for name, g in r.placed.items()]
+    geometries = np.empty(len(placed), dtype=object)
+    geometries[:] = [g for _, _, g in placed]
+    for (i, name, _), hex_wkb in zip(placed, shapely.to_wkb(geometries, hex=True), strict=True):
+        payload = payloads[i]
+        assert payload is not None
+        payloads[i] = {**payload, name: hex_wkb}
+    return payloads
+
+
+def _submission(
+    row: _Row, mapping_name: str, source: str, payload: dict[str, Any] | None
+) -> Submission:
     assert row.record is not None and row.record_type is not None
     assert row.date_of_information is not None
     return Submission(
@@ -744,6 +772,7 @@ def _submission(row: _Row, mapping_name: str, source: str) -> Submission:
         source=source,
         source_key=row.key,
         record=row.record,
+        payload=payload,
     )
 
 

@@ -84,6 +84,9 @@ class Submission:
     # The record ``changes`` create, when the caller has validated it already (an import
     # validates every row before filing): it is not validated a second time.
     record: Record | None = None
+    # That record as ``to_payloads`` encodes it, when the caller has done so (an import encodes
+    # each distinct combination of values once).
+    payload: dict[str, Any] | None = None
 
 
 @dataclass
@@ -165,7 +168,10 @@ class Register:
             for item, prefix in zip(items, prefixes, strict=True)
         ]
         # A created record's report holds the whole record; encoded for all at once.
-        created = [(r, r.built) for r in reports if r.built is not None]
+        for r, item in zip(reports, items, strict=True):
+            if r.built is not None and item.record is not None and item.payload is not None:
+                r.changes = item.payload
+        created = [(r, r.built) for r in reports if r.built is not None and not r.changes]
         for (r, _), payload in zip(created, to_payloads([b for _, b in created]), strict=True):
             r.changes = payload
         return reports
