@@ -659,6 +659,74 @@ def test_a_photo_goes_with_a_new_records_draft_and_is_approved_with_it(login, sc
     assert len(_audit(scenario, "report.approve")) == 3
 
 
+def test_the_same_file_is_not_attached_twice_while_its_report_waits(login, scenario):
+    """A retried upload (a form saved again after a failed one, an answer lost) is refused with
+    409 naming the attachment there already, while the report attaching it is the caller's
+    draft or submitted report; nothing is written or audited for it."""
+    import hashlib
+
+    clerk = login("clerk")
+    accident, victim = _accident_with_victim(clerk)
+    first = _attach(clerk, accident["record_id"])
+    assert first.status_code == 201, first.text
+    photo = first.json()
+    again = clerk.post(
+        f"/api/records/{accident['record_id']}/attachments",
+        files={"file": ("renamed.jpg", b"\xff\xd8 photo", "image/jpeg")},
+        data={"caption": "the crater"},
+    )
+    assert again.status_code == 409, again.text
+    body = again.json()
+    assert body["detail"] == (
+        f"renamed.jpg is attached to {accident['record_id']} already: your draft report "
+        f"{photo['report_id']} attaches the same file (site.jpg, {photo['record_id']}, "
+        f"SHA-256 {photo['sha256'][:12]}…), so it is not attached twice"
+    )
+    assert body["problems"] == [
+        {"field": "file", "message": body["detail"], "record": photo["record_id"]}
+    ]
+    assert body["existing"] == {
+        "record_id": photo["record_id"],
+        "report_id": photo["report_id"],
+        "status": "draft",
+        "sha256": hashlib.sha256(b"\xff\xd8 photo").hexdigest(),
+        "size_bytes": len(b"\xff\xd8 photo"),
+        "filename": "site.jpg",
+        "caption": None,
+    }
+    assert len(_audit(scenario, "attachment.add")) == 1
+    url = f"/api/reports/{accident['report_id']}/dependents"
+    attached = [
+        r["report_id"] for r in clerk.get(url).json()["items"] if r["record_type"] == "attachment"
+    ]
+    assert attached == [photo["report_id"]]
+
+    # Another file, or the same file from someone else, is attached as before.
+    assert _attach(clerk, accident["record_id"], content=b"another photo").status_code == 201
+    assert _attach(login("officer"), accident["record_id"]).status_code == 201
+    # Submitted, it still waits: still refused.
+    ids = [accident["report_id"], victim["report_id"], photo["report_id"]]
+    assert clerk.post("/api/reports/submit", json={"report_ids": ids}).status_code == 200
+    refused = _attach(clerk, accident["record_id"])
+    assert refused.status_code == 409 and refused.json()["existing"]["status"] == "submitted"
+
+    # On a registered record: a data entry clerk's drafted attachment is refused again until
+    # its draft is withdrawn; then the file can be attached anew.
+    drafted = _attach(clerk, scenario.hazard)
+    assert drafted.json()["status"] == "draft"
+    assert _attach(clerk, scenario.hazard).status_code == 409
+    withdraw = f"/api/reports/{drafted.json()['report_id']}/withdraw"
+    assert clerk.post(withdraw, json={}).status_code == 200
+    assert _attach(clerk, scenario.hazard).status_code == 201
+    # Filed at once (a reviewer's, on a registered record), an attachment no longer waits: the
+    # refusal covers pending reports only (the report form itself never sends a file twice).
+    officer = login("officer")
+    assert [_attach(officer, scenario.hazard).json()["status"] for _ in range(2)] == [
+        "approved",
+        "approved",
+    ]
+
+
 def test_rejecting_a_new_record_rejects_the_photo_submitted_with_it(login, scenario):
     clerk, reviewer = login("clerk"), login("reviewer")
     accident, _ = _accident_with_victim(clerk)

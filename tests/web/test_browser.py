@@ -693,6 +693,102 @@ def test_photo_captions_typed_in_the_form_go_with_their_files(page, site: Site) 
     shot(page, "18b-waiting-photo-with-caption")
 
 
+def test_a_save_retried_after_a_failed_upload_attaches_each_file_once(page, site: Site) -> None:
+    """Three files; the second upload fails. Saved again, the first is not sent again and the
+    rest are attached. A second upload that reached the server but whose answer was lost is
+    refused there (409 naming its attachment) when sent again, and shown as attached: one
+    attachment per file, each with its caption."""
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=eore")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=session_date] input", "2021-06-02")
+    page.fill(".question[data-field=place_name] input", "School 4")
+    names = ["board.png", "pupils.png", "leaflet.png"]
+    page.set_input_files(
+        "#photos",
+        # Distinct bytes after the image's end: three different files (SHA-256), all pictures.
+        files=[
+            {"name": name, "mimeType": "image/png", "buffer": PNG + name.encode()} for name in names
+        ],
+    )
+    captions = page.locator("fieldset.photos .chosen-photos input.caption")
+    for i, name in enumerate(names):
+        captions.nth(i).fill(f"caption of {name}")
+
+    sent: list[str] = []
+    failing = {"pupils.png": "network"}  # how the next upload of that file fails
+
+    def upload(route) -> None:
+        name = next(
+            n for n in names if f'filename="{n}"'.encode() in route.request.post_data_buffer
+        )
+        sent.append(name)
+        how = failing.pop(name, None)
+        if how == "network":
+            route.abort("connectionreset")  # never reaches the server
+        elif how == "answer lost":
+            route.fetch()  # the server attaches it...
+            route.abort("connectionreset")  # ...and the browser never hears so
+        else:
+            route.continue_()
+
+    page.route("**/api/records/*/attachments", upload)
+    status = page.locator("#form-status")
+    problem = page.locator("fieldset.photos > .problem")
+    listed = page.locator("fieldset.photos .saved-photos li")
+
+    def save() -> None:
+        page.click("#save-draft")
+        page.wait_for_function(
+            "() => !document.getElementById('form-status').textContent.startsWith('Saving')"
+        )
+
+    save()
+    assert sent == ["board.png", "pupils.png"]
+    assert "pupils.png was not attached: no answer from the server" in problem.inner_text()
+    assert "It and the 1 other file not attached yet stay chosen" in problem.inner_text()
+    assert status.inner_text().startswith("Draft saved: report ")
+    assert "not every file was attached" in status.inner_text()
+    assert [listed.nth(i).inner_text().split(" (report")[0] for i in range(listed.count())] == [
+        "board.png — caption of board.png"
+    ]
+    # The files not attached stay chosen, with the captions typed.
+    assert [captions.nth(i).input_value() for i in range(captions.count())] == [
+        "caption of pupils.png",
+        "caption of leaflet.png",
+    ]
+    shot(page, "18c-upload-failed")
+
+    failing["pupils.png"] = "answer lost"
+    save()
+    assert sent == ["board.png", "pupils.png", "pupils.png"]  # board.png is not sent again
+    assert "pupils.png was not attached" in problem.inner_text()
+
+    save()
+    page.wait_for_selector("#report-form[data-saved]")
+    assert sent == ["board.png", "pupils.png", "pupils.png", "pupils.png", "leaflet.png"]
+    assert captions.count() == 0
+    notice = page.locator("fieldset.photos .photo-notice")
+    assert "pupils.png is attached to" in notice.inner_text()
+    assert "so it is not attached twice" in notice.inner_text()
+    assert problem.is_hidden()
+    assert "Draft saved" in status.inner_text()
+    shot(page, "18d-upload-retried")
+
+    # One attachment per file, each with its caption, and the form lists exactly those.
+    session_report, *photo_reports = (
+        int(i) for i in page.get_attribute("#report-form", "data-saved").split(",")
+    )
+    dependents = page.request.get(f"{site.url}/api/reports/{session_report}/dependents").json()
+    attachments = [r for r in dependents["items"] if r["record_type"] == "attachment"]
+    assert sorted((a["changes"]["filename"], a["changes"]["caption"]) for a in attachments) == [
+        (name, f"caption of {name}") for name in sorted(names)
+    ]
+    assert sorted(photo_reports) == sorted(a["report_id"] for a in attachments)
+    assert sorted(listed.nth(i).inner_text().split(" —")[0] for i in range(3)) == sorted(names)
+    assert listed.count() == 3
+
+
 # What a base map tile looks like on the page: the raster tiles' one colour, or the fill
 # basemap.js gives a vector base map's polygons; neither is a colour the page draws itself.
 RASTER_COLOUR = (200, 30, 160)

@@ -74,6 +74,71 @@ def test_landing_and_conformance(served):
     assert '"null"' not in json.dumps(document)  # no OpenAPI 3.1 null types left
 
 
+def test_the_api_definition_declares_the_credentials_each_operation_takes(served):
+    """/ogc/api is a valid OpenAPI 3.0 document whose security schemes are the credentials the
+    server takes (a bearer API token, HTTP Basic with a token as password, the session cookie),
+    and each operation answers as its security says: without credentials only where ``{}`` is
+    allowed (or none is asked), and with each scheme it lists."""
+    import base64
+
+    import jsonschema_rs
+    from schemathesis.specs.openapi.definitions import OPENAPI_30  # OAS 3.0's JSON Schema
+
+    client, data = served
+    document = client.get("/ogc/api").json()
+    validator = jsonschema_rs.Draft4Validator(OPENAPI_30)
+    assert [error.message for error in validator.iter_errors(document)] == []
+    schemes = document["components"]["securitySchemes"]
+    assert {name: (s["type"], s.get("scheme") or s["in"]) for name, s in schemes.items()} == {
+        "apiToken": ("http", "bearer"),
+        "apiTokenBasic": ("http", "basic"),
+        "session": ("apiKey", "cookie"),
+    }
+    assert schemes["session"]["name"] == "safeground_session"
+
+    login = client.post(
+        "/api/login", json={"username": "clerk", "password": "long-enough-password"}
+    )
+    session = login.cookies["safeground_session"]
+    client.cookies.clear()  # each request below sends its own credentials, or none
+    pair = base64.b64encode(f"clerk:{data.clerk_token}".encode()).decode()
+    sent = {
+        "apiToken": {"Authorization": f"Bearer {data.clerk_token}"},
+        "apiTokenBasic": {"Authorization": f"Basic {pair}"},
+        "session": {"Cookie": f"safeground_session={session}"},
+    }
+    anonymous = set()
+    for path, operations in document["paths"].items():
+        feature = data.district if "/admin_area/" in path else data.hazards[0]
+        url = path.replace("{collection_id}", "hazardous_area").replace("{feature_id}", feature)
+        for method, operation in operations.items():
+            security = operation.get("security", document["security"])
+            named = {name for requirement in security for name in requirement}
+            assert named <= set(schemes), (path, named)
+            answer = client.request(method, url)
+            if not security or {} in security:
+                anonymous.add(path)
+                assert answer.status_code == 200, (path, answer.text)
+            else:
+                assert answer.status_code == 401, (path, answer.text)
+                assert answer.headers["WWW-Authenticate"].startswith("Basic ")
+                assert "401" in operation["responses"]
+            for name in named:
+                assert client.request(method, url, headers=sent[name]).status_code == 200, path
+    assert anonymous == {
+        "/ogc",
+        "/ogc/conformance",
+        "/ogc/api",
+        "/ogc/collections",
+        "/ogc/collections/admin_area",
+        "/ogc/collections/admin_area/items",
+        "/ogc/collections/admin_area/items/{feature_id}",
+    }
+    # The public collection's own paths take only the filters it has.
+    public_items = document["paths"]["/ogc/collections/admin_area/items"]["get"]
+    assert {p["name"] for p in public_items["parameters"]} & set(layers.FILTERS) == {"admin_area"}
+
+
 def test_collections_follow_the_role(served):
     client, data = served
     public = client.get("/ogc/collections").json()

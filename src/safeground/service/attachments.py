@@ -13,9 +13,10 @@ from datetime import date
 
 from sqlalchemy import Connection, select
 
-from safeground.domain.errors import NotFound
-from safeground.domain.reports import ReportStatus
-from safeground.service.register import Register, Submission
+from safeground.domain.errors import NotFound, WorkflowError
+from safeground.domain.reports import Operation, Report, ReportStatus
+from safeground.service.register import AWAITING, Register, Submission
+from safeground.storage.reportlog import reports_naming
 from safeground.storage.schema import blob
 
 
@@ -28,6 +29,34 @@ class Attached:
     size_bytes: int
 
 
+class AlreadyAttached(WorkflowError):
+    """The same content is attached to the same record already, by a draft or submitted report
+    of the same user: a retried upload (a form saved again after a failure, a request whose
+    answer was lost) must not attach a file twice. ``existing`` is that report."""
+
+    def __init__(self, filename: str, target_id: str, existing: Report):
+        self.existing = existing
+        changes = existing.changes
+        super().__init__(
+            f"{filename} is attached to {target_id} already: your {existing.status} report "
+            f"{existing.report_id} attaches the same file ({changes.get('filename')}, "
+            f"{existing.record_id}, SHA-256 {str(changes.get('sha256'))[:12]}…), so it is not "
+            "attached twice"
+        )
+
+
+def pending_attachment(conn: Connection, user: str, target_id: str, sha256: str) -> Report | None:
+    """The user's draft or submitted report attaching content ``sha256`` to ``target_id``."""
+    for found in reports_naming(conn, target_id, [("attachment", "target_id")], AWAITING):
+        if (
+            found.operation is Operation.CREATE
+            and found.author == user
+            and found.changes.get("sha256") == sha256
+        ):
+            return found
+    return None
+
+
 def attach(
     register: Register,
     conn: Connection,
@@ -38,17 +67,24 @@ def attach(
     caption: str | None = None,
     media_type: str | None = None,
     approve: bool = True,
+    once: bool = False,
 ) -> Attached:
     """Keep ``content`` and file (or, with ``approve=False``, draft) its attachment record.
 
     A record awaiting its first approval (a new hazard's draft) gets a drafted attachment
     whatever ``approve`` says: it is submitted and approved with the record, or after it.
+    With ``once`` (the web application), content that ``user`` attaches to ``target_id`` in a
+    draft or submitted report already is refused (``AlreadyAttached``, naming that report).
     """
     if not register.is_current(conn, target_id):  # NotFound for an unknown record
         if not register.awaiting(conn, target_id):
             raise NotFound(f"{target_id} is not in the register and awaits no approval")
         approve = False
     digest = hashlib.sha256(content).hexdigest()
+    if once:
+        existing = pending_attachment(conn, user, target_id, digest)
+        if existing is not None:
+            raise AlreadyAttached(filename, target_id, existing)
     item = Submission(
         "attachment",
         {

@@ -9,6 +9,7 @@ admin areas cover. A bad parameter is a 400 answer naming it.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -31,7 +32,15 @@ from safeground.domain.access import Principal
 from safeground.service import layers
 from safeground.service.layers import Feature, Layer
 from safeground.storage.store import Store
-from safeground.web.deps import MAX_ID, OGC_PREFIX, CurrentPrincipal, get_register
+from safeground.web.deps import (
+    BASIC_CHALLENGE,
+    MAX_ID,
+    OGC_PREFIX,
+    SESSION_COOKIE,
+    CurrentPrincipal,
+    current_principal,
+    get_register,
+)
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -46,6 +55,32 @@ JSON = "application/json"
 OPENAPI_30 = "application/vnd.oai.openapi+json;version=3.0"
 MAX_LIMIT = 10_000
 ITEMS_PARAMETERS = {"limit", "offset", "bbox", "bbox-crs", "datetime", "crs", "f", *layers.FILTERS}
+
+# The credentials /ogc accepts (web.deps.current_principal), as OpenAPI security schemes.
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "apiToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "Safeground API token (sg_…)",
+        "description": "An account's API token (`safeground token create`, or `POST /api/tokens` "
+        "while logged in), as `Authorization: Bearer sg_…`.",
+    },
+    "apiTokenBasic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "HTTP Basic, for GIS clients that cannot send a bearer header (QGIS, "
+        "ArcGIS): the user name is the account's, the password **one of that account's API "
+        "tokens**, never its login password (refused). For reading only (GET, HEAD, OPTIONS).",
+    },
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": SESSION_COOKIE,
+        "description": "The browser session cookie that `POST /api/login` sets.",
+    },
+}
+CREDENTIALS: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
+ANONYMOUS_TOO = [*CREDENTIALS, {}]  # `{}`: a request without credentials is answered too
 
 
 class _OgcRoute(APIRoute):
@@ -194,10 +229,124 @@ def _api_document() -> dict[str, Any]:
         title="Safeground OGC API - Features",
         version="1.0.0",
         openapi_version="3.0.3",
+        description="Without credentials, the public layers only (admin_area); an account's API "
+        "token (bearer, or HTTP Basic with the token as password) or a browser session reads "
+        "the layers its role may.",
         routes=router.routes,
     )
     result: dict[str, Any] = _nullable_30(document)
+    _declare_security(result)
     return result
+
+
+def _declare_security(document: dict[str, Any]) -> None:
+    """Say which credentials each operation takes (``SECURITY_SCHEMES``) and what it answers
+    without them or with the wrong ones. Operations that do not look at the caller take none.
+    The listing answers anyone (with the collections the caller may read); a collection's own
+    paths need credentials, except the public collections', which get paths of their own
+    (``/ogc/collections/admin_area/items``: OpenAPI matches a concrete path before a templated
+    one) answering without them too."""
+    document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    document["security"] = ANONYMOUS_TOO
+    paths: dict[str, dict[str, Any]] = document["paths"]
+    public: dict[str, dict[str, Any]] = {}
+    for route in router.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        operations = paths[route.path_format]
+        for operation in operations.values():
+            operation.get("responses", {}).pop("422", None)  # /ogc answers 400 (_OgcRoute)
+            if not any(d.call is current_principal for d in route.dependant.dependencies):
+                operation["security"] = []
+                continue
+            operation["responses"].update(_CREDENTIAL_RESPONSES)
+            if any(p["in"] == "query" for p in operation.get("parameters", [])):
+                operation["responses"]["400"] = _BAD_PARAMETER
+            if "{collection_id}" not in route.path_format:
+                operation["security"] = ANONYMOUS_TOO
+                operation["description"] = _joined(
+                    operation.get("description"),
+                    "Answered without credentials too: the collections the caller may read.",
+                )
+                continue
+            operation["security"] = CREDENTIALS
+            operation["responses"].update(_COLLECTION_RESPONSES)
+            operation["description"] = _joined(
+                operation.get("description"),
+                "Collections other than "
+                + ", ".join(layer.id for layer in layers.LAYERS.values() if layer.public)
+                + " need credentials (401 without them, 403 for a role that may not read the "
+                "collection); the public collections have paths of their own, which need none.",
+            )
+        for layer in layers.LAYERS.values():
+            if layer.public:
+                path = route.path_format.replace("{collection_id}", layer.id)
+                if path != route.path_format:
+                    public[path] = {
+                        method: _public_operation(operation, layer)
+                        for method, operation in operations.items()
+                    }
+    paths.update(public)
+    schemas = document["components"].get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):  # only the 422s named them
+        schemas.pop(name, None)
+    if not schemas:
+        document["components"].pop("schemas", None)
+
+
+def _public_operation(operation: dict[str, Any], layer: Layer) -> dict[str, Any]:
+    """A collection operation for a public layer: no credentials needed, and only the filters
+    the layer takes."""
+    public = copy.deepcopy(operation)
+    public["operationId"] = f"{operation['operationId']}_{layer.id}"
+    public["summary"] = f"{operation['summary']}: {layer.id} (public)"
+    public["description"] = f"{layer.title}: answered without credentials too."
+    public["parameters"] = [
+        p
+        for p in public.get("parameters", [])
+        if p["name"] != "collection_id"
+        and (p["name"] not in layers.FILTERS or p["name"] in layer.filters)
+    ]
+    public["security"] = ANONYMOUS_TOO
+    public["responses"].pop("403", None)
+    if not any(p["in"] == "path" for p in public["parameters"]):
+        public["responses"].pop("404", None)  # the collection is there: no feature is asked for
+    return public
+
+
+_ERROR_CONTENT = {
+    JSON: {
+        "schema": {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}},
+            "required": ["detail"],
+        }
+    }
+}
+_BAD_PARAMETER = {
+    "description": "A malformed or unknown parameter, named",
+    "content": _ERROR_CONTENT,
+}
+_CREDENTIAL_RESPONSES: dict[str, Any] = {
+    "401": {
+        "description": "Credentials needed, or the credentials sent are unknown, revoked or "
+        "not an API token of that user name",
+        "headers": {
+            "WWW-Authenticate": {
+                "description": f"`{BASIC_CHALLENGE}`",
+                "schema": {"type": "string"},
+            }
+        },
+        "content": _ERROR_CONTENT,
+    },
+}
+_COLLECTION_RESPONSES: dict[str, Any] = {
+    "403": {
+        "description": "The caller's role may not read this collection",
+        "content": _ERROR_CONTENT,
+    },
+    "404": {"description": "No such collection or feature", "content": _ERROR_CONTENT},
+}
 
 
 def _nullable_30(node: Any) -> Any:
@@ -405,3 +554,7 @@ def _feature_json(
             {"rel": "collection", "type": JSON, "href": _url(request, path)},
         ]
     return body
+
+
+def _joined(*texts: str | None) -> str:
+    return "\n\n".join(t for t in texts if t)

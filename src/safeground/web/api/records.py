@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import func, or_, select
 
@@ -33,6 +33,7 @@ from safeground.web.deps import (
     get_settings,
     require,
 )
+from safeground.web.errors import ErrorBody, FieldProblem
 
 router = APIRouter(tags=["records"])
 
@@ -222,20 +223,44 @@ class Attached(BaseModel):
     size_bytes: int
 
 
+class AttachedAlready(Attached):
+    filename: str | None
+    caption: str | None
+
+
+class AlreadyAttachedBody(ErrorBody):
+    """A 409: the caller's pending report attaching the same file to the record."""
+
+    existing: AttachedAlready
+
+
 Drafter = Annotated[Principal, Depends(require(lambda p: p.can_draft, "attach files"))]
 
 
-@router.post("/records/{record_id}/attachments", status_code=201, response_model=Attached)
+@router.post(
+    "/records/{record_id}/attachments",
+    status_code=201,
+    response_model=Attached,
+    responses={
+        409: {
+            "model": AlreadyAttachedBody,
+            "description": "The caller's draft or submitted report attaches the same file (the "
+            "same SHA-256) to this record already: `existing` is that attachment",
+        }
+    },
+)
 def add_attachment(
     request: Request,
     record_id: str,
     principal: Drafter,
     file: Annotated[UploadFile, File(description="The photo or scanned form")],
     caption: Annotated[str | None, Form()] = None,
-) -> Attached:
+) -> Attached | JSONResponse:
     """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it.
     A record awaiting its first approval gets a drafted attachment from anyone who may read its
-    report, submitted and approved with it."""
+    report, submitted and approved with it. The same file (the same SHA-256) attached again to
+    the record while the caller's report attaching it is a draft or submitted is refused with
+    409, naming that report: a retried upload never attaches a file twice."""
     for name, text in (("file", file.filename or ""), ("caption", caption or "")):
         if "\x00" in text:
             raise ValidationFailed([Problem(name, "text may not contain the NUL character")])
@@ -246,26 +271,30 @@ def add_attachment(
     register = get_register(request)
     _check_may_attach(register, principal, record_id)
     assert principal.username is not None
-    with register.store.begin() as conn:
-        done = attachment_service.attach(
-            register,
-            conn,
-            principal.username,
-            record_id,
-            file.filename or "upload",
-            content,
-            caption,
-            file.content_type,
-            approve=principal.can_approve,
-        )
-        accounts.audit(
-            conn,
-            principal.username,
-            "attachment.add",
-            done.record_id,
-            {"target_id": record_id, "sha256": done.sha256, "report_id": done.report_id},
-            client_address(request),
-        )
+    try:
+        with register.store.begin() as conn:
+            done = attachment_service.attach(
+                register,
+                conn,
+                principal.username,
+                record_id,
+                file.filename or "upload",
+                content,
+                caption,
+                file.content_type,
+                approve=principal.can_approve,
+                once=True,
+            )
+            accounts.audit(
+                conn,
+                principal.username,
+                "attachment.add",
+                done.record_id,
+                {"target_id": record_id, "sha256": done.sha256, "report_id": done.report_id},
+                client_address(request),
+            )
+    except attachment_service.AlreadyAttached as already:
+        return _already_attached(already)
     return Attached(
         record_id=done.record_id,
         report_id=done.report_id,
@@ -273,6 +302,24 @@ def add_attachment(
         sha256=done.sha256,
         size_bytes=done.size_bytes,
     )
+
+
+def _already_attached(already: attachment_service.AlreadyAttached) -> JSONResponse:
+    existing, changes = already.existing, already.existing.changes
+    body = AlreadyAttachedBody(
+        detail=str(already),
+        problems=[FieldProblem(field="file", message=str(already), record=existing.record_id)],
+        existing=AttachedAlready(
+            record_id=existing.record_id,
+            report_id=existing.report_id,
+            status=existing.status,
+            sha256=changes["sha256"],
+            size_bytes=changes["size_bytes"],
+            filename=changes.get("filename"),
+            caption=changes.get("caption"),
+        ),
+    )
+    return JSONResponse(jsonable_encoder(body), status_code=409)
 
 
 def _check_may_attach(register: Register, principal: Principal, record_id: str) -> None:

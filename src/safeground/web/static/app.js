@@ -8,12 +8,14 @@ export function csrfToken() {
   return found ? decodeURIComponent(found.slice(CSRF_COOKIE.length + 1)) : "";
 }
 
-/** An API error with the register's problems: [{field, message}], for showing beside fields. */
+/** An API error with the register's problems: [{field, message}], for showing beside fields,
+ * and the whole answer (``body``: what else a 409 says, such as the attachment there already). */
 export class ApiError extends Error {
-  constructor(status, detail, problems) {
+  constructor(status, detail, problems, body) {
     super(detail || `request failed (${status})`);
     this.status = status;
     this.problems = problems || [];
+    this.body = body;
   }
 }
 
@@ -34,7 +36,7 @@ export async function api(method, path, body) {
   const data = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {
     const detail = typeof data === "string" ? data : data.detail;
-    throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), data.problems);
+    throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), data.problems, data);
   }
   return data;
 }

@@ -19,6 +19,10 @@ let pickTarget = null; // the geopoint question waiting for a click
 let mainDraft = null;
 const entryDrafts = new WeakMap();
 let photoDrafts = [];
+// The files chosen and not attached yet, each with its caption box. A save attaches them one by
+// one, and each leaves this list (for photoDrafts) as soon as it is attached: a save retried
+// after a failed upload attaches only the files still here, never one twice.
+let chosenPhotos = [];
 // The main report is shown as it stands (submitted, approved, or a colleague's draft) while the
 // user's drafts among its entries are edited.
 let mainLocked = false;
@@ -336,7 +340,9 @@ async function save(submit) {
     saved.push(...photoDrafts.map((report) => ({ report, scope: photos })));
     if (submit) await submitTogether(saved);
   } catch (failure) {
-    status.textContent = "";
+    // A file not attached: the reports were saved all the same (as drafts), and the user is told.
+    const kept = saved.map(({ report }) => report.report_id);
+    status.textContent = failure.photo && kept.length ? `Draft saved: report ${kept.join(", ")}; not every file was attached (see Photos)${submit ? ", so nothing was submitted" : ""}.` : "";
     showFailure(failure);
     return;
   } finally {
@@ -397,32 +403,74 @@ function askedFields() {
 
 /** Attach the chosen files to the record of the form's main report (drafted with it while it
  * is new, they go with it), or, when each entry is a report of its own (items found), to the
- * hazardous area they name. */
+ * hazardous area they name. A file attached leaves the chosen ones at once, so that when a later
+ * one fails, saving again attaches only those not attached yet. A file the server already has
+ * from the user for that record, waiting (a save whose answer was lost, a file chosen twice), is
+ * refused with 409 naming its attachment: it is shown as attached, and the user told. */
 async function attachPhotos(report, entryChanges) {
-  const input = document.getElementById("photos");
-  if (!input.files.length || !report) return;
+  const notice = form.querySelector("fieldset.photos .photo-notice");
+  notice.replaceChildren();
+  notice.hidden = true;
+  if (!chosenPhotos.length || !report) return;
   const target = mainDraft?.record_id || entryChanges.hazard_id;
   if (!target) {
     throw Object.assign(new Error("photos need a record to go with"), { problems: [{ field: "photos", message: "name the hazardous area the items were found in" }] });
   }
-  const captions = form.querySelectorAll("fieldset.photos .chosen-photos input.caption");
-  for (const [i, file] of [...input.files].entries()) {
-    const caption = captions[i]?.value.trim() || undefined;
+  for (const chosen of [...chosenPhotos]) {
+    if (!chosenPhotos.includes(chosen)) continue; // removed meanwhile
+    const { file } = chosen;
+    const caption = chosen.caption.value.trim() || undefined;
     const body = new FormData();
     body.append("file", file);
     if (caption) body.append("caption", caption); // left empty: no caption rather than a made-up one
-    const attached = await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
-    photoDrafts.push({ ...attached, record_type: "attachment", changes: { filename: file.name, caption } });
+    try {
+      const attached = await api("POST", `/api/records/${encodeURIComponent(target)}/attachments`, body);
+      photoDrafts.push({ ...attached, record_type: "attachment", changes: { filename: file.name, caption } });
+    } catch (failure) {
+      const existing = failure.status === 409 ? failure.body?.existing : null;
+      if (!existing) throw photoFailure(file, failure);
+      if (!photoDrafts.some((r) => r.report_id === existing.report_id)) {
+        photoDrafts.push({ ...existing, record_type: "attachment", changes: { filename: existing.filename, caption: existing.caption } });
+      }
+      const unused = (caption || "") !== (existing.caption || "") ? ` Your caption "${caption || ""}" was not used: to attach the file with it, withdraw report ${existing.report_id} first.` : "";
+      notice.append(el("span", {}, `${failure.message.replace(/\.$/, "")}.${unused}`), " ");
+      notice.hidden = false;
+    }
+    unchoosePhoto(chosen);
   }
-  input.value = "";
-  showChosenPhotos([]);
 }
 
-/** A caption box for each chosen file, to say what it shows. */
-function showChosenPhotos(files) {
-  const list = form.querySelector("fieldset.photos .chosen-photos");
-  list.replaceChildren(...[...files].map((file) =>
-    el("li", {}, el("label", {}, `Caption for ${file.name} `, el("input", { type: "text", class: "caption", placeholder: "what it shows" })))));
+/** A failed upload, said at the photos: which file, why, and that the ones attached stay. */
+function photoFailure(file, failure) {
+  const waiting = chosenPhotos.length - 1;
+  const rest = waiting ? ` It and the ${waiting} other file${waiting > 1 ? "s" : ""} not attached yet stay chosen: save again to attach them, or remove it.` : " It stays chosen: save again to attach it, or remove it.";
+  // A fetch that got no answer (the network, the server restarting) says only "Failed to fetch".
+  const why = failure.status ? failure.message.replace(/\.$/, "") : `no answer from the server (${failure.message})`;
+  const message = `${file.name} was not attached: ${why}.${rest}${photoDrafts.length ? " The files listed as attached are kept, and are not attached again." : ""}`;
+  return Object.assign(new Error(message), { problems: [{ field: "photos", message }], photo: true });
+}
+
+/** Add chosen files to those waiting to be attached, each with a caption box (what it shows)
+ * and a button to remove it. */
+function choosePhotos(files) {
+  for (const file of files) {
+    const caption = el("input", { type: "text", class: "caption", placeholder: "what it shows" });
+    const chosen = { file, caption };
+    chosen.item = el("li", {},
+      el("label", {}, `Caption for ${file.name} `, caption),
+      el("button", { type: "button", class: "remove-photo", "aria-label": `Remove ${file.name}`, onclick: () => unchoosePhoto(chosen) }, "Remove"));
+    chosenPhotos.push(chosen);
+  }
+  showChosenPhotos();
+}
+
+function unchoosePhoto(chosen) {
+  chosenPhotos = chosenPhotos.filter((c) => c !== chosen);
+  showChosenPhotos();
+}
+
+function showChosenPhotos() {
+  form.querySelector("fieldset.photos .chosen-photos").replaceChildren(...chosenPhotos.map((c) => c.item));
 }
 
 /** List the photos saved with the form (a reopened draft's too), with captions and reports. */
@@ -573,7 +621,8 @@ async function onFileChosen(event) {
     }
     input.value = "";
   } else if (input.id === "photos") {
-    showChosenPhotos(input.files);
+    choosePhotos(input.files);
+    input.value = ""; // kept in the list below; the input chooses more
   } else if (input.closest(".kind-geopoint")) {
     refreshAnswers();
   }
