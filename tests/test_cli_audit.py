@@ -186,6 +186,52 @@ def test_withdrawing_a_draft_is_audited_and_shown_in_its_history(store):
     assert "why withdrawn: wrong form" in out
 
 
+def test_an_administrator_withdraws_a_disabled_accounts_draft_with_a_reason(store):
+    for name, role in (("clerk", "reviewer"), ("boss", "admin")):
+        assert run(store, "user", "add", name, "--role", role)[0] == 0
+    code, out = run(
+        store,
+        "record",
+        "add",
+        "hazardous_area",
+        "--data",
+        _hazard(),
+        "--date",
+        "2021-02-01",
+        "--user",
+        "clerk",
+    )
+    draft = _report_number(out)
+    refused = (
+        f"report {draft} is clerk's draft; only clerk, or an administrator once clerk's "
+        "account is disabled, can withdraw it"
+    )
+    code, out = run(store, "report", "withdraw", draft, "--reason", "left")  # officer: no admin
+    assert code == 1 and refused in out and "account is active" not in out
+    code, out = run(store, "report", "withdraw", draft, "--reason", "left", "--user", "boss")
+    assert code == 1 and f"{refused} (clerk's account is active)" in out
+    count = len(entries(store))
+
+    assert run(store, "user", "disable", "clerk")[0] == 0
+    code, out = run(store, "report", "withdraw", draft, "--user", "boss")
+    assert code == 1 and "say why you withdraw clerk's draft on their behalf" in out
+    code, out = run(store, "report", "withdraw", draft, "--reason", "left")
+    assert code == 1 and refused in out
+    assert len(entries(store)) == count + 1  # the account's disabling only
+    code, out = run(store, "report", "withdraw", draft, "--reason", "left", "--user", "boss")
+    assert code == 0 and f"report {draft} withdrawn" in out
+    withdrawn = entries(store)[-1]
+    assert (withdrawn["action"], withdrawn["username"], withdrawn["target"]) == (
+        "report.withdraw",
+        "boss",
+        f"report {draft}",
+    )
+    assert withdrawn["detail"] == {"record_id": HAZARD, "reason": "left", "on_behalf_of": "clerk"}
+    code, out = run(store, "history", HAZARD)
+    assert f"report {draft} [withdrawn] create" in out and ", by clerk; withdrawn by boss" in out
+    assert "why withdrawn: left" in out
+
+
 def _hazard_added(store: str, how: str) -> None:
     """Field F1 added on the command line, dated 1 February 2021, with ``--submit`` or
     ``--approve``."""

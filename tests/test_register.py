@@ -1,5 +1,6 @@
 """The register's workflow and rules, on the GeoPackage file and on PostGIS alike."""
 
+import re
 from datetime import date
 
 import pytest
@@ -8,6 +9,7 @@ from sqlalchemy import or_, select
 from safeground.domain.errors import NotFound, RuleViolation, ValidationFailed, WorkflowError
 from safeground.domain.geometry import geodesic_area
 from safeground.domain.reports import ReportStatus
+from safeground.service import accounts
 from safeground.service.attachments import attach
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
@@ -713,3 +715,50 @@ def test_withdrawing_a_new_records_draft_withdraws_the_drafts_naming_it(register
         f"withdrawn with report {other_accident.report_id}, "
         f"which was to create {other_accident.record_id}"
     )
+
+
+def test_an_administrator_withdraws_a_disabled_accounts_draft_with_a_reason(register):
+    """A clerk who left keeps no record awaiting approval for good: an administrator withdraws
+    their drafts, saying why; the cascade is the author's own."""
+    with register.store.begin() as conn:
+        accounts.add_account(conn, "op", "reviewer", "a long password")
+    accident, victim = _accident_with_victim(register)
+    (ghost,) = register.draft("nobody", [Submission("organisation", {"name": "G"}, D(2022, 3, 1))])
+    refused = (
+        f"report {accident.report_id} is op's draft; only op, or an administrator once op's "
+        "account is disabled, can withdraw it"
+    )
+    with pytest.raises(WorkflowError) as error:
+        register.withdraw("rev", accident.report_id, "left")
+    assert str(error.value) == refused
+    with pytest.raises(WorkflowError) as error:
+        register.withdraw("admin", accident.report_id, "left", administrator=True)
+    assert str(error.value) == f"{refused} (op's account is active)"
+    with pytest.raises(WorkflowError, match=r"\(nobody has no account to disable\)"):
+        register.withdraw("admin", ghost.report_id, "left", administrator=True)
+
+    with register.store.begin() as conn:
+        accounts.disable_account(conn, "op", by="admin")
+    with pytest.raises(WorkflowError, match=re.escape(refused)):
+        register.withdraw("rev", accident.report_id, "left")  # not an administrator
+    for blank in (None, "  "):
+        with pytest.raises(ValidationFailed) as problems:
+            register.withdraw("admin", accident.report_id, blank, administrator=True)
+        assert [(p.field, p.reason) for p in problems.value.problems] == [
+            ("reason", "say why you withdraw op's draft on their behalf")
+        ]
+    assert _statuses(register, accident, victim) == [ReportStatus.DRAFT, ReportStatus.DRAFT]
+
+    withdrawn = register.withdraw("admin", accident.report_id, " op left ", administrator=True)
+    assert [(r.report_id, r.author, r.reviewed_by) for r in withdrawn] == [
+        (accident.report_id, "op", "admin"),
+        (victim.report_id, "op", "admin"),
+    ]
+    assert register.reports(accident.record_id)[-1].review_reason == "op left"
+    assert register.reports(victim.record_id)[-1].review_reason == (
+        f"withdrawn with report {accident.report_id}, which was to create "
+        f"{accident.record_id}: op left"
+    )
+    with register.store.read() as conn:
+        assert register.awaiting(conn, accident.record_id) == []
+    assert [r.report_id for r in register.pending(ReportStatus.DRAFT)] == [ghost.report_id]

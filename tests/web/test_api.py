@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from safeground.service import accounts
 from safeground.storage.schema import audit_log, blob, record_tables, report
 from tests.web.conftest import PASSWORD
 
@@ -797,6 +798,86 @@ def test_only_its_author_withdraws_a_draft_and_it_is_audited(client, login, draf
     assert refused.status_code == 409
     assert "is submitted: only a draft can be withdrawn" in refused.json()["detail"]
     assert len(_audit(scenario, "report.withdraw")) == 1
+
+
+def test_an_administrator_withdraws_a_disabled_accounts_draft_with_a_reason(login, scenario):
+    clerk = login("clerk")
+    accident = clerk.post(
+        "/api/reports",
+        json={
+            "record_type": "accident",
+            "date_of_information": "2022-05-01",
+            "changes": {
+                "accident_type": "uxo",
+                "geometry": {"type": "Point", "coordinates": [47, 40]},
+            },
+        },
+    ).json()
+    victim = clerk.post(
+        "/api/reports",
+        json={
+            "record_type": "victim",
+            "date_of_information": "2022-05-01",
+            "changes": {"accident_id": accident["record_id"], "outcome": "injured"},
+        },
+    ).json()
+    url = f"/api/reports/{accident['report_id']}/withdraw"
+    refused = (
+        f"report {accident['report_id']} is clerk's draft; only clerk, or an administrator "
+        "once clerk's account is disabled, can withdraw it"
+    )
+    admin = login("admin")
+    for who, detail in (
+        (login("reviewer"), refused),
+        (admin, f"{refused} (clerk's account is active)"),
+    ):
+        answer = who.post(url, json={"reason": "left"})
+        assert (answer.status_code, answer.json()["detail"]) == (409, detail)
+
+    with scenario.register.store.begin() as conn:
+        accounts.disable_account(conn, "clerk", by="admin")
+    officer = login("officer")  # not the role that manages accounts
+    assert officer.post(url, json={"reason": "left"}).json()["detail"] == refused
+    for body in (None, {}, {"reason": " "}):
+        unsaid = admin.post(url, json=body)
+        assert unsaid.status_code == 422
+        assert unsaid.json()["problems"][0]["field"] == "reason"
+    assert _audit(scenario, "report.withdraw") == []
+
+    withdrawn = admin.post(url, json={"reason": "clerk left the programme"})
+    assert withdrawn.status_code == 200, withdrawn.text
+    body = withdrawn.json()
+    assert (body["status"], body["author"], body["reviewed_by"], body["review_reason"]) == (
+        "withdrawn",
+        "clerk",
+        "admin",
+        "clerk left the programme",
+    )
+    assert body["withdrawn_with"] == [victim["report_id"]]
+    audited = [
+        (a["username"], a["target"], a["detail"]) for a in _audit(scenario, "report.withdraw")
+    ]
+    assert audited == [
+        (
+            "admin",
+            f"report {accident['report_id']}",
+            {
+                "record_id": accident["record_id"],
+                "reason": "clerk left the programme",
+                "on_behalf_of": "clerk",
+            },
+        ),
+        (
+            "admin",
+            f"report {victim['report_id']}",
+            {
+                "record_id": victim["record_id"],
+                "reason": f"withdrawn with report {accident['report_id']}, which was to create "
+                f"{accident['record_id']}: clerk left the programme",
+            },
+        ),
+    ]
+    assert admin.get("/api/reports?status=draft").json()["items"] == []
 
 
 def test_withdrawing_a_new_records_draft_withdraws_the_drafts_naming_it(login, scenario):

@@ -33,7 +33,7 @@ from safeground.risk.attach import attach_map
 from safeground.risk.evidence import resolve_region
 from safeground.risk.riskmap import build_map
 from safeground.service import accounts
-from safeground.service.register import Register
+from safeground.service.register import Register, Submission
 from safeground.web.settings import Settings
 from tests import geometries as g
 from tests.helpers import add
@@ -82,6 +82,7 @@ class Site:
     hazard_id: str
     other_hazard_id: str
     earlier_risk_map: str  # SHA-256 of a risk map attached before the current one
+    store: str  # the register's GeoPackage
 
 
 @dataclass
@@ -177,10 +178,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with register.store.begin() as conn:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
         accounts.add_account(conn, "officer", "im_officer", PASSWORD)
+        accounts.add_account(conn, "admin", "admin", PASSWORD)
     register.store.engine.dispose()
     earlier_sha256 = hashlib.sha256(earlier.read_bytes()).hexdigest()
     with serve(Settings(store=str(path), secret_key="browser-test")) as url:
-        yield Site(url, hazard, other, earlier_sha256)
+        yield Site(url, hazard, other, earlier_sha256, str(path))
 
 
 @contextmanager
@@ -1046,3 +1048,46 @@ def test_a_draft_is_withdrawn_from_the_drafts_tab_and_from_its_form(page, site: 
     entry = page.wait_for_selector(f"#history li[data-report-id='{accident['report_id']}']")
     assert "Withdrawn by clerk" in entry.inner_text()
     assert page.locator("#history a.edit").count() == 0
+
+
+def test_an_administrator_withdraws_a_disabled_accounts_draft_from_the_drafts_tab(
+    page, site: Site
+) -> None:
+    register = Register.open(site.store)
+    try:
+        with register.store.begin() as conn:
+            accounts.add_account(conn, "leaver", "reviewer", PASSWORD)
+        (left,) = register.draft(
+            "leaver", [Submission("organisation", {"name": "Left behind"}, date(2022, 8, 1))]
+        )
+        (kept,) = register.draft(
+            "officer", [Submission("organisation", {"name": "Still wanted"}, date(2022, 8, 1))]
+        )
+        with register.store.begin() as conn:
+            accounts.disable_account(conn, "leaver", by="admin")
+    finally:
+        register.store.engine.dispose()
+
+    log_in(page, site, "admin")
+    page.goto(f"{site.url}/reports?status=draft")
+    card = page.locator(f"li.card[data-report-id='{left.report_id}']")
+    assert "leaver's account is disabled" in card.inner_text()
+    # An active account's draft offers an administrator nothing.
+    other = page.locator(f"li.card[data-report-id='{kept.report_id}']")
+    assert other.locator("button.withdraw").count() == 0
+    card.locator("button.withdraw").click()
+    confirm = card.locator(".confirm-withdraw")
+    assert f"Withdraw report {left.report_id} on behalf of leaver?" in confirm.inner_text()
+    confirm.locator("button.confirm").click()  # no reason: asked for one, nothing sent
+    assert "Say why you withdraw leaver's draft." in confirm.locator(".error").inner_text()
+    confirm.locator("input[name=withdraw-reason]").fill("leaver left the programme")
+    shot(page, "22-withdrawing-a-disabled-accounts-draft")
+    confirm.locator("button.confirm").click()
+    card.wait_for(state="detached")
+    shown = page.request.get(f"{site.url}/api/reports/{left.report_id}").json()
+    assert (shown["status"], shown["author"], shown["reviewed_by"], shown["review_reason"]) == (
+        "withdrawn",
+        "leaver",
+        "admin",
+        "leaver left the programme",
+    )

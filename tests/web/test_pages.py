@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pmtiles.reader import Reader
 
 from safeground.io.fieldforms import FORMS
+from safeground.service import accounts
 from safeground.web.app import create_app
 from tests.web.basemaps import ATTRIBUTION, raster_tile, world, write_mbtiles, write_pmtiles
 from tests.web.conftest import logged_in
@@ -35,6 +36,13 @@ def test_map_page_offers_operators_only_to_accounts(client, login, scenario):
     assert 'name="operator"' in page
     assert all(org in page for org in scenario.orgs.values())
     assert "data-base-map='null'" in page
+
+
+def test_the_queue_lists_disabled_accounts_for_administrators_only(login, scenario):
+    with scenario.register.store.begin() as conn:
+        accounts.disable_account(conn, "clerk2", by="admin")
+    assert 'data-disabled-accounts="clerk2"' in login("admin").get("/reports").text
+    assert "data-disabled-accounts" not in login("officer").get("/reports").text
 
 
 @pytest.mark.parametrize("name", list(FORMS))

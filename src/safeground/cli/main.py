@@ -280,13 +280,20 @@ def report_withdraw(
     user: UserOption = None,
 ) -> None:
     """Withdraw one's draft: kept in the record's history, never submitted. The drafts naming the
-    record it was to create (its victims, its attachments) are withdrawn with it."""
+    record it was to create (its victims, its attachments) are withdrawn with it. An
+    administrator (--user naming an enabled admin account) may withdraw the draft of a disabled
+    account, with a --reason."""
     register = migrated_register(store)
     who = acting_user(user)
     with register.store.begin() as conn:
-        withdrawn = run(lambda: register.withdraw(who, report_id, reason, conn=conn))
+        admin = accounts.is_administrator(conn, who)
+        withdrawn = run(
+            lambda: register.withdraw(who, report_id, reason, conn=conn, administrator=admin)
+        )
         for rep in withdrawn:
-            _audit_report(conn, who, "report.withdraw", rep, reason=rep.review_reason)
+            _audit_report(
+                conn, who, "report.withdraw", rep, **accounts.withdrawal_detail(rep, who, withdrawn)
+            )
     for rep in withdrawn:
         typer.echo(f"report {rep.report_id} withdrawn")
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.domain.errors import NotFound, Problem, SafegroundError, ValidationFailed
+from safeground.domain.reports import Report
 from safeground.service.register import now
 from safeground.storage.schema import account, api_token, audit_log, record_tables, web_session
 from safeground.storage.store import Store
@@ -153,6 +154,26 @@ def _account(row: Any) -> Account:
     return Account(
         row.username, Role(row.role), row.organisation_id, row.created_at, row.disabled_at
     )
+
+
+def is_administrator(conn: Connection, username: str) -> bool:
+    """Whether ``username`` is an enabled account with the administrator's role (the command
+    line's --user, which has no session to look up)."""
+    row = conn.execute(
+        select(account.c.role).where(
+            account.c.username == username, account.c.disabled_at.is_(None)
+        )
+    ).first()
+    return row is not None and Role(row.role) is Role.ADMIN
+
+
+def withdrawal_detail(rep: Report, by: str, withdrawn: list[Report]) -> dict[str, Any]:
+    """The audit detail of one report of a withdrawal (``withdrawn``, the draft first): its
+    reason, and ``on_behalf_of`` its author when an administrator withdrew someone else's."""
+    detail: dict[str, Any] = {"reason": rep.review_reason}
+    if rep is withdrawn[0] and rep.author != by:
+        detail["on_behalf_of"] = rep.author
+    return detail
 
 
 def list_accounts(conn: Connection) -> list[Account]:

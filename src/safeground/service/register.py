@@ -59,7 +59,7 @@ from safeground.storage.reportlog import (
     update_report,
 )
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import record_tables, report, victim_personal
+from safeground.storage.schema import account, record_tables, report, victim_personal
 from safeground.storage.store import Store, open_store
 
 DEFAULT_TOLERANCE_M = 1.0
@@ -330,17 +330,27 @@ class Register:
         return self._close(conn, rep, ReportStatus.REJECTED, user, reason)
 
     def withdraw(
-        self, user: str, report_id: int, reason: str | None = None, conn: Connection | None = None
+        self,
+        user: str,
+        report_id: int,
+        reason: str | None = None,
+        conn: Connection | None = None,
+        administrator: bool = False,
     ) -> list[Report]:
         """Withdraw one's draft; the draft first, then those withdrawn with it.
 
         Nothing is deleted: the report stays, withdrawn, with who, when and why. A draft that
         was to create a record takes with it the drafts naming that record (its victims, its
         attachments), whoever wrote them: the record will never exist.
+
+        An ``administrator`` (the caller has checked the role) may also withdraw the draft of
+        an author whose account is disabled, saying why: nobody else ever could, and a new
+        record's draft would keep that record awaiting approval for good. The report keeps
+        the administrator as ``reviewed_by``, and its author.
         """
         if conn is None:
             with self.store.begin() as conn:
-                return self.withdraw(user, report_id, reason, conn)
+                return self.withdraw(user, report_id, reason, conn, administrator)
         reason = (reason or "").strip() or None
         rep = self._load(conn, report_id)
         if rep.status is not ReportStatus.DRAFT:
@@ -348,8 +358,33 @@ class Register:
                 f"report {report_id} is {rep.status}: only a draft can be withdrawn"
             )
         if rep.author != user:
-            raise WorkflowError(f"report {report_id} is {rep.author}'s draft")
+            self._check_withdrawn_for(conn, rep, reason, administrator)
         return self._close(conn, rep, ReportStatus.WITHDRAWN, user, reason)
+
+    @staticmethod
+    def _check_withdrawn_for(
+        conn: Connection, rep: Report, reason: str | None, administrator: bool
+    ) -> None:
+        """Someone else's draft: only an administrator's, its author's account disabled, and
+        with a reason."""
+        author = rep.author
+        refused = (
+            f"report {rep.report_id} is {author}'s draft; only {author}, or an administrator "
+            f"once {author}'s account is disabled, can withdraw it"
+        )
+        if not administrator:
+            raise WorkflowError(refused)
+        found = conn.execute(
+            select(account.c.disabled_at).where(account.c.username == author)
+        ).first()
+        if found is None:
+            raise WorkflowError(f"{refused} ({author} has no account to disable)")
+        if found.disabled_at is None:
+            raise WorkflowError(f"{refused} ({author}'s account is active)")
+        if reason is None:
+            raise ValidationFailed(
+                [Problem("reason", f"say why you withdraw {author}'s draft on their behalf")]
+            )
 
     def _close(
         self, conn: Connection, rep: Report, status: ReportStatus, user: str, reason: str | None

@@ -3,7 +3,8 @@
 Pages are Jinja2 templates with plain ES modules; the data they show comes from the REST API
 (``/api/...``) and the vector tiles (``/tiles/...``), so that permissions and organisation
 scoping are enforced in one place, the API. A page itself carries only what every visitor of it
-may see: the district and operator lists for the map's filters, and the form definitions.
+may see: the district and operator lists for the map's filters, the form definitions, and for
+administrators the disabled accounts whose drafts they may withdraw.
 Report forms are the field forms (``io/fieldforms``), which derive their questions from the
 record models, so the browser form and the KoboToolbox form ask the same questions.
 """
@@ -26,6 +27,7 @@ from safeground.domain import codes
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
 from safeground.io.fieldforms import FORMS, get_form
+from safeground.service import accounts
 from safeground.storage.schema import record_tables
 from safeground.web import basemap, dashboard, risk
 from safeground.web.deps import MAX_ID, CurrentPrincipal, get_register, get_settings
@@ -151,7 +153,12 @@ def record_page(request: Request, record_id: str, principal: CurrentPrincipal) -
 def reports_page(request: Request, principal: CurrentPrincipal) -> Response:
     if not principal.is_authenticated:
         return _login_first(request)
-    return _render(request, "reports.html", principal)
+    # An administrator withdraws the drafts of disabled accounts: the Drafts tab offers it.
+    disabled: list[str] = []
+    if principal.can_manage_users:
+        with get_register(request).store.read() as conn:
+            disabled = [a.username for a in accounts.list_accounts(conn) if a.disabled_at]
+    return _render(request, "reports.html", principal, disabled_accounts=disabled)
 
 
 @router.get("/reports/new", response_class=HTMLResponse)

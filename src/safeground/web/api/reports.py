@@ -86,7 +86,11 @@ class Reject(BaseModel):
 
 
 class Withdraw(BaseModel):
-    reason: str | None = Field(None, description="Why, kept in the record's history")
+    reason: str | None = Field(
+        None,
+        description="Why, kept in the record's history; required of an administrator "
+        "withdrawing a disabled account's draft",
+    )
 
 
 def _username(principal: Principal) -> str:
@@ -323,13 +327,17 @@ def withdraw_report(
 ) -> dict[str, Any]:
     """Withdraw one's draft: kept, withdrawn, out of the drafts. One that was to create a record
     takes with it the drafts naming that record (``withdrawn_with``), which could never be
-    submitted."""
+    submitted. An administrator may withdraw the draft of a disabled account, with a reason."""
     register = get_register(request)
     reason = body.reason if body else None
+    who = _username(principal)
     with register.store.begin() as conn:
         _loaded(conn, principal, report_id)
-        withdrawn = register.withdraw(_username(principal), report_id, reason, conn=conn)
+        withdrawn = register.withdraw(
+            who, report_id, reason, conn=conn, administrator=principal.can_manage_users
+        )
         for done in withdrawn:
-            _audit(conn, request, principal, "report.withdraw", done, reason=done.review_reason)
+            detail = accounts.withdrawal_detail(done, who, withdrawn)
+            _audit(conn, request, principal, "report.withdraw", done, **detail)
         rep = _loaded(conn, principal, report_id)
     return {**report_json(rep, principal), "withdrawn_with": [r.report_id for r in withdrawn[1:]]}

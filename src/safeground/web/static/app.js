@@ -63,22 +63,30 @@ export function draftFormLink(report) {
 }
 
 /** A "Withdraw" button for one's draft and the confirmation it opens (with an optional reason);
- * ``done`` gets the API's answer. A new record's draft takes the drafts naming it along. */
-export function withdrawControls(report, done) {
+ * ``done`` gets the API's answer. A new record's draft takes the drafts naming it along.
+ * ``onBehalfOf``: an administrator withdraws the draft of that disabled account, saying why. */
+export function withdrawControls(report, done, onBehalfOf = null) {
   const reason = el("input", {
-    name: "withdraw-reason", placeholder: "Reason (optional)", "aria-label": "Why withdraw it",
+    name: "withdraw-reason", placeholder: onBehalfOf ? "Reason (required)" : "Reason (optional)", "aria-label": "Why withdraw it",
     // Enter would submit the report form around it.
     onkeydown: (event) => { if (event.key === "Enter") event.preventDefault(); },
   });
   const error = el("p", { class: "error", role: "alert", hidden: true });
   const confirm = el("div", { class: "confirm-withdraw", hidden: true },
-    el("p", {}, `Withdraw report ${report.report_id}? It leaves the drafts and is kept, withdrawn, in the history of ${report.record_id}.`,
+    el("p", {}, `Withdraw report ${report.report_id}${onBehalfOf ? ` on behalf of ${onBehalfOf}` : ""}? It leaves the drafts and is kept, withdrawn, in the history of ${report.record_id}.`,
       report.operation === "create" ? ` Any drafts naming ${report.record_id} are withdrawn with it.` : ""),
     reason, " ",
     el("button", { type: "button", class: "danger confirm", onclick: async () => {
       error.hidden = true;
+      const why = reason.value.trim();
+      if (onBehalfOf && !why) {
+        error.textContent = `Say why you withdraw ${onBehalfOf}'s draft.`;
+        error.hidden = false;
+        reason.focus();
+        return;
+      }
       try {
-        done(await api("POST", `/api/reports/${report.report_id}/withdraw`, reason.value.trim() ? { reason: reason.value.trim() } : {}));
+        done(await api("POST", `/api/reports/${report.report_id}/withdraw`, why ? { reason: why } : {}));
       } catch (failure) {
         error.textContent = failure.message;
         error.hidden = false;

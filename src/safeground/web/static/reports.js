@@ -1,7 +1,7 @@
 // The review queue: reviewers and the IM officer approve or reject (with a reason) submitted
 // reports, a new record with the reports naming it (an accident's victims, its photos) in one go;
 // everyone sees their drafts, to edit (reopened in their form), submit or withdraw them, with
-// theirs.
+// theirs; an administrator withdraws the drafts of disabled accounts (with a reason).
 import { api, draftFormLink, el, label, withdrawControls } from "./app.js";
 
 let root;
@@ -87,8 +87,20 @@ function card(report, status) {
       submit.textContent = `Submit for review with report ${drafts.map((r) => r.report_id).join(", ")}`;
     });
   }
+  if (status === "draft" && !mine && disabledAccounts().has(report.author)) {
+    // An administrator's: nobody else can withdraw a disabled account's draft.
+    const [withdraw, confirm] = withdrawControls(report, () => show("draft"), report.author);
+    item.append(el("p", { class: "muted on-behalf" }, `${report.author}'s account is disabled: withdraw the draft on their behalf, saying why.`),
+      el("div", { class: "decide" }, withdraw), confirm);
+  }
   item.append(error);
   return item;
+}
+
+/** The disabled accounts, whose drafts an administrator may withdraw (the page lists them for
+ * administrators only). */
+function disabledAccounts() {
+  return new Set((root.dataset.disabledAccounts || "").split(" ").filter(Boolean));
 }
 
 /** Call ``show`` with the reports naming the record this one creates that pass ``wanted``
