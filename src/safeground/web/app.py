@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from safeground.service.register import Register
 from safeground.service.tiles import TileCache
 from safeground.web import ogc, risk, tiles
 from safeground.web.api import router as api_router
+from safeground.web.deps import declare_security
 from safeground.web.errors import (
     RequestGuard,
     add_error_handlers,
@@ -58,4 +60,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(risk.router)
     add_pages(app)
     describe_errors(app)
+    describe_security(app)
     return app
+
+
+def describe_security(app: FastAPI) -> None:
+    """The credentials each operation of ``/api/openapi.json`` takes (``deps.declare_security``),
+    and under /ogc the paths as ``/ogc/api`` describes them, so that the two documents agree."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        declare_security(document, app.routes)
+        paths = document["paths"]
+        for path in [p for p in paths if p == ogc.OGC_PREFIX or p.startswith(ogc.OGC_PREFIX + "/")]:
+            del paths[path]
+        paths.update(ogc.openapi_paths())
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -13,11 +13,19 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
+import fastapi.routing
 from fastapi import Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyCookie, HTTPBasic, HTTPBearer
+from fastapi.security.base import SecurityBase
+from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute
 
 from safeground.domain.access import AccessDenied, LoginRequired, Principal, Role
 from safeground.service import accounts
@@ -72,8 +80,79 @@ def csrf_protect(request: Request, session: str) -> None:
         raise AccessDenied(f"missing or wrong CSRF token: send the {CSRF_HEADER} header")
 
 
-def current_principal(request: Request) -> Principal:
-    """Who makes the request; cached on the request so that it is looked up once."""
+class _Declared:
+    """A security scheme declared to FastAPI, so that the OpenAPI documents and Swagger UI's
+    *Authorize* show the credentials ``current_principal`` takes, and each operation depending
+    on it lists them. It reads nothing: ``current_principal`` reads the request itself, and
+    FastAPI's own classes would answer some requests differently (``HTTPBasic`` refuses
+    malformed or non-ASCII credentials itself, with its own 401)."""
+
+    async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+class _Bearer(_Declared, HTTPBearer):
+    pass
+
+
+class _Basic(_Declared, HTTPBasic):
+    pass
+
+
+class _Cookie(_Declared, APIKeyCookie):
+    pass
+
+
+API_TOKEN = _Bearer(
+    scheme_name="apiToken",
+    bearerFormat="Safeground API token (sg_…)",
+    description="An account's API token (`safeground token create`, or `POST /api/tokens` "
+    "while logged in), as `Authorization: Bearer sg_…`.",
+    auto_error=False,
+)
+API_TOKEN_BASIC = _Basic(
+    scheme_name="apiTokenBasic",
+    description="HTTP Basic, for GIS clients that cannot send a bearer header (QGIS, "
+    "ArcGIS): the user name is the account's, the password **one of that account's API "
+    "tokens**, never its login password (refused). For reading only (GET, HEAD, OPTIONS).",
+    auto_error=False,
+)
+SESSION = _Cookie(
+    name=SESSION_COOKIE,
+    scheme_name="session",
+    description="The browser session cookie that `POST /api/login` sets. Requests other than "
+    f"GET, HEAD and OPTIONS also send the session's CSRF token (`{CSRF_HEADER}`, scheme "
+    "`csrfToken`).",
+    auto_error=False,
+)
+SCHEMES: tuple[SecurityBase, ...] = (API_TOKEN, API_TOKEN_BASIC, SESSION)
+# Not a credential of its own: what a cookie session sends with a change (csrf_protect).
+CSRF_SCHEME: dict[str, Any] = {
+    "type": "apiKey",
+    "in": "header",
+    "name": CSRF_HEADER,
+    "description": "The session's CSRF token (`csrf_token` of `POST /api/login` and "
+    f"`GET /api/me`, or the cookie `{CSRF_COOKIE}`), sent with the session cookie by requests "
+    "other than GET, HEAD and OPTIONS.",
+}
+
+
+def security_schemes() -> dict[str, dict[str, Any]]:
+    """The credentials ``current_principal`` takes, as OpenAPI security schemes."""
+    return {
+        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+        for scheme in SCHEMES
+    }
+
+
+def current_principal(
+    request: Request,
+    _bearer: Annotated[None, Depends(API_TOKEN)],
+    _basic: Annotated[None, Depends(API_TOKEN_BASIC)],
+    _session: Annotated[None, Depends(SESSION)],
+) -> Principal:
+    """Who makes the request; cached on the request so that it is looked up once. (The other
+    parameters only declare the credentials it reads, to FastAPI's OpenAPI document.)"""
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
@@ -154,6 +233,11 @@ def challenge_headers(request: Request) -> dict[str, str]:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+# The dependencies made by ``require`` that refuse the anonymous public: an operation depending
+# on one needs credentials; other operations depending on ``current_principal`` answer without.
+_REFUSING_ANONYMOUS: set[Callable[..., Awaitable[Principal]]] = set()
+
+
 def require(
     predicate: Callable[[Principal], bool], action: str
 ) -> Callable[..., Awaitable[Principal]]:
@@ -165,8 +249,53 @@ def require(
         principal.require(predicate(principal), action)
         return principal
 
+    if not predicate(Principal.anonymous()):
+        _REFUSING_ANONYMOUS.add(dependency)
     return dependency
 
 
 def require_role(*roles: Role) -> Callable[..., Awaitable[Principal]]:
     return require(lambda p: p.role in roles, f"do this (needs {' or '.join(roles)})")
+
+
+def declare_security(document: dict[str, Any], routes: Sequence[BaseRoute]) -> None:
+    """Complete the security FastAPI wrote into an OpenAPI ``document`` of ``routes`` from the
+    schemes above (one alternative per scheme, on each operation depending on
+    ``current_principal``) with what it cannot know: an operation that no ``require``
+    dependency guards answers without credentials too (``{}``); HTTP Basic is for reading only;
+    a cookie session changes something only with its CSRF token (``session`` and ``csrfToken``
+    together). Operations that do not look at the caller stay without ``security``."""
+    paths: dict[str, dict[str, Any]] = document.get("paths", {})
+    for route in _api_routes(routes):
+        if not route.include_in_schema:
+            continue
+        for method in route.methods:
+            operation = paths.get(route.path_format, {}).get(method.lower())
+            if operation is None or "security" not in operation:
+                continue
+            security: list[dict[str, list[str]]] = operation["security"]
+            if method not in SAFE_METHODS:
+                security = [r for r in security if API_TOKEN_BASIC.scheme_name not in r]
+                security = [
+                    {**r, "csrfToken": []} if SESSION.scheme_name in r else r for r in security
+                ]
+                document["components"]["securitySchemes"]["csrfToken"] = CSRF_SCHEME
+            if not any(call in _REFUSING_ANONYMOUS for call in _calls(route.dependant)):
+                security = [*security, {}]
+            operation["security"] = security
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[Any]:
+    """The API routes of ``routes``, with their full paths. FastAPI 0.16x keeps an included
+    router as one route (``iter_route_contexts`` flattens them); earlier versions copied its
+    routes."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    for route in flatten(routes) if flatten else routes:
+        if isinstance(getattr(route, "original_route", route), APIRoute):
+            yield route
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)

@@ -36,10 +36,10 @@ from safeground.web.deps import (
     BASIC_CHALLENGE,
     MAX_ID,
     OGC_PREFIX,
-    SESSION_COOKIE,
     CurrentPrincipal,
     current_principal,
     get_register,
+    security_schemes,
 )
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -57,28 +57,7 @@ MAX_LIMIT = 10_000
 ITEMS_PARAMETERS = {"limit", "offset", "bbox", "bbox-crs", "datetime", "crs", "f", *layers.FILTERS}
 
 # The credentials /ogc accepts (web.deps.current_principal), as OpenAPI security schemes.
-SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
-    "apiToken": {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "Safeground API token (sg_…)",
-        "description": "An account's API token (`safeground token create`, or `POST /api/tokens` "
-        "while logged in), as `Authorization: Bearer sg_…`.",
-    },
-    "apiTokenBasic": {
-        "type": "http",
-        "scheme": "basic",
-        "description": "HTTP Basic, for GIS clients that cannot send a bearer header (QGIS, "
-        "ArcGIS): the user name is the account's, the password **one of that account's API "
-        "tokens**, never its login password (refused). For reading only (GET, HEAD, OPTIONS).",
-    },
-    "session": {
-        "type": "apiKey",
-        "in": "cookie",
-        "name": SESSION_COOKIE,
-        "description": "The browser session cookie that `POST /api/login` sets.",
-    },
-}
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = security_schemes()
 CREDENTIALS: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 ANONYMOUS_TOO = [*CREDENTIALS, {}]  # `{}`: a request without credentials is answered too
 
@@ -225,18 +204,29 @@ def api_definition() -> JSONResponse:
 @cache
 def _api_document() -> dict[str, Any]:
     """Built at the first request: the routes do not change while the server runs."""
+    result: dict[str, Any] = _nullable_30(_document("3.0.3"))
+    return result
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The paths of /ogc as ``/ogc/api`` describes them (credentials, answers, the public
+    collections' own paths), in OpenAPI 3.1 for the application's ``/api/openapi.json``."""
+    paths: dict[str, Any] = _document("3.1.0")["paths"]
+    return paths
+
+
+def _document(openapi_version: str) -> dict[str, Any]:
     document = get_openapi(
         title="Safeground OGC API - Features",
         version="1.0.0",
-        openapi_version="3.0.3",
+        openapi_version=openapi_version,
         description="Without credentials, the public layers only (admin_area); an account's API "
         "token (bearer, or HTTP Basic with the token as password) or a browser session reads "
         "the layers its role may.",
         routes=router.routes,
     )
-    result: dict[str, Any] = _nullable_30(document)
-    _declare_security(result)
-    return result
+    _declare_security(document)
+    return document
 
 
 def _declare_security(document: dict[str, Any]) -> None:
