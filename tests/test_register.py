@@ -762,3 +762,38 @@ def test_an_administrator_withdraws_a_disabled_accounts_draft_with_a_reason(regi
     with register.store.read() as conn:
         assert register.awaiting(conn, accident.record_id) == []
     assert [r.report_id for r in register.pending(ReportStatus.DRAFT)] == [ghost.report_id]
+
+
+def test_two_uploads_of_one_file_at_once_attach_it_once(register):
+    """The second waits for the first's transaction and then finds its report (on PostgreSQL,
+    where writers do not hold the whole register as a GeoPackage's do)."""
+    import threading
+
+    from safeground.service.attachments import AlreadyAttached
+
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    first_checked, outcome = threading.Event(), {}
+
+    def second() -> None:
+        first_checked.wait()
+        try:
+            with register.store.begin() as conn:
+                attach(register, conn, "op", target, "b.jpg", b"same", approve=False, once=True)
+            outcome["second"] = "attached"
+        except AlreadyAttached as exc:
+            outcome["second"] = str(exc)
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    with register.store.begin() as conn:
+        first = attach(register, conn, "op", target, "a.jpg", b"same", approve=False, once=True)
+        first_checked.set()
+        racer.join(timeout=1.0)
+        assert racer.is_alive()  # waiting for this transaction, not attaching alongside it
+    racer.join(timeout=10)
+    assert outcome["second"].startswith(f"b.jpg is attached to {target} already")
+    assert f"report {first.report_id}" in outcome["second"]
+    with register.store.read() as conn:
+        assert [r.report_id for r in register.dependents(conn, target)] == [first.report_id]

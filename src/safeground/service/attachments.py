@@ -82,6 +82,8 @@ def attach(
         approve = False
     digest = hashlib.sha256(content).hexdigest()
     if once:
+        # Two uploads of one file at once (a double click, a retry) must not both pass.
+        register.store.one_at_a_time(conn, f"attachment {user} {target_id} {digest}")
         existing = pending_attachment(conn, user, target_id, digest)
         if existing is not None:
             raise AlreadyAttached(filename, target_id, existing)

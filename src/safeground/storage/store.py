@@ -156,6 +156,12 @@ class Store:
         GeoPackage has one writer at a time; PostgreSQL locks rows)."""
         return False
 
+    def one_at_a_time(self, conn: Connection, key: str) -> None:
+        """Wait until no other transaction holds ``key``, and hold it to the end of this one:
+        a check followed by a write (is this file attached already?) is then not raced by
+        the same check in another transaction. A GeoPackage writer holds the whole file
+        (BEGIN IMMEDIATE) already; PostgreSQL takes a transaction-level advisory lock."""
+
     def generation(self, conn: Connection) -> int:
         """The register's data generation: it changes with every write to the views."""
         return int(conn.execute(_GENERATION_QUERY).scalar_one())
@@ -255,6 +261,9 @@ class PostgisStore(Store):
             {"table": column.table.name, "column": column.name, "count": count},
         ).scalars()
         return sorted(numbers)
+
+    def one_at_a_time(self, conn: Connection, key: str) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
 
     def among(self, column: Any, values: list[int]) -> Any:
         # One array parameter: the statement's text is the same whatever the count, so psycopg
