@@ -5,6 +5,7 @@ Every fixture builds on ``store_location``, so the API tests run on GeoPackage a
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -102,6 +103,24 @@ def logged_in(app, username: str) -> TestClient:
     assert response.status_code == 200, response.text
     session.headers["X-CSRF-Token"] = response.json()["csrf_token"]
     return session
+
+
+def headers_by_scheme(
+    client: TestClient, username: str, password: str, token: str
+) -> dict[str, dict[str, str]]:
+    """Headers that authenticate ``username`` by each scheme the OpenAPI documents declare: an
+    API token as bearer and as Basic password, and a session cookie. The client's own cookies
+    are cleared, so that each request sends only the headers it is given, or none."""
+    response = client.post("/api/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    cookie = response.cookies["safeground_session"]
+    client.cookies.clear()
+    pair = base64.b64encode(f"{username}:{token}".encode()).decode()
+    return {
+        "apiToken": {"Authorization": f"Bearer {token}"},
+        "apiTokenBasic": {"Authorization": f"Basic {pair}"},
+        "session": {"Cookie": f"safeground_session={cookie}"},
+    }
 
 
 @pytest.fixture

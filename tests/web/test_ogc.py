@@ -22,6 +22,7 @@ from safeground.web.app import create_app
 from safeground.web.ogc import CONFORMANCE
 from safeground.web.settings import Settings
 from tests.helpers import add, update
+from tests.web.conftest import headers_by_scheme
 from tests.web.layer_data import (
     DISTRICT,
     TRIANGLE,
@@ -79,8 +80,6 @@ def test_the_api_definition_declares_the_credentials_each_operation_takes(served
     server takes (a bearer API token, HTTP Basic with a token as password, the session cookie),
     and each operation answers as its security says: without credentials only where ``{}`` is
     allowed (or none is asked), and with each scheme it lists."""
-    import base64
-
     import jsonschema_rs
     from schemathesis.specs.openapi.definitions import OPENAPI_30  # OAS 3.0's JSON Schema
 
@@ -96,17 +95,7 @@ def test_the_api_definition_declares_the_credentials_each_operation_takes(served
     }
     assert schemes["session"]["name"] == "safeground_session"
 
-    login = client.post(
-        "/api/login", json={"username": "clerk", "password": "long-enough-password"}
-    )
-    session = login.cookies["safeground_session"]
-    client.cookies.clear()  # each request below sends its own credentials, or none
-    pair = base64.b64encode(f"clerk:{data.clerk_token}".encode()).decode()
-    sent = {
-        "apiToken": {"Authorization": f"Bearer {data.clerk_token}"},
-        "apiTokenBasic": {"Authorization": f"Basic {pair}"},
-        "session": {"Cookie": f"safeground_session={session}"},
-    }
+    sent = headers_by_scheme(client, "clerk", "long-enough-password", data.clerk_token)
     anonymous = set()
     for path, operations in document["paths"].items():
         feature = data.district if "/admin_area/" in path else data.hazards[0]

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from schemathesis.specs.openapi.definitions import OPENAPI_31  # OAS 3.1's JSON Schema
 
 from safeground.service import accounts
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, headers_by_scheme
 
 SCHEMES = {
     "apiToken": ("http", "bearer"),
@@ -57,15 +57,7 @@ def test_public_operations_declare_no_credentials_or_allow_none(document, client
 def test_each_declared_scheme_works_and_anonymous_calls_are_refused(document, client, token):
     """Every GET operation without path parameters answers as its security says: anonymously
     only where ``{}`` is allowed, and with each scheme it lists (as the IM officer)."""
-    session = client.post("/api/login", json={"username": "officer", "password": PASSWORD})
-    cookie = session.cookies["safeground_session"]
-    client.cookies.clear()  # each request below sends its own credentials, or none
-    pair = base64.b64encode(f"officer:{token}".encode()).decode()
-    sent = {
-        "apiToken": {"Authorization": f"Bearer {token}"},
-        "apiTokenBasic": {"Authorization": f"Basic {pair}"},
-        "session": {"Cookie": f"safeground_session={cookie}"},
-    }
+    sent = headers_by_scheme(client, "officer", PASSWORD, token)
     # Answered anonymously for some parameters only: the public record type.
     params = {"/api/records": {"type": "admin_area"}}
     refused = set()

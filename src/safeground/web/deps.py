@@ -286,12 +286,10 @@ def declare_security(document: dict[str, Any], routes: Sequence[BaseRoute]) -> N
 
 
 def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[Any]:
-    """The API routes of ``routes``, with their full paths. FastAPI 0.16x keeps an included
-    router as one route (``iter_route_contexts`` flattens them); earlier versions copied its
-    routes."""
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
-    for route in flatten(routes) if flatten else routes:
-        if isinstance(getattr(route, "original_route", route), APIRoute):
+    """The API routes of ``routes``, with their full paths (FastAPI keeps an included router
+    as one route; ``iter_route_contexts`` flattens them)."""
+    for route in fastapi.routing.iter_route_contexts(routes):
+        if isinstance(route.original_route, APIRoute):
             yield route
 
 
