@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import event, exc, select, text
 
 from safeground.storage.schema import setting
-from safeground.storage.store import PostgisStore
-from safeground.web.retry import RetrySafeRequests
+from safeground.storage.store import PostgisStore, checked_before_use
+from safeground.web.retry import DroppedConnections
 
 
 def test_two_readers_hold_read_transactions_at_once(register):
@@ -118,6 +118,17 @@ def test_a_connection_used_a_moment_ago_is_not_pinged(register):
     store.engine.dispose()
 
 
+def test_inside_checked_before_use_a_connection_used_a_moment_ago_is_replaced(register):
+    """For work that may write (never run twice): every checkout is tested, idle or not."""
+    _postgis_only(register)
+    store = PostgisStore(register.store.location, ping_after_idle_s=3600.0)
+    first = _backend(store)
+    _terminate(register.store, first)
+    with checked_before_use():
+        assert _backend(store) != first  # no error: the test found it dead
+    store.engine.dispose()
+
+
 @pytest.fixture
 def backends(app):
     """The backends of every connection the application's pool has handed out."""
@@ -153,7 +164,9 @@ def test_a_get_right_after_its_connection_died_is_answered(scenario, backends, l
         assert backends - before, f"{url}: no new connection, so no retry was tested"
 
 
-def test_a_post_after_its_connection_died_is_not_run_again(scenario, backends, login):
+def test_a_post_after_its_connection_died_is_answered_once(scenario, backends, login):
+    """A write request is never run twice; its connections are tested before use instead, so
+    the ones the server dropped a moment ago are replaced before its first statement."""
     _postgis_only(scenario.register)
     clerk = login("clerk")
     draft = {
@@ -161,10 +174,16 @@ def test_a_post_after_its_connection_died_is_not_run_again(scenario, backends, l
         "date_of_information": "2022-05-01",
         "changes": {"name": "Operator gamma"},
     }
+    before = set(backends)
     _kill(backends, scenario)
-    with pytest.raises(exc.OperationalError):
-        clerk.post("/api/reports", json=draft)
-    assert clerk.post("/api/reports", json=draft).status_code == 201  # the pool was renewed
+    answer = clerk.post("/api/reports", json=draft)
+    assert answer.status_code == 201, answer.text
+    assert backends - before, "no new connection, so no dropped one was met"
+    with scenario.register.store.read() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM report WHERE changes->>'name' = 'Operator gamma'")
+        ).scalar_one()
+    assert count == 1
 
 
 def test_a_safe_request_runs_at_most_twice_and_not_once_its_answer_began():
@@ -189,7 +208,7 @@ def test_a_safe_request_runs_at_most_twice_and_not_once_its_answer_began():
 
         scope = {"type": "http", "method": method, "path": path}
         with pytest.raises(exc.OperationalError):
-            await RetrySafeRequests(dying)(scope, receive, send)
+            await DroppedConnections(dying)(scope, receive, send)
 
     for method, path in (("GET", "/"), ("POST", "/"), ("GET", "/answering")):
         anyio.run(request, method, path)

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +46,10 @@ _READ_OPTION = "safeground_read"  # marks a GeoPackage connection's transaction 
 _STATEMENT_OPTION = "safeground_statement"  # a GeoPackage connection for one statement: no BEGIN
 # A pooled PostgreSQL connection idle longer than this is tested before use.
 PING_AFTER_IDLE_S = 10.0
+# Set while every pooled PostgreSQL connection is tested before use (``checked_before_use``).
+_CHECK_EVERY_CHECKOUT: ContextVar[bool] = ContextVar(
+    "safeground_check_every_checkout", default=False
+)
 # How long a GeoPackage write waits for another writer's lock (SQLite's busy timeout).
 LOCK_TIMEOUT_S = 5.0
 
@@ -275,8 +280,25 @@ class PostgisStore(Store):
         return table.c.geometry.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326))
 
 
+@contextmanager
+def checked_before_use() -> Iterator[None]:
+    """Test every pooled PostgreSQL connection before use, idle or not, while inside.
+
+    For work that may write, which is never run a second time (``web/retry.py`` runs only safe
+    requests again): a connection the server dropped a moment ago is then replaced before the
+    work's first statement instead of failing it. A round trip per checkout, for the few
+    requests that write.
+    """
+    token = _CHECK_EVERY_CHECKOUT.set(True)
+    try:
+        yield
+    finally:
+        _CHECK_EVERY_CHECKOUT.reset(token)
+
+
 def _ping_when_idle(engine: Engine, idle_s: float) -> None:
-    """Test a pooled connection before use only when it has been idle for ``idle_s``.
+    """Test a pooled connection before use when it has been idle for ``idle_s`` (or always,
+    inside ``checked_before_use``).
 
     A connection can die in the pool (a server restart, a firewall dropping idle sockets).
     SQLAlchemy's ``pool_pre_ping`` tests every checkout: a round trip for each of a web
@@ -294,8 +316,10 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi: Any, entry: ConnectionPoolEntry, _proxy: Any) -> None:
         last_used = entry.info.get("checked_in")
-        if last_used is None or time.monotonic() - last_used < idle_s:
-            return  # a new connection, or one used a moment ago
+        if last_used is None:
+            return  # a new connection
+        if time.monotonic() - last_used < idle_s and not _CHECK_EVERY_CHECKOUT.get():
+            return  # one used a moment ago
         try:
             with dbapi.cursor() as cursor:
                 cursor.execute("SELECT 1")

@@ -22,7 +22,7 @@ from safeground.web.errors import (
 )
 from safeground.web.fieldforms import router as fieldforms_router
 from safeground.web.pages import add_pages
-from safeground.web.retry import RetrySafeRequests
+from safeground.web.retry import DroppedConnections
 from safeground.web.settings import Settings
 
 
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.envelopes = EnvelopeCache(settings.features_kept)
     app.state.risk_verified = risk.Verified()
     add_error_handlers(app)
-    app.add_middleware(RetrySafeRequests)  # inside the guard: a refused request never runs
+    app.add_middleware(DroppedConnections)  # inside the guard: a refused request never runs
     app.add_middleware(RequestGuard, limit=settings.max_upload_bytes)
     app.include_router(api_router)
     app.include_router(fieldforms_router)
