@@ -791,6 +791,63 @@ def test_a_save_retried_after_a_failed_upload_attaches_each_file_once(page, site
     assert listed.count() == 3
 
 
+def _file_as(site: Site, user: str, target_id: str, name: str, content: bytes, caption: str):
+    """An attachment filed (approved) at once, as a reviewer's upload to a registered record."""
+    from safeground.service.attachments import attach
+
+    register = Register.open(site.store)
+    try:
+        with register.store.begin() as conn:
+            return attach(register, conn, user, target_id, name, content, caption, "image/png")
+    finally:
+        register.store.engine.dispose()
+
+
+def test_a_file_on_a_registered_record_is_not_attached_to_it_again(page, site: Site) -> None:
+    """A photo the officer filed on the hazard: the clerk's form sending the same file is told
+    it is attached there already, with which caption, and lists it as attached; so is the
+    record page's Attach. The hazard keeps one attachment of it."""
+    content = PNG + b"the gate"
+    photo = _file_as(site, "officer", site.other_hazard_id, "gate.png", content, "The gate")
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=items_found&hazard_id={site.other_hazard_id}")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=date_of_information] input", "2021-06-03")
+    entry = page.locator("fieldset.repeat[data-repeat=items] .entry").first
+    entry.locator(".question[data-field=category] select").select_option("uxo")
+    page.set_input_files(
+        "#photos", files=[{"name": "IMG_0042.png", "mimeType": "image/png", "buffer": content}]
+    )
+    page.fill("fieldset.photos .chosen-photos input.caption", "Gate, north side")
+    page.click("#save-draft")
+    page.wait_for_selector("#report-form[data-saved]")
+    notice = page.locator("fieldset.photos .photo-notice").inner_text()
+    assert (
+        f"IMG_0042.png is attached to {site.other_hazard_id} already: {photo.record_id} is the "
+        f"same file (gate.png, attached by report {photo.report_id}" in notice
+    )
+    assert (
+        f'Your caption "Gate, north side" was not used: {photo.record_id} keeps its caption '
+        '"The gate".'
+    ) in notice
+    listed = page.locator(f"fieldset.photos .saved-photos li[data-report-id='{photo.report_id}']")
+    assert listed.inner_text() == f"gate.png — The gate (report {photo.report_id}, approved)"
+    shot(page, "18e-file-on-the-record-already")
+
+    page.goto(f"{site.url}/records/{site.other_hazard_id}")
+    page.wait_for_selector("#attachments img")
+    page.set_input_files(
+        "#attach-form input[type=file]",
+        files=[{"name": "again.png", "mimeType": "image/png", "buffer": content}],
+    )
+    page.click("#attach-form button[type=submit]")
+    error = page.wait_for_selector("#attach-form .error:not([hidden])")
+    assert f"again.png is attached to {site.other_hazard_id} already" in error.inner_text()
+    links = page.request.get(f"{site.url}/api/records/{site.other_hazard_id}/links").json()
+    same = [a for a in links["attachments"] if a["sha256"] == photo.sha256]
+    assert [a["record_id"] for a in same] == [photo.record_id]
+
+
 # What a base map tile looks like on the page: the raster tiles' one colour, or the fill
 # basemap.js gives a vector base map's polygons; neither is a colour the page draws itself.
 RASTER_COLOUR = (200, 30, 160)
