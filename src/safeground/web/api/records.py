@@ -339,13 +339,21 @@ def _check_may_attach(register: Register, principal: Principal, record_id: str) 
                 principal.require(False, f"attach files to {record_id}")
 
 
+# Checked before the attachment is looked up: an anonymous or public caller learns nothing of
+# which attachments exist (401 or 403 whatever the ID), and the OpenAPI document can say that
+# the download always needs credentials (no ``{}``).
+Downloader = Annotated[
+    Principal, Depends(require(lambda p: p.sees_records, "download attachments"))
+]
+
+
 @router.get("/attachments/{record_id}/content", response_class=Response)
-def attachment_content(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
+def attachment_content(request: Request, record_id: str, principal: Downloader) -> Response:
+    """The attached file, for every role that reads records (never the public)."""
     register = get_register(request)
     values = register.get(record_id)
     if values["record_type"] != "attachment":
         raise NotFound(f"{record_id} is not an attachment")
-    principal.require(principal.sees_records, "download attachments")
     with register.store.read() as conn:
         data = attachment_service.content(conn, values["sha256"])
     return Response(data, media_type=values["media_type"] or "application/octet-stream")
