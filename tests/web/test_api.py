@@ -789,6 +789,49 @@ def test_a_file_on_a_registered_record_is_not_attached_to_it_again(login, scenar
     assert _attach(reviewer, scenario.hazard).json()["status"] == "approved"
 
 
+def test_a_saved_files_caption_is_changed_by_an_update_report(login, scenario):
+    """An attachment is a record like any other: an update report on it changes its caption
+    once approved, through the workflow (the record page's Edit caption files one). A file sent
+    again is refused naming the attachment with its caption as it stands."""
+    officer, clerk, reviewer = login("officer"), login("clerk"), login("reviewer")
+    photo = _attach(officer, scenario.hazard).json()
+    body = {
+        "record_type": "attachment",
+        "record_id": photo["record_id"],
+        "operation": "update",
+        "changes": {"caption": "The gate, north side"},
+        "date_of_information": date.today().isoformat(),
+    }
+    draft = clerk.post("/api/reports", json=body)
+    assert draft.status_code == 201, draft.text
+    change = draft.json()
+    assert clerk.post(f"/api/reports/{change['report_id']}/submit").status_code == 200
+
+    def caption() -> str | None:
+        links = officer.get(f"/api/records/{scenario.hazard}/links").json()
+        (shown,) = [a for a in links["attachments"] if a["record_id"] == photo["record_id"]]
+        return shown["caption"]
+
+    assert caption() is None  # waits for review
+    assert reviewer.post(f"/api/reports/{change['report_id']}/approve").status_code == 200
+    assert caption() == "The gate, north side"
+    history = clerk.get(f"/api/records/{photo['record_id']}/history").json()["entries"]
+    assert [(e["report_id"], e["diff"].get("caption")) for e in history][-1] == (
+        change["report_id"],
+        {"old": None, "new": "The gate, north side"},
+    )
+    refused = _attach(clerk, scenario.hazard)
+    assert refused.status_code == 409
+    assert refused.json()["existing"]["caption"] == "The gate, north side"
+
+    # Dated before the attachment was (the upload's day by the server's clock), a change is
+    # refused at submission: the page dates it no earlier than the attachment's reports.
+    early = clerk.post("/api/reports", json={**body, "date_of_information": "2020-01-01"}).json()
+    refused = clerk.post(f"/api/reports/{early['report_id']}/submit")
+    assert refused.status_code == 422
+    assert "no earlier approved report creates this record" in refused.json()["detail"]
+
+
 def test_rejecting_a_new_record_rejects_the_photo_submitted_with_it(login, scenario):
     clerk, reviewer = login("clerk"), login("reviewer")
     accident, _ = _accident_with_victim(clerk)

@@ -434,7 +434,7 @@ async function attachPhotos(report, entryChanges) {
         photoDrafts.push({ ...existing, record_type: "attachment", changes: { filename: existing.filename, caption: existing.caption } });
       }
       const unused = (caption || "") === (existing.caption || "") ? ""
-        : existing.status === "approved" ? ` Your caption "${caption || ""}" was not used: ${existing.record_id} keeps ${existing.caption ? `its caption "${existing.caption}"` : "no caption"}.`
+        : existing.status === "approved" ? ` Your caption "${caption || ""}" was not used: ${existing.record_id} keeps ${existing.caption ? `its caption "${existing.caption}"` : "no caption"} (Edit caption on the page of ${target} changes it).`
           : ` Your caption "${caption || ""}" was not used: to attach the file with it, withdraw report ${existing.report_id} first.`;
       notice.append(el("span", {}, `${failure.message.replace(/\.$/, "")}.${unused}`), " ");
       notice.hidden = false;
