@@ -797,3 +797,45 @@ def test_two_uploads_of_one_file_at_once_attach_it_once(register):
     assert f"report {first.report_id}" in outcome["second"]
     with register.store.read() as conn:
         assert [r.report_id for r in register.dependents(conn, target)] == [first.report_id]
+
+
+def test_two_users_filing_one_file_at_once_attach_it_once(register):
+    """Two reviewers filing the same photo to a registered record at the same instant: the
+    second waits for the first's transaction, then finds its attachment there (the lock is
+    the record's and the file's, not the user's)."""
+    import threading
+
+    from safeground.service.attachments import AlreadyAttached
+
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    first_checked, outcome = threading.Event(), {}
+
+    def second() -> None:
+        first_checked.wait()
+        try:
+            with register.store.begin() as conn:
+                attach(register, conn, "im2", target, "b.jpg", b"same", once=True)
+            outcome["second"] = "attached"
+        except AlreadyAttached as exc:
+            outcome["second"] = str(exc)
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    with register.store.begin() as conn:
+        first = attach(register, conn, "im", target, "a.jpg", b"same", once=True)
+        first_checked.set()
+        racer.join(timeout=1.0)
+        assert racer.is_alive()  # waiting for this transaction, not attaching alongside it
+    racer.join(timeout=10)
+    assert first.status is ReportStatus.APPROVED
+    assert outcome["second"] == (
+        f"b.jpg is attached to {target} already: {first.record_id} is the same file (a.jpg, "
+        f"attached by report {first.report_id}, SHA-256 {first.sha256[:12]}…), so it is not "
+        "attached twice"
+    )
+    attachments = record_tables["attachment"]
+    with register.store.read() as conn:
+        found = conn.execute(select(attachments.c.record_id)).scalars().all()
+    assert found == [first.record_id]

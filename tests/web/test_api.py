@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import select
 
 from safeground.service import accounts
@@ -719,13 +721,115 @@ def test_the_same_file_is_not_attached_twice_while_its_report_waits(login, scena
     withdraw = f"/api/reports/{drafted.json()['report_id']}/withdraw"
     assert clerk.post(withdraw, json={}).status_code == 200
     assert _attach(clerk, scenario.hazard).status_code == 201
-    # Filed at once (a reviewer's, on a registered record), an attachment no longer waits: the
-    # refusal covers pending reports only (the report form itself never sends a file twice).
-    officer = login("officer")
-    assert [_attach(officer, scenario.hazard).json()["status"] for _ in range(2)] == [
-        "approved",
-        "approved",
+    # Filed at once, an attachment waits for nothing: see the next test.
+
+
+def test_a_file_on_a_registered_record_is_not_attached_to_it_again(login, scenario):
+    """A reviewer's upload to a registered record is filed approved at once, so no report of
+    theirs waits: sent again (a retry), by them or anyone, the same file is refused with 409
+    naming the attachment on the record, for as long as it is there."""
+    import hashlib
+
+    officer, reviewer, clerk = login("officer"), login("reviewer"), login("clerk")
+    first = _attach(officer, scenario.hazard)
+    assert first.status_code == 201, first.text
+    photo = first.json()
+    assert photo["status"] == "approved"
+    again = officer.post(
+        f"/api/records/{scenario.hazard}/attachments",
+        files={"file": ("renamed.jpg", b"\xff\xd8 photo", "image/jpeg")},
+        data={"caption": "the gate"},
+    )
+    assert again.status_code == 409, again.text
+    body = again.json()
+    assert body["detail"] == (
+        f"renamed.jpg is attached to {scenario.hazard} already: {photo['record_id']} is the "
+        f"same file (site.jpg, attached by report {photo['report_id']}, SHA-256 "
+        f"{photo['sha256'][:12]}…), so it is not attached twice"
+    )
+    assert body["problems"] == [
+        {"field": "file", "message": body["detail"], "record": photo["record_id"]}
     ]
+    assert body["existing"] == {
+        "record_id": photo["record_id"],
+        "report_id": photo["report_id"],
+        "status": "approved",
+        "sha256": hashlib.sha256(b"\xff\xd8 photo").hexdigest(),
+        "size_bytes": len(b"\xff\xd8 photo"),
+        "filename": "site.jpg",
+        "caption": None,
+    }
+    # Whoever sends it: another reviewer, who would file it, or a clerk, who would draft it.
+    for other in (reviewer, clerk):
+        refused = _attach(other, scenario.hazard)
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["existing"]["record_id"] == photo["record_id"]
+    assert len(_audit(scenario, "attachment.add")) == 1
+    links = officer.get(f"/api/records/{scenario.hazard}/links").json()
+    assert [a["record_id"] for a in links["attachments"]] == [photo["record_id"]]
+    with scenario.register.store.read() as conn:
+        attached = conn.execute(select(record_tables["attachment"].c.record_id)).all()
+    assert len(attached) == 1
+    # Another file, or the same file for another record, is attached as before.
+    assert _attach(officer, scenario.hazard, content=b"another photo").status_code == 201
+    assert _attach(officer, scenario.accident).status_code == 201
+
+    # Retired from the record, it is no longer there: it can be attached anew.
+    retire = {
+        "record_type": "attachment",
+        "record_id": photo["record_id"],
+        "operation": "retire",
+        "changes": {},
+        "date_of_information": date.today().isoformat(),
+        "reason": "wrong site",
+    }
+    retiring = clerk.post("/api/reports", json=retire).json()
+    assert clerk.post(f"/api/reports/{retiring['report_id']}/submit").status_code == 200
+    assert reviewer.post(f"/api/reports/{retiring['report_id']}/approve").status_code == 200
+    assert _attach(reviewer, scenario.hazard).json()["status"] == "approved"
+
+
+def test_a_saved_files_caption_is_changed_by_an_update_report(login, scenario):
+    """An attachment is a record like any other: an update report on it changes its caption
+    once approved, through the workflow (the record page's Edit caption files one). A file sent
+    again is refused naming the attachment with its caption as it stands."""
+    officer, clerk, reviewer = login("officer"), login("clerk"), login("reviewer")
+    photo = _attach(officer, scenario.hazard).json()
+    body = {
+        "record_type": "attachment",
+        "record_id": photo["record_id"],
+        "operation": "update",
+        "changes": {"caption": "The gate, north side"},
+        "date_of_information": date.today().isoformat(),
+    }
+    draft = clerk.post("/api/reports", json=body)
+    assert draft.status_code == 201, draft.text
+    change = draft.json()
+    assert clerk.post(f"/api/reports/{change['report_id']}/submit").status_code == 200
+
+    def caption() -> str | None:
+        links = officer.get(f"/api/records/{scenario.hazard}/links").json()
+        (shown,) = [a for a in links["attachments"] if a["record_id"] == photo["record_id"]]
+        return shown["caption"]
+
+    assert caption() is None  # waits for review
+    assert reviewer.post(f"/api/reports/{change['report_id']}/approve").status_code == 200
+    assert caption() == "The gate, north side"
+    history = clerk.get(f"/api/records/{photo['record_id']}/history").json()["entries"]
+    assert [(e["report_id"], e["diff"].get("caption")) for e in history][-1] == (
+        change["report_id"],
+        {"old": None, "new": "The gate, north side"},
+    )
+    refused = _attach(clerk, scenario.hazard)
+    assert refused.status_code == 409
+    assert refused.json()["existing"]["caption"] == "The gate, north side"
+
+    # Dated before the attachment was (the upload's day by the server's clock), a change is
+    # refused at submission: the page dates it no earlier than the attachment's reports.
+    early = clerk.post("/api/reports", json={**body, "date_of_information": "2020-01-01"}).json()
+    refused = clerk.post(f"/api/reports/{early['report_id']}/submit")
+    assert refused.status_code == 422
+    assert "no earlier approved report creates this record" in refused.json()["detail"]
 
 
 def test_rejecting_a_new_record_rejects_the_photo_submitted_with_it(login, scenario):

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -789,6 +790,114 @@ def test_a_save_retried_after_a_failed_upload_attaches_each_file_once(page, site
     assert sorted(photo_reports) == sorted(a["report_id"] for a in attachments)
     assert sorted(listed.nth(i).inner_text().split(" —")[0] for i in range(3)) == sorted(names)
     assert listed.count() == 3
+
+
+def _file_as(site: Site, user: str, target_id: str, name: str, content: bytes, caption: str):
+    """An attachment filed (approved) at once, as a reviewer's upload to a registered record."""
+    from safeground.service.attachments import attach
+
+    register = Register.open(site.store)
+    try:
+        with register.store.begin() as conn:
+            return attach(register, conn, user, target_id, name, content, caption, "image/png")
+    finally:
+        register.store.engine.dispose()
+
+
+def test_a_file_on_a_registered_record_is_not_attached_to_it_again(page, site: Site) -> None:
+    """A photo the officer filed on the hazard: the clerk's form sending the same file is told
+    it is attached there already, with which caption, and lists it as attached; so is the
+    record page's Attach. The hazard keeps one attachment of it."""
+    content = PNG + b"the gate"
+    photo = _file_as(site, "officer", site.other_hazard_id, "gate.png", content, "The gate")
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/reports/new?form=items_found&hazard_id={site.other_hazard_id}")
+    page.wait_for_selector(FORM_READY)
+    page.fill(".question[data-field=date_of_information] input", "2021-06-03")
+    entry = page.locator("fieldset.repeat[data-repeat=items] .entry").first
+    entry.locator(".question[data-field=category] select").select_option("uxo")
+    page.set_input_files(
+        "#photos", files=[{"name": "IMG_0042.png", "mimeType": "image/png", "buffer": content}]
+    )
+    page.fill("fieldset.photos .chosen-photos input.caption", "Gate, north side")
+    page.click("#save-draft")
+    page.wait_for_selector("#report-form[data-saved]")
+    notice = page.locator("fieldset.photos .photo-notice").inner_text()
+    assert (
+        f"IMG_0042.png is attached to {site.other_hazard_id} already: {photo.record_id} is the "
+        f"same file (gate.png, attached by report {photo.report_id}" in notice
+    )
+    assert (
+        f'Your caption "Gate, north side" was not used: {photo.record_id} keeps its caption '
+        f'"The gate" (Edit caption on the page of {site.other_hazard_id} changes it).'
+    ) in notice
+    listed = page.locator(f"fieldset.photos .saved-photos li[data-report-id='{photo.report_id}']")
+    assert listed.inner_text() == f"gate.png — The gate (report {photo.report_id}, approved)"
+    shot(page, "18e-file-on-the-record-already")
+
+    page.goto(f"{site.url}/records/{site.other_hazard_id}")
+    page.wait_for_selector("#attachments img")
+    page.set_input_files(
+        "#attach-form input[type=file]",
+        files=[{"name": "again.png", "mimeType": "image/png", "buffer": content}],
+    )
+    page.click("#attach-form button[type=submit]")
+    error = page.wait_for_selector("#attach-form .error:not([hidden])")
+    assert f"again.png is attached to {site.other_hazard_id} already" in error.inner_text()
+    links = page.request.get(f"{site.url}/api/records/{site.other_hazard_id}/links").json()
+    same = [a for a in links["attachments"] if a["sha256"] == photo.sha256]
+    assert [a["record_id"] for a in same] == [photo.record_id]
+
+
+def test_a_saved_files_caption_is_edited_from_its_records_page(page, browser, site: Site) -> None:
+    """Edit caption on a file listed on a record's page files an update report on its
+    attachment, submitted for review; the reviewer approves it in the queue like any other, and
+    the page then shows the new caption."""
+    photo = _file_as(site, "officer", site.hazard_id, "marker.png", PNG + b"marker", "Marker")
+    log_in(page, site, "clerk")
+    page.goto(f"{site.url}/records/{site.hazard_id}")
+    item = page.locator(f"#attachments li[data-record-id='{photo.record_id}']")
+    editor = item.locator("form.caption-editor")
+    assert editor.is_hidden()
+    item.locator("button.edit-caption").click()
+    field = editor.locator("input[name=caption]")
+    assert field.input_value() == "Marker"
+    editor.locator("button[type=submit]").click()
+    assert editor.locator(".error").inner_text() == "The caption is unchanged."
+    field.fill("Red marker stone, north-east corner")
+    shot(page, "23-editing-a-caption")
+    editor.locator("button[type=submit]").click()
+    status = item.locator(".caption-status")
+    status.wait_for()
+    found = re.search(r"report (\d+)", status.inner_text())
+    assert found and "submitted for review" in status.inner_text()
+    report_id = int(found.group(1))
+    report = page.request.get(f"{site.url}/api/reports/{report_id}").json()
+    assert (report["record_id"], report["operation"], report["status"], report["author"]) == (
+        photo.record_id,
+        "update",
+        "submitted",
+        "clerk",
+    )
+    assert report["changes"] == {"caption": "Red marker stone, north-east corner"}
+    assert "marker.png — Marker (" in item.inner_text()  # as approved, until the change is
+    assert editor.is_hidden()
+    shot(page, "24-caption-change-submitted")
+
+    reviewer = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    log_in(reviewer, site, "officer")
+    reviewer.goto(f"{site.url}/reports")
+    card = reviewer.locator(f"li.card[data-report-id='{report_id}']")
+    assert f"Update Attachment {photo.record_id}" in card.inner_text()
+    assert "Caption: Red marker stone, north-east corner" in card.inner_text()
+    card.locator("button.approve").click()
+    card.locator(".done").wait_for()
+    reviewer.context.close()
+
+    page.reload()
+    item.wait_for()
+    assert "marker.png — Red marker stone, north-east corner (" in item.inner_text()
+    assert item.locator("img").get_attribute("alt") == "Red marker stone, north-east corner"
 
 
 # What a base map tile looks like on the page: the raster tiles' one colour, or the fill

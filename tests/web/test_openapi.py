@@ -106,3 +106,52 @@ def test_the_ogc_paths_are_those_of_the_ogc_api_document(document, client):
             assert set(mine["responses"]) == set(operation["responses"]), (path, method)
     schemes = document["components"]["securitySchemes"]
     assert ogc["components"]["securitySchemes"].items() <= schemes.items()
+
+
+def test_attachment_downloads_need_credentials_whatever_the_attachment(
+    document, client, login, token, scenario
+):
+    """Attachments are never public: the download declares no `{}`, and a caller without
+    credentials (401) or with the public role (403) is refused before anything is looked up,
+    so the answer says nothing of whether the attachment exists."""
+    security = document["paths"]["/api/attachments/{record_id}/content"]["get"]["security"]
+    assert {} not in security
+    officer, visitor = login("officer"), login("visitor")
+    photo = officer.post(
+        f"/api/records/{scenario.hazard}/attachments",
+        files={"file": ("site.png", b"\x89PNG photo", "image/png")},
+    ).json()
+    for record_id in (photo["record_id"], "AZ-ATT-2099-00001", scenario.hazard):
+        url = f"/api/attachments/{record_id}/content"
+        assert client.get(url).status_code == 401, record_id
+        assert visitor.get(url).status_code == 403, record_id
+    assert officer.get("/api/attachments/AZ-ATT-2099-00001/content").status_code == 404
+    assert officer.get(f"/api/attachments/{scenario.hazard}/content").status_code == 404
+    sent = headers_by_scheme(client, "officer", PASSWORD, token)
+    for requirement in security:
+        headers = {k: v for name in requirement for k, v in sent[name].items()}
+        answer = client.get(f"/api/attachments/{photo['record_id']}/content", headers=headers)
+        assert (answer.status_code, answer.content) == (200, b"\x89PNG photo"), requirement
+
+
+def test_operations_declaring_credentials_refuse_anonymous_callers_before_any_lookup(
+    document, client
+):
+    """Every API read with path parameters that declares credentials answers an anonymous
+    caller 401 for made-up parameters too, not 404: what exists is not told to the anonymous."""
+    checked = []
+    for path, operations in document["paths"].items():
+        operation = operations.get("get")
+        if not path.startswith("/api/") or "{" not in path or operation is None:
+            continue
+        if {} in operation.get("security", [{}]):
+            continue
+        values = {
+            p["name"]: 99999 if p["schema"].get("type") == "integer" else "AZ-ATT-2099-00001"
+            for p in operation["parameters"]
+            if p["in"] == "path"
+        }
+        answer = client.get(path.format(**values))
+        assert answer.status_code == 401, (path, answer.text)
+        checked.append(path)
+    assert "/api/attachments/{record_id}/content" in checked

@@ -229,7 +229,8 @@ class AttachedAlready(Attached):
 
 
 class AlreadyAttachedBody(ErrorBody):
-    """A 409: the caller's pending report attaching the same file to the record."""
+    """A 409: the attachment of the same file to the record there already (approved, whoever
+    attached it), or the caller's pending report attaching it."""
 
     existing: AttachedAlready
 
@@ -244,8 +245,9 @@ Drafter = Annotated[Principal, Depends(require(lambda p: p.can_draft, "attach fi
     responses={
         409: {
             "model": AlreadyAttachedBody,
-            "description": "The caller's draft or submitted report attaches the same file (the "
-            "same SHA-256) to this record already: `existing` is that attachment",
+            "description": "The same file (the same SHA-256) is attached to this record already, "
+            "by an approved attachment (whoever attached it) or by the caller's draft or "
+            "submitted report: `existing` is that attachment",
         }
     },
 )
@@ -258,9 +260,10 @@ def add_attachment(
 ) -> Attached | JSONResponse:
     """Attach a file (size-limited). Reviewers and above file it at once; data entry drafts it.
     A record awaiting its first approval gets a drafted attachment from anyone who may read its
-    report, submitted and approved with it. The same file (the same SHA-256) attached again to
-    the record while the caller's report attaching it is a draft or submitted is refused with
-    409, naming that report: a retried upload never attaches a file twice."""
+    report, submitted and approved with it. The same file (the same SHA-256) is refused with 409,
+    naming the attachment there already, while it is attached to the record (approved, whoever
+    attached it) or while the caller's report attaching it is a draft or submitted: a retried
+    upload never attaches a file twice, and a file on the record is not attached to it again."""
     for name, text in (("file", file.filename or ""), ("caption", caption or "")):
         if "\x00" in text:
             raise ValidationFailed([Problem(name, "text may not contain the NUL character")])
@@ -305,7 +308,7 @@ def add_attachment(
 
 
 def _already_attached(already: attachment_service.AlreadyAttached) -> JSONResponse:
-    existing, changes = already.existing, already.existing.changes
+    existing = already.existing
     body = AlreadyAttachedBody(
         detail=str(already),
         problems=[FieldProblem(field="file", message=str(already), record=existing.record_id)],
@@ -313,10 +316,10 @@ def _already_attached(already: attachment_service.AlreadyAttached) -> JSONRespon
             record_id=existing.record_id,
             report_id=existing.report_id,
             status=existing.status,
-            sha256=changes["sha256"],
-            size_bytes=changes["size_bytes"],
-            filename=changes.get("filename"),
-            caption=changes.get("caption"),
+            sha256=existing.sha256,
+            size_bytes=existing.size_bytes,
+            filename=existing.filename,
+            caption=existing.caption,
         ),
     )
     return JSONResponse(jsonable_encoder(body), status_code=409)
@@ -336,13 +339,21 @@ def _check_may_attach(register: Register, principal: Principal, record_id: str) 
                 principal.require(False, f"attach files to {record_id}")
 
 
+# Checked before the attachment is looked up: an anonymous or public caller learns nothing of
+# which attachments exist (401 or 403 whatever the ID), and the OpenAPI document can say that
+# the download always needs credentials (no ``{}``).
+Downloader = Annotated[
+    Principal, Depends(require(lambda p: p.sees_records, "download attachments"))
+]
+
+
 @router.get("/attachments/{record_id}/content", response_class=Response)
-def attachment_content(request: Request, record_id: str, principal: CurrentPrincipal) -> Response:
+def attachment_content(request: Request, record_id: str, principal: Downloader) -> Response:
+    """The attached file, for every role that reads records (never the public)."""
     register = get_register(request)
     values = register.get(record_id)
     if values["record_type"] != "attachment":
         raise NotFound(f"{record_id} is not an attachment")
-    principal.require(principal.sees_records, "download attachments")
     with register.store.read() as conn:
         data = attachment_service.content(conn, values["sha256"])
     return Response(data, media_type=values["media_type"] or "application/octet-stream")

@@ -405,8 +405,9 @@ function askedFields() {
  * is new, they go with it), or, when each entry is a report of its own (items found), to the
  * hazardous area they name. A file attached leaves the chosen ones at once, so that when a later
  * one fails, saving again attaches only those not attached yet. A file the server already has
- * from the user for that record, waiting (a save whose answer was lost, a file chosen twice), is
- * refused with 409 naming its attachment: it is shown as attached, and the user told. */
+ * for that record, from the user and waiting (a save whose answer was lost, a file chosen twice)
+ * or approved there (whoever attached it), is refused with 409 naming its attachment: it is shown
+ * as attached, and the user told. */
 async function attachPhotos(report, entryChanges) {
   const notice = form.querySelector("fieldset.photos .photo-notice");
   notice.replaceChildren();
@@ -432,7 +433,9 @@ async function attachPhotos(report, entryChanges) {
       if (!photoDrafts.some((r) => r.report_id === existing.report_id)) {
         photoDrafts.push({ ...existing, record_type: "attachment", changes: { filename: existing.filename, caption: existing.caption } });
       }
-      const unused = (caption || "") !== (existing.caption || "") ? ` Your caption "${caption || ""}" was not used: to attach the file with it, withdraw report ${existing.report_id} first.` : "";
+      const unused = (caption || "") === (existing.caption || "") ? ""
+        : existing.status === "approved" ? ` Your caption "${caption || ""}" was not used: ${existing.record_id} keeps ${existing.caption ? `its caption "${existing.caption}"` : "no caption"} (Edit caption on the page of ${target} changes it).`
+          : ` Your caption "${caption || ""}" was not used: to attach the file with it, withdraw report ${existing.report_id} first.`;
       notice.append(el("span", {}, `${failure.message.replace(/\.$/, "")}.${unused}`), " ");
       notice.hidden = false;
     }

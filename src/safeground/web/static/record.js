@@ -144,14 +144,77 @@ function showLinks(links) {
     ...links.links.map((l) => el("li", {}, `${label(l.relation)}: `, recordLink(l.from_id), " → ", recordLink(l.to_id))),
   ];
   document.getElementById("links").replaceChildren(items.length ? el("ul", {}, items) : el("p", { class: "muted" }, "No linked records."));
+  const canDraft = document.getElementById("record").dataset.canDraft === "true";
   const attachments = links.attachments.map((a) => {
     const image = a.media_type.startsWith("image/");
-    return el("li", {},
+    return el("li", { dataset: { recordId: a.record_id } },
       image ? el("img", { src: a.content_url, alt: a.caption || a.filename, loading: "lazy" }) : null,
       el("a", { href: a.content_url }, a.filename),
-      ` ${a.caption ? `— ${a.caption} ` : ""}(${Math.ceil(a.size_bytes / 1024)} KiB, SHA-256 ${a.sha256.slice(0, 12)}…)`);
+      ` ${a.caption ? `— ${a.caption} ` : ""}(${Math.ceil(a.size_bytes / 1024)} KiB, SHA-256 ${a.sha256.slice(0, 12)}…)`,
+      canDraft ? captionEditor(a) : null);
   });
   document.getElementById("attachments").replaceChildren(...(attachments.length ? attachments : [el("li", { class: "muted" }, "None.")]));
+}
+
+/** "Edit caption" on a saved file: an update report on its attachment record, drafted and
+ * submitted for review at once, that changes the caption once approved, like any other change
+ * (a reviewer's too: nobody approves their own). Until then the caption shown stays. */
+function captionEditor(attachment) {
+  const input = el("input", { name: "caption", value: attachment.caption || "", placeholder: "what it shows", "aria-label": `Caption of ${attachment.filename}`, oninput: () => { error.hidden = true; } });
+  const error = el("p", { class: "error", role: "alert", hidden: true });
+  const status = el("p", { class: "notice caption-status", role: "status", hidden: true });
+  const open = el("button", { type: "button", class: "edit-caption", onclick: () => { open.hidden = true; editor.hidden = false; input.focus(); } }, "Edit caption");
+  const send = el("button", { type: "submit" }, "Submit for review");
+  const editor = el("form", { class: "caption-editor", hidden: true },
+    el("label", {}, "Caption ", input), " ",
+    send, " ",
+    el("button", { type: "button", class: "cancel", onclick: () => { editor.hidden = true; open.hidden = false; error.hidden = true; } }, "Cancel"),
+    error);
+  editor.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.hidden = true;
+    const caption = input.value.trim();
+    if (caption === (attachment.caption || "")) {
+      error.textContent = "The caption is unchanged.";
+      error.hidden = false;
+      return;
+    }
+    let draft = null;
+    send.disabled = true; // a double click files one report
+    try {
+      draft = await api("POST", "/api/reports", {
+        record_type: "attachment",
+        record_id: attachment.record_id,
+        operation: "update",
+        changes: { caption: caption || null }, // emptied: no caption
+        date_of_information: await captionDate(attachment.record_id),
+      });
+      await api("POST", `/api/reports/${draft.report_id}/submit`);
+    } catch (failure) {
+      error.textContent = draft ? `Report ${draft.report_id} is saved as your draft but was not submitted: ${failure.message}` : failure.message;
+      error.hidden = false;
+      return;
+    } finally {
+      send.disabled = false;
+    }
+    editor.hidden = true;
+    open.hidden = false;
+    status.replaceChildren(
+      `Caption ${caption ? `“${caption}”` : "removal"} submitted for review: report ${draft.report_id}; the caption changes once it is approved. `,
+      el("a", { href: "/reports?status=submitted" }, "See the queue"));
+    status.hidden = false;
+  });
+  return [" ", open, editor, status];
+}
+
+/** A caption change's date of information: today, or the date of the attachment's latest
+ * approved report if that is later (the server dated the upload by its own clock, which may be
+ * ahead of the browser's: a change dated before the attachment existed is refused). */
+async function captionDate(recordId) {
+  const today = new Date().toISOString().slice(0, 10);
+  const { entries } = await api("GET", `/api/records/${encodeURIComponent(recordId)}/history`);
+  return entries.filter((e) => e.status === "approved").map((e) => e.date_of_information)
+    .reduce((latest, day) => (day > latest ? day : latest), today);
 }
 
 /** The attachments waiting with a new record's report, each with its own report. */
