@@ -839,3 +839,40 @@ def test_two_users_filing_one_file_at_once_attach_it_once(register):
     with register.store.read() as conn:
         found = conn.execute(select(attachments.c.record_id)).scalars().all()
     assert found == [first.record_id]
+
+
+def test_an_attachment_must_name_a_stored_file(register):
+    """A report can name any digest (an update, or a create sent to the reports API rather
+    than uploaded): approval refuses one that names no stored file, or the wrong size."""
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    with register.store.begin() as conn:
+        photo = attach(register, conn, "im", target, "a.jpg", b"four")
+    unknown = "0" * 64
+    with pytest.raises(RuleViolation) as refused:
+        add(
+            register,
+            "attachment",
+            D(2022, 3, 2),
+            target_id=target,
+            filename="b.jpg",
+            sha256=unknown,
+            size_bytes=4,
+        )
+    assert [(p.field, p.reason) for p in refused.value.problems] == [
+        ("sha256", "no file with SHA-256 000000000000… is stored: attach a file by uploading it")
+    ]
+    for changes, field, reason in (
+        ({"sha256": unknown}, "sha256", "no file with SHA-256 000000000000… is stored"),
+        (
+            {"size_bytes": 5},
+            "size_bytes",
+            f"the file with SHA-256 {photo.sha256[:12]}… has 4 bytes, not 5",
+        ),
+    ):
+        with pytest.raises(RuleViolation) as refused:
+            update(register, photo.record_id, "attachment", date.today(), **changes)
+        ((problem,),) = [refused.value.problems]
+        assert (problem.field, problem.record) == (field, photo.record_id)
+        assert problem.reason.startswith(reason)
+    update(register, photo.record_id, "attachment", date.today(), caption="the crater")
+    assert register.get(photo.record_id)["caption"] == "the crater"

@@ -1,4 +1,5 @@
-"""Checks a batch of reports must pass before approval: references, processed land, deployment."""
+"""Checks a batch of reports must pass before approval: references, stored content, processed
+land, deployment."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from datetime import date
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from safeground.domain.errors import Problem
-from safeground.domain.records import RECORD_TYPES, Activity, Record, Task
+from safeground.domain.records import RECORD_TYPES, Activity, Attachment, Record, Task
 from safeground.domain.reports import Report, ReportStatus
 from safeground.domain.rules import (
     Credential,
@@ -19,7 +20,7 @@ from safeground.domain.rules import (
     processed_land_problems,
 )
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import processed_land, record_tables, report
+from safeground.storage.schema import blob, processed_land, record_tables, report
 
 
 def missing_references(conn: Connection, records: dict[str, Record]) -> list[Problem]:
@@ -70,6 +71,28 @@ def missing_references(conn: Connection, records: dict[str, Record]) -> list[Pro
         else:
             reason = f"{kind} {target} was {status} (report {report_id}): it will not be registered"
         problems.append(Problem(field_name, reason, record_id))
+    return problems
+
+
+def missing_content(conn: Connection, records: dict[str, Record]) -> list[Problem]:
+    """Attachments whose SHA-256 and size name no stored file: an upload stores the bytes
+    first, but a report (an update, or one sent to the reports API) could name any digest, and
+    the attachment would then answer its download with nothing."""
+    wanted = {i: r for i, r in records.items() if isinstance(r, Attachment)}
+    sizes: dict[str, int] = {}
+    for chunk in chunked_in({r.sha256 for r in wanted.values()}):
+        query = select(blob.c.sha256, func.length(blob.c.content)).where(blob.c.sha256.in_(chunk))
+        sizes.update({sha256: int(size) for sha256, size in conn.execute(query)})
+    problems = []
+    for record_id, record in wanted.items():
+        stored = sizes.get(record.sha256)
+        digest = f"SHA-256 {record.sha256[:12]}…"
+        if stored is None:
+            reason = f"no file with {digest} is stored: attach a file by uploading it"
+            problems.append(Problem("sha256", reason, record_id))
+        elif stored != record.size_bytes:
+            reason = f"the file with {digest} has {stored} bytes, not {record.size_bytes}"
+            problems.append(Problem("size_bytes", reason, record_id))
     return problems
 
 
