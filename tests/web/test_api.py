@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from safeground.service import accounts
 from safeground.storage.schema import audit_log, blob, record_tables, report
+from tests.helpers import add
 from tests.web.conftest import PASSWORD
 
 
@@ -195,6 +196,65 @@ def test_data_entry_sees_only_its_organisations_tasks(login, scenario):
     assert clerk.get(f"/api/records/{scenario.tasks['beta']}").status_code == 403
     assert clerk.get(f"/api/records/{scenario.tasks['beta']}/history").status_code == 403
     assert login("reviewer").get(f"/api/records/{scenario.tasks['beta']}").status_code == 200
+
+
+def test_data_entry_reads_nothing_of_another_organisations_tasks(login, scenario):
+    """Nor their files, the links naming them or their reports, approved ones included: a
+    task's history and files are as much the other organisation's as its current view."""
+    officer = login("officer")
+    files = {}
+    for key in ("alpha", "beta"):
+        answer = officer.post(
+            f"/api/records/{scenario.tasks[key]}/attachments",
+            files={"file": (f"{key}.jpg", key.encode() * 10, "image/jpeg")},
+        )
+        assert answer.status_code == 201, answer.text
+        files[key] = answer.json()
+    links = {
+        key: add(
+            scenario.register,
+            "link",
+            date(2021, 3, 2),
+            from_id=scenario.hazard,
+            to_id=scenario.tasks[key],
+            relation="planned on",
+        )
+        for key in ("alpha", "beta")
+    }
+    beta_task_report = officer.get(f"/api/records/{scenario.tasks['beta']}/history").json()
+    beta_report_id = beta_task_report["entries"][0]["report_id"]
+    for username, own, other in (("clerk", "alpha", "beta"), ("clerk2", "beta", "alpha")):
+        clerk = login(username)
+        mine, theirs = files[own]["record_id"], files[other]["record_id"]
+        assert clerk.get(f"/api/records/{mine}").status_code == 200
+        assert clerk.get(f"/api/attachments/{mine}/content").status_code == 200
+        for url in (
+            f"/api/records/{theirs}",
+            f"/api/records/{theirs}/history",
+            f"/api/records/{theirs}/links",
+            f"/api/attachments/{theirs}/content",
+            f"/api/records/{links[other]}",
+            f"/api/records/{links[other]}/history",
+        ):
+            assert clerk.get(url).status_code == 403, (username, url)
+        for record_type, expected in (("attachment", mine), ("link", links[own])):
+            listed = clerk.get(f"/api/records?type={record_type}").json()["items"]
+            assert [r["record_id"] for r in listed] == [expected], (username, record_type)
+        for record_type, expected in (("task", own), ("attachment", own)):
+            reports = clerk.get(f"/api/reports?record_type={record_type}").json()["items"]
+            named = {r["record_id"] for r in reports}
+            wanted = scenario.tasks[expected] if record_type == "task" else mine
+            assert named == {wanted}, (username, record_type)
+        hazard = clerk.get(f"/api/records/{scenario.hazard}/links").json()["referenced_by"]
+        tasks = [r["record_id"] for r in hazard if r["record_type"] == "task"]
+        assert tasks == [scenario.tasks[own]], username
+        linked = clerk.get(f"/api/records/{scenario.hazard}/links").json()["links"]
+        assert [link["link_id"] for link in linked] == [links[own]], username
+    clerk = login("clerk")
+    assert clerk.get(f"/api/reports/{beta_report_id}").status_code == 403
+    reviewer = login("reviewer")
+    assert reviewer.get(f"/api/attachments/{files['beta']['record_id']}/content").status_code == 200
+    assert len(reviewer.get("/api/reports?record_type=task").json()["items"]) == 2
 
 
 def test_victims_names_only_for_im_officer_and_admin(login, scenario):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, Connection, and_, or_, select, type_coerce
+from sqlalchemy import JSON, Connection, Select, and_, or_, select, type_coerce
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
@@ -81,9 +81,11 @@ def find_reports(
     limit: int = 100,
     offset: int = 0,
     include_personal: bool = False,
+    hidden: Select[Any] | None = None,
 ) -> list[Report]:
     """A page of reports, newest first. ``visible_authors``: only approved reports and these
-    authors' others (an organisation's view of the queue)."""
+    authors' others (an organisation's view of the queue); ``hidden``: a query of record IDs
+    whose reports are left out."""
     query = select(report).order_by(report.c.report_id.desc()).limit(limit).offset(offset)
     if status is not None:
         query = query.where(report.c.status == status)
@@ -93,6 +95,8 @@ def find_reports(
         query = query.where(
             or_(report.c.status == ReportStatus.APPROVED, report.c.author.in_(visible_authors))
         )
+    if hidden is not None:
+        query = query.where(report.c.record_id.not_in(hidden))
     rows = conn.execute(query).all()
     personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
     return [_to_report(row, personal) for row in rows]

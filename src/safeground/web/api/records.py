@@ -20,6 +20,8 @@ from safeground.service.register import Register
 from safeground.storage.schema import record_tables
 from safeground.web.api.views import (
     check_record_visible,
+    check_visible,
+    hidden_records,
     record_json,
     report_json,
     visible_reports,
@@ -73,8 +75,9 @@ def list_records(
         if FILTERS[name] not in table.c:
             raise ValidationFailed([Problem(name, f"{record_type} has no {FILTERS[name]}")])
         conditions.append(table.c[FILTERS[name]] == value)
-    if principal.is_organisation_scoped and record_type == "task":
-        conditions.append(table.c.organisation_id == principal.organisation_id)
+    hidden = hidden_records(principal)
+    if hidden is not None:
+        conditions.append(table.c.record_id.not_in(hidden))
     query = select(table).where(*conditions)
     with get_register(request).store.read() as conn:
         total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
@@ -88,8 +91,9 @@ def list_records(
 @router.get("/records/{record_id}")
 def get_record(request: Request, record_id: str, principal: CurrentPrincipal) -> dict[str, Any]:
     """A record's current view, with ``record_type``; personal fields only for roles allowed."""
-    values = get_register(request).get(record_id, include_personal=principal.can_see_personal)
-    check_record_visible(principal, values)
+    register = get_register(request)
+    values = register.get(record_id, include_personal=principal.can_see_personal)
+    check_visible(register, principal, values)
     return record_json(values, principal)
 
 
@@ -99,8 +103,8 @@ def get_history(request: Request, record_id: str, principal: CurrentPrincipal) -
     register = get_register(request)
     with register.store.read() as conn:
         record_type = register.record_type_of(conn, record_id)
-    if record_type == "task" and principal.is_organisation_scoped:
-        check_record_visible(principal, register.get(record_id))
+    if record_type in ("task", "attachment", "link") and principal.is_organisation_scoped:
+        check_visible(register, principal, register.get(record_id))
     else:
         principal.require(principal.may_read_record(record_type, None), f"read {record_type}")
     found = record_history(register, record_id, include_personal=principal.can_see_personal)
@@ -137,7 +141,7 @@ def get_links(request: Request, record_id: str, principal: CurrentPrincipal) -> 
     """Records this one names, records that name it, free links, and its attachments."""
     register = get_register(request)
     values = register.get(record_id)
-    check_record_visible(principal, values)
+    check_visible(register, principal, values)
     model = record_model(values["record_type"])
     references = [
         {"field": field, "record_type": target, "record_id": values.get(field)}
@@ -155,6 +159,7 @@ def get_links(request: Request, record_id: str, principal: CurrentPrincipal) -> 
             "links": [],
             "attachments": [],
         }
+    hidden = hidden_records(principal)
     with register.store.read() as conn:
         for other_type, other in RECORD_TYPES.items():
             table = record_tables[other_type]
@@ -165,22 +170,23 @@ def get_links(request: Request, record_id: str, principal: CurrentPrincipal) -> 
                     or field.endswith("_ids")
                 ):
                     continue
-                if other_type == "task" and principal.is_organisation_scoped:
-                    continue
                 query = (
                     select(table.c.record_id)
                     .where(table.c[field] == record_id)
                     .order_by(table.c.record_id)
                     .limit(LINKED_PER_TYPE)
                 )
+                if hidden is not None:
+                    query = query.where(table.c.record_id.not_in(hidden))
                 referenced_by += [
                     {"field": field, "record_type": other_type, "record_id": i}
                     for i in conn.scalars(query)
                 ]
         link = record_tables["link"]
-        for row in conn.execute(
-            select(link).where(or_(link.c.from_id == record_id, link.c.to_id == record_id))
-        ):
+        linked = select(link).where(or_(link.c.from_id == record_id, link.c.to_id == record_id))
+        if hidden is not None:
+            linked = linked.where(link.c.record_id.not_in(hidden))
+        for row in conn.execute(linked):
             links.append(
                 {
                     "link_id": row.record_id,
@@ -354,6 +360,7 @@ def attachment_content(request: Request, record_id: str, principal: Downloader) 
     values = register.get(record_id)
     if values["record_type"] != "attachment":
         raise NotFound(f"{record_id} is not an attachment")
+    check_visible(register, principal, values)
     with register.store.read() as conn:
         data = attachment_service.content(conn, values["sha256"])
     return Response(data, media_type=values["media_type"] or "application/octet-stream")

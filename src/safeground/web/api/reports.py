@@ -25,6 +25,7 @@ from safeground.storage.reportlog import find_reports, load_report
 from safeground.web.api.views import (
     check_record_visible,
     check_report_visible,
+    hidden_records,
     report_json,
     visible_reports,
 )
@@ -141,7 +142,14 @@ def list_reports(
             else None
         )
         found = find_reports(
-            conn, status, record_type, authors, limit, offset, principal.can_see_personal
+            conn,
+            status,
+            record_type,
+            authors,
+            limit,
+            offset,
+            principal.can_see_personal,
+            hidden_records(principal),
         )
     return {
         "limit": limit,

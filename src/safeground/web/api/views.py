@@ -12,15 +12,17 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select, or_, select, union
 
 from safeground.domain.access import Principal
+from safeground.domain.errors import NotFound
 from safeground.domain.geometry import parse_geometry
 from safeground.domain.records import Record, record_model
 from safeground.domain.reports import Report
 from safeground.io.fieldforms import form_for
 from safeground.service import accounts
-from safeground.storage.schema import unwrap
+from safeground.service.register import Register
+from safeground.storage.schema import record_tables, unwrap
 
 HIDDEN_COLUMNS = frozenset({"fid"})
 
@@ -120,12 +122,43 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def hidden_records(principal: Principal) -> Select[Any] | None:
+    """The IDs of the records a data entry account may not read, as a query: another
+    organisation's tasks, the files attached to them and the links naming them (their reports
+    too, even approved). None for the other roles, which read every record."""
+    if not principal.is_organisation_scoped:
+        return None
+    task, attachment, link = (record_tables[t] for t in ("task", "attachment", "link"))
+    others = select(task.c.record_id).where(
+        task.c.organisation_id.is_distinct_from(principal.organisation_id)
+    )
+    files = select(attachment.c.record_id).where(attachment.c.target_id.in_(others))
+    links = select(link.c.record_id).where(
+        or_(link.c.from_id.in_(others), link.c.to_id.in_(others))
+    )
+    return select(union(others, files, links).subquery().c[0])
+
+
 def visible_reports(conn: Connection, principal: Principal, reports: list[Report]) -> list[Report]:
     """The reports the principal may read (organisation scoping for data entry)."""
     if not principal.is_organisation_scoped:
         return [r for r in reports if principal.may_read_report(r.status, None)]
     organisations = accounts.organisations_of(conn, {r.author for r in reports})
-    return [r for r in reports if principal.may_read_report(r.status, organisations.get(r.author))]
+    hidden = _hidden_among(conn, principal, {r.record_id for r in reports})
+    return [
+        r
+        for r in reports
+        if r.record_id not in hidden
+        and principal.may_read_report(r.status, organisations.get(r.author))
+    ]
+
+
+def _hidden_among(conn: Connection, principal: Principal, record_ids: set[str]) -> set[str]:
+    query = hidden_records(principal)
+    if query is None or not record_ids:
+        return set()
+    column = query.selected_columns[0]
+    return set(conn.scalars(query.where(column.in_(sorted(record_ids)))))
 
 
 def check_report_visible(conn: Connection, principal: Principal, rep: Report) -> None:
@@ -137,3 +170,18 @@ def check_record_visible(principal: Principal, values: dict[str, Any]) -> None:
     record_type = values["record_type"]
     if not principal.may_read_record(record_type, values.get("organisation_id")):
         principal.require(False, f"read this {record_type}")
+
+
+def check_visible(register: Register, principal: Principal, values: dict[str, Any]) -> None:
+    """``check_record_visible``, and for a file attached to a record or a link, the records it
+    names too: data entry reads no file or link of another organisation's task."""
+    check_record_visible(principal, values)
+    if not principal.is_organisation_scoped:
+        return
+    named = [values[f] for f in record_model(values["record_type"]).names_any]
+    for target_id in named:  # the record a file is attached to, a link's two ends
+        try:
+            target = register.get(target_id)
+        except NotFound:
+            continue  # a retired record's files and links are read as other records
+        check_visible(register, principal, target)
