@@ -31,6 +31,7 @@ from safeground.risk.grid import Grid, to_crs
 from safeground.risk.presence import PresenceModel
 from safeground.risk.riskmap import GRID_LAYER, build_map, fit_map_model, score_blocks
 from safeground.service.register import Register
+from safeground.service.risk_scores import scores_of
 from safeground.storage.schema import blob, risk_covariate, risk_score
 from tests.risk import registers
 from tests.risk.registers import CHA, CLEARED, DISTRICT, SHA
@@ -250,6 +251,49 @@ def test_attach_stores_mean_and_max(filled, tmp_path: Path) -> None:
     assert {r.model_version for r in rows} == {result.model.version}
     assert {r.attached_by for r in rows} == {"planner"}
     assert all(r.map_sha256 == hashlib.sha256(out.read_bytes()).hexdigest() for r in rows)
+
+
+def test_each_map_keeps_its_own_scores(filled, tmp_path: Path) -> None:
+    """Two maps over the same areas: a row per area and map, each with its map's figures; the
+    newest over each area by default, a map's own when it is named; attaching a map again
+    replaces its rows only, and makes it the newest."""
+    register, ids = filled
+    label, region = resolve_region(register, ids["district"])
+    first = tmp_path / "first.tif"
+    build_map(register, label, region, CELL, first, background=2000, grid_layer=False)
+    second = registers.turned_around(first, tmp_path / "second.tif", "maxent-second")
+    scored = {
+        path: {s.record_id: s.mean_risk for s in attach_map(register, path, "planner")}
+        for path in (first, second)
+    }
+    sha = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (first, second)}
+    expected = {
+        (record_id, sha[path]): mean
+        for path, means in scored.items()
+        for record_id, mean in means.items()
+    }
+    assert len(expected) == 6 and set(scored[first]) == set(scored[second])
+    assert scored[first][ids["cha"]] != pytest.approx(scored[second][ids["cha"]])
+
+    def kept() -> dict[tuple[str, str], float]:
+        with register.store.read() as conn:
+            rows = conn.execute(select(risk_score)).all()
+        return {(r.record_id, r.map_sha256): r.mean_risk for r in rows}
+
+    def chosen(risk_map: str | None) -> dict[str, tuple[str, float]]:
+        with register.store.read() as conn:
+            rows = conn.execute(select(scores_of(risk_map))).all()
+        return {r.record_id: (r.map_sha256, r.mean_risk) for r in rows}
+
+    assert kept() == pytest.approx(expected)
+    for path in (first, second):
+        assert chosen(sha[path]) == {i: (sha[path], m) for i, m in scored[path].items()}
+    assert chosen(None) == chosen(sha[second])  # the newest over each area
+    assert chosen("0" * 64) == {}
+
+    attach_map(register, first, "planner")  # again: its rows replaced, the other's kept
+    assert kept() == pytest.approx(expected)
+    assert chosen(None) == chosen(sha[first])
 
 
 def test_presence_model_contributions_add_up(filled) -> None:

@@ -345,10 +345,56 @@ def test_record_risk_from_risk_score(served: Served, as_user) -> None:
     risk, _ = _cell_centres(served.map_path)
     assert 0 <= found["mean_risk"] <= found["max_risk"] <= float(np.nanmax(risk))
     assert found["model_version"] == served.model_version and found["cells"] > 0
+    [only] = found["maps"]
+    assert only == {k: v for k, v in found.items() if k not in ("record_id", "record_type", "maps")}
     task = officer.get(f"/api/records/{served.ids['task']}/risk").json()
     assert task["record_type"] == "task"
     missing = officer.get(f"/api/records/{served.ids['district']}/risk")
     assert missing.status_code == 404 and "no risk score" in missing.json()["detail"]
+
+
+def _means(served: Served) -> dict[str, dict[str, float]]:
+    """Each attached map's mean risk of each record it scored, by SHA-256 then record."""
+    means: dict[str, dict[str, float]] = {}
+    with served.app.state.register.store.read() as conn:  # type: ignore[attr-defined]
+        for row in conn.execute(select(risk_score)):
+            means.setdefault(row.map_sha256, {})[row.record_id] = row.mean_risk
+    return means
+
+
+def _forget_score(served: Served, record_id: str, map_sha256: str) -> None:
+    """As if that map had not covered the record (a write: the tiles are drawn again)."""
+    store = served.app.state.register.store  # type: ignore[attr-defined]
+    with store.begin() as conn:
+        conn.execute(
+            risk_score.delete().where(
+                risk_score.c.record_id == record_id, risk_score.c.map_sha256 == map_sha256
+            )
+        )
+        store.after_write(conn)
+
+
+def test_record_risk_lists_every_map_over_it_newest_first(served: Served, as_user) -> None:
+    newer = _attach_a_newer_map(served)
+    earlier_sha, newer_sha = _sha256(served.map_path), _sha256(newer)
+    means = _means(served)
+    officer = as_user("officer")
+    cha = served.ids["cha"]
+    found = officer.get(f"/api/records/{cha}/risk").json()
+    assert found["map_sha256"] == newer_sha and found["model_version"] == "maxent-newer"
+    assert found["mean_risk"] == pytest.approx(means[newer_sha][cha])
+    assert [m["map_sha256"] for m in found["maps"]] == [newer_sha, earlier_sha]
+    assert [m["mean_risk"] for m in found["maps"]] == pytest.approx(
+        [means[newer_sha][cha], means[earlier_sha][cha]]
+    )
+    assert found["maps"][1]["model_version"] == served.model_version
+    # A record the newest map does not cover shows the earlier map's score, as before.
+    sha_area = served.ids["sha"]
+    _forget_score(served, sha_area, newer_sha)
+    found = officer.get(f"/api/records/{sha_area}/risk").json()
+    assert found["map_sha256"] == earlier_sha
+    assert found["mean_risk"] == pytest.approx(means[earlier_sha][sha_area])
+    assert [m["map_sha256"] for m in found["maps"]] == [earlier_sha]
 
 
 def test_hazard_tiles_carry_the_mean_risk_of_each_area(served: Served, as_user) -> None:

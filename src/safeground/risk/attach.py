@@ -2,11 +2,12 @@
 
 A risk score is a model's output, not something an operator observed, and it changes with
 every new map; so it is not filed as a report that would change the record's fields (and its
-history) but kept in a derived table, one row per record, replaced by the next map attached,
-with the model version, the map's SHA-256 and date, and who attached it. The planner and the
-web map join it on ``record_id``; so the scores are those of the map attached last over each
-record, not kept per map. The maps themselves are recorded in ``risk_map`` (path and SHA-256,
-which names a map): the web map draws any of them, the newest unless told otherwise.
+history) but kept in a derived table, one row per record and map, with the model version, the
+map's SHA-256 and date, and who attached it. Attaching a map again replaces that map's rows
+only. The maps themselves are recorded in ``risk_map`` (path and SHA-256, which names a map):
+the web map draws any of them, the newest unless told otherwise, and colours the hazardous
+areas with the scores of the map it draws; a record's page shows the score of the map attached
+last over it, and lists the others (``safeground.service.risk_scores``).
 
 A cell counts for a polygon when the polygon touches it (GDAL's ``all_touched``): hazardous
 areas are often smaller than a cell, and a polygon must never get no score because it missed
@@ -30,7 +31,7 @@ from sqlalchemy import Connection, Row, delete, select
 
 from safeground.risk.grid import to_crs
 from safeground.service.register import Register, now
-from safeground.storage.rows import chunked_in
+from safeground.service.risk_scores import MAPS_NEWEST_FIRST
 from safeground.storage.schema import record_tables, risk_map, risk_score
 
 
@@ -45,10 +46,6 @@ class AttachedMap:
     attached_at: datetime
 
 
-# Newest first; the SHA-256 only makes the order of maps attached at the same instant stable.
-NEWEST_FIRST = (risk_map.c.attached_at.desc(), risk_map.c.map_sha256)
-
-
 def _attached(row: Row[Any]) -> AttachedMap:
     return AttachedMap(
         Path(row.path), row.map_sha256, row.model_version, row.map_date, row.attached_at
@@ -57,7 +54,7 @@ def _attached(row: Row[Any]) -> AttachedMap:
 
 def current_map(conn: Connection) -> AttachedMap | None:
     """The risk map attached last, if any."""
-    row = conn.execute(select(risk_map).order_by(*NEWEST_FIRST).limit(1)).first()
+    row = conn.execute(select(risk_map).order_by(*MAPS_NEWEST_FIRST).limit(1)).first()
     return None if row is None else _attached(row)
 
 
@@ -69,7 +66,7 @@ def attached_map(conn: Connection, sha256: str) -> AttachedMap | None:
 
 def attached_maps(conn: Connection) -> list[AttachedMap]:
     """Every risk map attached, newest first."""
-    return [_attached(row) for row in conn.execute(select(risk_map).order_by(*NEWEST_FIRST))]
+    return [_attached(row) for row in conn.execute(select(risk_map).order_by(*MAPS_NEWEST_FIRST))]
 
 
 @dataclass
@@ -131,7 +128,8 @@ class ScoredMap:
 
 
 def attach_map(register: Register, map_path: Path, user: str) -> list[Score]:
-    """Score every hazardous area and task the map covers; replace their earlier scores."""
+    """Score every hazardous area and task the map covers; replace the scores this map had
+    (attached before), keep those of other maps."""
     scored = score_map(register, map_path)
     with register.store.begin() as conn:
         keep_scores(register, conn, scored, user)
@@ -157,10 +155,10 @@ def score_map(register: Register, map_path: Path) -> ScoredMap:
 
 
 def keep_scores(register: Register, conn: Connection, scored: ScoredMap, user: str) -> None:
-    """Replace the scored records' earlier scores and record the map, inside ``conn``."""
+    """Replace the map's scores (if it was attached before) and record the map as the newest,
+    inside ``conn``. Other maps' scores stay, each under its map."""
     stamp = now()
-    for chunk in chunked_in([s.record_id for s in scored.scores]):
-        conn.execute(delete(risk_score).where(risk_score.c.record_id.in_(chunk)))
+    conn.execute(delete(risk_score).where(risk_score.c.map_sha256 == scored.sha256))
     if scored.scores:
         conn.execute(
             risk_score.insert(),

@@ -38,11 +38,13 @@ from sqlalchemy import (
 from sqlalchemy import (
     table as table_clause,
 )
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
+from safeground.service.risk_scores import scores_of
 from safeground.storage.rows import chunked_in
-from safeground.storage.schema import processed_land, record_tables, risk_score
+from safeground.storage.schema import processed_land, record_tables
 from safeground.storage.store import Store
 
 Bbox = tuple[float, float, float, float]
@@ -84,8 +86,9 @@ class Layer:
     # Order of importance when a tile keeps one feature of several (most important first).
     priority: tuple[str, tuple[str, ...]] | None = None
     # Tile properties from another table joined on record_id (name → column), empty when the
-    # record has no row there: a hazardous area's mapped risk, which the map can colour by.
-    joined_tile_properties: Mapping[str, Column[Any]] = field(default_factory=dict)
+    # record has no row there: a hazardous area's mapped risk, which the map can colour by. The
+    # table holds one row per record: the scores of the risk map attached last.
+    joined_tile_properties: Mapping[str, KeyedColumnElement[Any]] = field(default_factory=dict)
 
     @cached_property
     def tile_names(self) -> tuple[str, ...]:
@@ -170,7 +173,7 @@ LAYERS: dict[str, Layer] = {
                 "status": _column("status"),
             },
             priority=("classification", ("cha", "sha", "indication", "eod_spot", "stockpile")),
-            joined_tile_properties={"risk_mean": risk_score.c.mean_risk},
+            joined_tile_properties={"risk_mean": scores_of(None).c.mean_risk},
         ),
         Layer(
             id="processed_land",

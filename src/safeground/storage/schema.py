@@ -311,8 +311,9 @@ risk_covariate = Table(
     Column("added_at", Timestamp, nullable=False),
 )
 
-# Derived: mean and max mapped risk over each hazardous area and task, from the last map
-# attached; a model output, so not a field of the record (see docs/risk.md).
+# Derived: mean and max mapped risk over each hazardous area and task, one row per risk map
+# attached over it (``map_sha256`` names the map, as in ``risk_map``; migration 0008); a model
+# output, so not a field of the record (see docs/risk.md).
 risk_score = Table(
     "risk_score",
     metadata,
@@ -322,7 +323,7 @@ risk_score = Table(
     Column("max_risk", Double),
     Column("cells", Integer, nullable=False),
     Column("model_version", Text, nullable=False),
-    Column("map_sha256", Text, nullable=False),
+    Column("map_sha256", Text, primary_key=True),
     Column("map_date", Date, nullable=False),
     Column("attached_by", Text, nullable=False),
     Column("attached_at", Timestamp, nullable=False),

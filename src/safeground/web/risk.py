@@ -29,11 +29,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
 from safeground.risk.attach import AttachedMap, attached_map, attached_maps, current_map
+from safeground.service.risk_scores import SCORES_NEWEST_FIRST
 from safeground.storage.schema import risk_score
 from safeground.web.api.views import check_record_visible
 from safeground.web.deps import get_register, require
@@ -252,17 +253,28 @@ def _tile(
 
 @router.get("/api/records/{record_id}/risk", summary="A record's mean and max mapped risk")
 def record_risk(request: Request, record_id: str, principal: RecordReader) -> dict[str, Any]:
-    """Mean and max risk of a hazardous area or task from the map attached last over it."""
+    """Mean and max risk of a hazardous area or task from the map attached last over it, and
+    under ``maps`` its scores from every map attached over it, newest first."""
     register = get_register(request)
     with register.store.read() as conn:
-        row = conn.execute(select(risk_score).where(risk_score.c.record_id == record_id)).first()
-    if row is None:
+        over_it = select(risk_score).where(risk_score.c.record_id == record_id)
+        rows = conn.execute(over_it.order_by(*SCORES_NEWEST_FIRST)).all()
+    if not rows:
         raise NotFound(f"{record_id} has no risk score (no risk map attached covers it)")
-    if row.record_type == "task" and principal.is_organisation_scoped:
+    newest = rows[0]
+    if newest.record_type == "task" and principal.is_organisation_scoped:
         check_record_visible(principal, register.get(record_id))
     return {
-        "record_id": row.record_id,
-        "record_type": row.record_type,
+        "record_id": newest.record_id,
+        "record_type": newest.record_type,
+        **_score(newest),
+        "maps": [_score(row) for row in rows],
+    }
+
+
+def _score(row: Row[Any]) -> dict[str, Any]:
+    """A record's score from one map."""
+    return {
         "mean_risk": row.mean_risk,
         "max_risk": row.max_risk,
         "cells": row.cells,
