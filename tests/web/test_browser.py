@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from safeground.risk.evidence import resolve_region
 from safeground.risk.riskmap import build_map
 from safeground.service import accounts
 from safeground.service.register import Register, Submission
+from safeground.web.risk import LEGEND_STOPS, RAMP
 from safeground.web.settings import Settings
 from tests import geometries as g
 from tests.helpers import add
@@ -83,6 +85,8 @@ class Site:
     hazard_id: str
     other_hazard_id: str
     earlier_risk_map: str  # SHA-256 of a risk map attached before the current one
+    risk_map: str  # SHA-256 of the current risk map (attached last)
+    risk_means: dict[str, dict[str, float]]  # mean risk by map's SHA-256, then record
     store: str  # the register's GeoPackage
 
 
@@ -174,16 +178,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     risk_map = path.parent / "risk.tif"
     build_map(register, label, region, 100.0, risk_map, background=2000, grid_layer=False)
     earlier = turned_around(risk_map, path.parent / "risk-earlier.tif", "maxent-earlier")
-    attach_map(register, earlier, "analyst")
-    attach_map(register, risk_map, "analyst")
+    risk_means = {
+        hashlib.sha256(path.read_bytes()).hexdigest(): {
+            score.record_id: score.mean_risk for score in attach_map(register, path, "analyst")
+        }
+        for path in (earlier, risk_map)  # the earlier first
+    }
     with register.store.begin() as conn:
         accounts.add_account(conn, "clerk", "data_entry", PASSWORD, organisation_id=operator)
         accounts.add_account(conn, "officer", "im_officer", PASSWORD)
         accounts.add_account(conn, "admin", "admin", PASSWORD)
     register.store.engine.dispose()
-    earlier_sha256 = hashlib.sha256(earlier.read_bytes()).hexdigest()
+    earlier_sha256, current_sha256 = risk_means
     with serve(Settings(store=str(path), secret_key="browser-test")) as url:
-        yield Site(url, hazard, other, earlier_sha256, str(path))
+        yield Site(url, hazard, other, earlier_sha256, current_sha256, risk_means, str(path))
 
 
 @contextmanager
@@ -430,24 +438,85 @@ def test_risk_layer_toggle_and_record_risk(page, site: Site) -> None:
     shot(page, "11-earlier-risk-map")
     toggle.uncheck()
 
-    # Hazards coloured by their mean risk: the drawn features carry it, the fill follows it.
+    # Hazards coloured by their mean risk on the map chosen: the drawn features carry that
+    # map's means (their tiles name it), and the fill follows them.
+    choice = page.locator("#risk-legend select[name=risk-map]")
+    by_risk = page.locator("#risk-legend input[name=hazard-colour]")
+    choice.select_option(site.risk_map)
     fill = "JSON.stringify(window.safegroundMap.getPaintProperty('hazard-fill', 'fill-color'))"
     assert "risk_mean" not in page.evaluate(fill)
-    page.locator("#risk-legend input[name=hazard-colour]").check()
+    by_risk.check()
     assert "risk_mean" in page.evaluate(fill)
-    scored = page.evaluate(
-        "window.safegroundMap.queryRenderedFeatures({layers: ['hazard-fill']})"
-        ".filter((f) => f.properties.risk_mean !== undefined).length"
-    )
-    assert scored > 0
+    assert f"risk_map={site.risk_map}" in page.evaluate(HAZARD_TILES)
+    current = _hazard_fills(page, site.risk_means[site.risk_map])
     shot(page, "11-hazards-by-risk")
-    page.locator("#risk-legend input[name=hazard-colour]").uncheck()
+
+    # The earlier map chosen: the hazards' fill changes to its scores.
+    choice.select_option(site.earlier_risk_map)
+    assert f"risk_map={site.earlier_risk_map}" in page.evaluate(HAZARD_TILES)
+    earlier = _hazard_fills(page, site.risk_means[site.earlier_risk_map])
+    assert site.hazard_id in current and site.hazard_id in earlier
+    assert all(earlier[i] != current[i] for i in earlier.keys() & current.keys())
+    for fills, sha256 in ((current, site.risk_map), (earlier, site.earlier_risk_map)):
+        for record_id, colour in fills.items():
+            rgb = [json.loads(colour)[channel] for channel in "rgb"]
+            assert rgb == pytest.approx(_on_the_ramp(site.risk_means[sha256][record_id]), abs=1e-3)
+    shot(page, "11-hazards-by-earlier-risk")
+    by_risk.uncheck()
     assert "risk_mean" not in page.evaluate(fill)
+    assert "risk_map" not in page.evaluate(HAZARD_TILES)
 
     page.goto(f"{site.url}/records/{site.hazard_id}")
     mean = page.wait_for_selector("#risk dd[data-field=mean_risk]")
     assert 0 <= float(mean.inner_text()) <= 1
     assert "Model " in page.locator("#risk p").inner_text()
+    assert float(mean.inner_text()) == pytest.approx(
+        site.risk_means[site.risk_map][site.hazard_id], abs=5e-4
+    )  # the map attached last; then every map over it, newest first
+    listed = page.locator("#risk table.risk-maps tbody tr")
+    assert listed.count() == 2
+    assert [listed.nth(i).get_attribute("data-map") for i in range(2)] == [
+        site.risk_map,
+        site.earlier_risk_map,
+    ]
+    earlier_mean = listed.nth(1).locator("td[data-field=mean_risk]").inner_text()
+    assert float(earlier_mean) == pytest.approx(
+        site.risk_means[site.earlier_risk_map][site.hazard_id], abs=5e-4
+    )
+
+
+# The URL of the hazardous areas' tiles the map page asks for (vector tiles are fetched by
+# MapLibre's worker, whose requests the page's events do not show).
+HAZARD_TILES = "window.safegroundMap.getSource('hazardous_area').tiles[0]"
+
+
+def _on_the_ramp(risk: float) -> list[float]:
+    """The colour of ``risk`` on the legend's ramp, as MapLibre interpolates it between the
+    stops (channels 0..1)."""
+    stops = [(value, RAMP[int(255 * value)][:3]) for value in LEGEND_STOPS]
+    for (low, below), (high, above) in itertools.pairwise(stops):
+        if low <= risk <= high:
+            share = (risk - low) / (high - low)
+            return [(a + (b - a) * share) / 255 for a, b in zip(below, above, strict=True)]
+    raise ValueError(f"risk {risk} is outside the ramp")
+
+
+def _hazard_fills(page, means: dict[str, float]) -> dict[str, str]:
+    """Once every hazardous area drawn that the map scored carries the mean risk ``means``
+    gives it, the fill colour MapLibre evaluated for each, by record."""
+    drawn = page.wait_for_function(
+        """(means) => {
+            const features = window.safegroundMap.queryRenderedFeatures({ layers: ["hazard-fill"] })
+                .filter((f) => f.properties.record_id in means);
+            const right = (f) => Math.abs(f.properties.risk_mean - means[f.properties.record_id]) <= 1e-6;
+            if (!features.length || !features.every(right)) return null;
+            return Object.fromEntries(features.map((f) =>
+                [f.properties.record_id, JSON.stringify(f.layer.paint["fill-color"])]));
+        }""",
+        arg=means,
+        timeout=30_000,
+    )
+    return drawn.json_value()
 
 
 # A new hazardous area between the two of the site, drawn on the NTS form, then made narrower.

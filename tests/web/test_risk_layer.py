@@ -397,6 +397,64 @@ def test_record_risk_lists_every_map_over_it_newest_first(served: Served, as_use
     assert [m["map_sha256"] for m in found["maps"]] == [earlier_sha]
 
 
+def _hazard_tile(client: TestClient, zoom: int, risk_map: str | None = None) -> dict[str, dict]:
+    """The properties of the hazardous areas in the tile holding the CHA, by record."""
+    tile = WEB_MERCATOR.tile(registers.CHA.centroid.x, registers.CHA.centroid.y, zoom)
+    url = f"/tiles/hazardous_area/{tile.z}/{tile.x}/{tile.y}.pbf"
+    response = client.get(url, params={"risk_map": risk_map} if risk_map else None)
+    assert response.status_code == 200, response.text
+    decoded = mapbox_vector_tile.decode(response.content)["hazardous_area"]["features"]
+    return {f["properties"]["record_id"]: f["properties"] for f in decoded}
+
+
+def _risk_means(features: dict[str, dict]) -> dict[str, float]:
+    return {i: p["risk_mean"] for i, p in features.items() if "risk_mean" in p}
+
+
+def test_hazard_tiles_carry_the_mean_risk_of_the_map_named(served: Served, as_user) -> None:
+    """Each map's tiles carry that map's means, at a detail and a generalised zoom; without a
+    map named, those of the map attached last. Asked back and forth, each comes from its own
+    entry of the tile cache."""
+    newer = _attach_a_newer_map(served)
+    earlier_sha, newer_sha = _sha256(served.map_path), _sha256(newer)
+    means = _means(served)
+    cha = served.ids["cha"]
+    assert means[earlier_sha][cha] != pytest.approx(means[newer_sha][cha])
+    officer = as_user("officer")
+    for zoom in (14, 10):
+        for sha in (earlier_sha, newer_sha, earlier_sha):
+            carried = _risk_means(_hazard_tile(officer, zoom, sha))
+            assert cha in carried and carried == pytest.approx({i: means[sha][i] for i in carried})
+            assert set(carried) <= set(means[sha])
+        assert _risk_means(_hazard_tile(officer, zoom)) == pytest.approx(
+            _risk_means(_hazard_tile(officer, zoom, newer_sha))
+        )
+
+    # An area the newest map does not cover: unscored in its tiles, and so by default (the
+    # map attached last, as the risk layer draws); the earlier map's tiles still score it.
+    sha_area = served.ids["sha"]
+    _forget_score(served, sha_area, newer_sha)
+    tile = WEB_MERCATOR.tile(registers.SHA.centroid.x, registers.SHA.centroid.y, 14)
+    url = f"/tiles/hazardous_area/{tile.z}/{tile.x}/{tile.y}.pbf"
+
+    def carried_by(params: dict[str, str] | None) -> dict:
+        response = officer.get(url, params=params)
+        assert response.status_code == 200
+        decoded = mapbox_vector_tile.decode(response.content)["hazardous_area"]["features"]
+        return next(f["properties"] for f in decoded if f["properties"]["record_id"] == sha_area)
+
+    assert "risk_mean" not in carried_by({"risk_map": newer_sha})
+    assert "risk_mean" not in carried_by(None)
+    assert carried_by({"risk_map": earlier_sha})["risk_mean"] == pytest.approx(
+        means[earlier_sha][sha_area]
+    )
+
+    unknown = officer.get(url, params={"risk_map": "0" * 64})
+    assert unknown.status_code == 404 and "no risk map with SHA-256" in unknown.json()["detail"]
+    riskless = officer.get(f"/tiles/task/{tile.z}/{tile.x}/{tile.y}.pbf?risk_map={earlier_sha}")
+    assert riskless.status_code == 400 and "carries no risk" in riskless.json()["detail"]
+
+
 def test_hazard_tiles_carry_the_mean_risk_of_each_area(served: Served, as_user) -> None:
     officer = as_user("officer")
     listed = {layer["id"]: layer for layer in officer.get("/tiles/layers.json").json()["layers"]}

@@ -12,7 +12,7 @@ import itertools
 import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cache, cached_property, partial
 from typing import Any
@@ -87,7 +87,8 @@ class Layer:
     priority: tuple[str, tuple[str, ...]] | None = None
     # Tile properties from another table joined on record_id (name → column), empty when the
     # record has no row there: a hazardous area's mapped risk, which the map can colour by. The
-    # table holds one row per record: the scores of the risk map attached last.
+    # table holds one row per record: the scores of the risk map attached last, or of the map a
+    # query names (``scored_by``).
     joined_tile_properties: Mapping[str, KeyedColumnElement[Any]] = field(default_factory=dict)
 
     @cached_property
@@ -101,6 +102,15 @@ class Layer:
         return tuple(
             name for name in self.properties if isinstance(self.table.c[name].type, Date | DateTime)
         )
+
+    def scored_by(self, risk_map: str | None) -> Layer:
+        """The layer with its joined properties from the scores of the risk map with that
+        SHA-256; None: as defined, from the map attached last."""
+        if risk_map is None or not self.joined_tile_properties:
+            return self
+        scores = scores_of(risk_map)
+        joined = {name: scores.c[c.name] for name, c in self.joined_tile_properties.items()}
+        return replace(self, joined_tile_properties=joined)
 
     def key_columns(self) -> list[Column[Any]]:
         return [self.table.c[k] for k in self.key]
@@ -343,6 +353,8 @@ class Query:
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     limit: int = 10
     offset: int = 0
+    # SHA-256 of the risk map whose scores a tile's joined properties carry (``Layer.scored_by``).
+    risk_map: str | None = None
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,7 @@ def tile(
 ) -> bytes | None:
     """The layer's tile, or None when no feature is in it."""
     where = conditions(layer, principal, query)
+    layer = layer.scored_by(query.risk_map)
     with store.read() as conn:
 
         def draw() -> bytes | None:
@@ -198,7 +199,8 @@ def _cache_key(
     if not principal.is_organisation_scoped:
         scope = None
     filters = tuple(sorted(query.filters.items()))
-    return (layer.id, address, query.interval, filters, scope, store.generation(conn))
+    generation = store.generation(conn)
+    return (layer.id, address, query.interval, filters, query.risk_map, scope, generation)
 
 
 def _selection(

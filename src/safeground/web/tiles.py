@@ -8,7 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from safeground.domain.errors import NotFound
+from safeground.risk.attach import attached_map
 from safeground.service import layers, tiles
+from safeground.storage.store import Store
 from safeground.web import risk
 from safeground.web.deps import CurrentPrincipal, get_register
 
@@ -64,8 +67,18 @@ def vector_tile(
     status: Annotated[str | None, Query(description="Statuses, comma-separated")] = None,
     since: Annotated[str | None, Query(description="ISO date: features from this day")] = None,
     until: Annotated[str | None, Query(description="ISO date: features up to this day")] = None,
+    risk_map: Annotated[
+        str | None,
+        Query(
+            description="SHA-256 of an attached risk map: the hazardous areas' risk_mean from "
+            "its scores (by default, from the map attached last)"
+        ),
+    ] = None,
 ) -> Response:
     layer = layers.layer_for(principal, layer_id)
+    store = get_register(request).store
+    if risk_map is not None:
+        _check_risk_map(store, layer, risk_map)
     try:
         address = tiles.TileAddress(z, x, y)
         query = layers.Query(
@@ -73,8 +86,8 @@ def vector_tile(
             filters=layers.parse_filters(
                 {"admin_area": admin_area, "operator": operator, "status": status}
             ),
+            risk_map=risk_map,
         )
-        store = get_register(request).store
         data = tiles.tile(store, layer, principal, address, query, _cache(request))
     except ValueError as error:
         raise HTTPException(status_code=400, detail=str(error)) from None
@@ -82,6 +95,16 @@ def vector_tile(
     if data is None:
         return Response(status_code=204, headers=headers)
     return Response(data, media_type=MVT, headers=headers)
+
+
+def _check_risk_map(store: Store, layer: layers.Layer, risk_map: str) -> None:
+    """A risk map named for a layer with risk properties, and attached: a typing error would
+    otherwise leave every area unscored, as if the map covered none of them."""
+    if not layer.joined_tile_properties:
+        raise HTTPException(400, f"the {layer.id} layer carries no risk: risk_map does not apply")
+    with store.read_statement() as conn:
+        if attached_map(conn, risk_map) is None:
+            raise NotFound(f"no risk map with SHA-256 {risk_map} is attached")
 
 
 def _cache(request: Request) -> tiles.TileCache:

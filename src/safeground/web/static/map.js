@@ -1,7 +1,7 @@
 // The map page: the register's layers as vector tiles, filters, layer toggles, click to open.
 import * as maplibregl from "maplibre-gl";
 import { addBaseMap } from "./basemap.js";
-import { CLASSIFICATION_FILL, addRegisterLayers, riskFill, setFilters, tileCatalogue } from "./symbology.js";
+import { CLASSIFICATION_FILL, addRegisterLayers, riskFill, setFilters, tileCatalogue, tileUrl } from "./symbology.js";
 
 // Layers a click can open, topmost first.
 const CLICKABLE = [
@@ -36,10 +36,17 @@ export async function start() {
     layers: container.dataset.layers.split(","),
   });
 
-  addRiskLayer(map, catalogue.risk);
+  // The risk map whose scores colour the hazardous areas (its SHA-256), while the box asks so.
+  let riskMap = null;
+  const withRisk = (chosen) => (riskMap ? { ...chosen, risk_map: riskMap } : chosen);
+  addRiskLayer(map, catalogue.risk, (sha256) => {
+    riskMap = sha256;
+    const hazards = catalogue.hazardous_area;
+    if (hazards) map.getSource(hazards.id)?.setTiles([tileUrl(hazards, withRisk(chosenFilters(filters)))]);
+  });
 
-  filters.addEventListener("change", () => setFilters(map, catalogue, groups, chosenFilters(filters)));
-  filters.addEventListener("reset", () => setTimeout(() => setFilters(map, catalogue, groups, {}), 0));
+  filters.addEventListener("change", () => setFilters(map, catalogue, groups, withRisk(chosenFilters(filters))));
+  filters.addEventListener("reset", () => setTimeout(() => setFilters(map, catalogue, groups, withRisk({})), 0));
 
   for (const toggle of document.querySelectorAll("#legend input[name=layer]")) {
     toggle.addEventListener("change", () => {
@@ -73,8 +80,11 @@ export async function start() {
 
 /** The PNG tiles of the risk map chosen in the legend (the newest at first), drawn under the
  *  hazardous areas; the filters do not apply to it. Each map is drawn from its own tile URL,
- *  so the tiles stay those of the map the legend names even if a newer one is attached. */
-function addRiskLayer(map, risk) {
+ *  so the tiles stay those of the map the legend names even if a newer one is attached.
+ *  While "colour hazardous areas by their mean risk" is ticked, ``colourBy`` is told the chosen
+ *  map's SHA-256 (again whenever another is chosen; null once unticked), so that the hazards'
+ *  ``risk_mean`` comes from the map drawn, not from whichever was attached last. */
+function addRiskLayer(map, risk, colourBy) {
   const legend = document.getElementById("risk-legend");
   const toggle = legend?.querySelector("input[name=layer][value=risk]");
   if (!risk || !toggle) return; // none attached, or none whose file is the one attached
@@ -97,14 +107,19 @@ function addRiskLayer(map, risk) {
   // every map it offers (and perhaps one attached meanwhile, which the page did not).
   const choice = legend.querySelector("select[name=risk-map]");
   const chosen = () => risk.maps.find((m) => m.map_sha256 === choice?.value) ?? risk.maps[0];
+  const byRisk = legend.querySelector("input[name=hazard-colour]");
+  const colouring = byRisk && map.getLayer("hazard-fill");
   draw(chosen());
-  choice?.addEventListener("change", () => draw(chosen()));
+  choice?.addEventListener("change", () => {
+    draw(chosen());
+    if (colouring && byRisk.checked) colourBy(chosen().map_sha256);
+  });
   toggle.addEventListener("change", () => {
     if (map.getLayer("risk-raster")) map.setLayoutProperty("risk-raster", "visibility", toggle.checked ? "visible" : "none");
   });
-  const byRisk = legend.querySelector("input[name=hazard-colour]");
-  if (!byRisk || !map.getLayer("hazard-fill")) return;
+  if (!colouring) return;
   byRisk.addEventListener("change", () => {
+    colourBy(byRisk.checked ? chosen().map_sha256 : null);
     map.setPaintProperty("hazard-fill", "fill-color", byRisk.checked ? riskFill(risk.legend) : CLASSIFICATION_FILL);
   });
 }

@@ -98,7 +98,8 @@ function showRecord(record) {
   if (record.geometry) showGeometry(record);
 }
 
-/** Mean and max risk from the risk map attached last (a model's output, not a field). */
+/** Mean and max risk from the risk map attached last over the record (a model's output, not a
+ *  field), and when several maps cover it, each map's scores. */
 function showRisk(score) {
   const box = document.getElementById("risk");
   box.hidden = false;
@@ -108,6 +109,15 @@ function showRisk(score) {
   );
   box.querySelector("p").textContent =
     `Model ${score.model_version}, map of ${score.map_date}; over ${score.cells} cells (0 lower, 1 higher).`;
+  const maps = score.maps || [];
+  const table = box.querySelector("table.risk-maps");
+  table.hidden = maps.length < 2;
+  table.querySelector("tbody").replaceChildren(...maps.map((m) =>
+    el("tr", { dataset: { map: m.map_sha256 } },
+      el("td", {}, m.map_date), el("td", {}, m.model_version),
+      el("td", { dataset: { field: "mean_risk" } }, m.mean_risk.toFixed(3)),
+      el("td", { dataset: { field: "max_risk" } }, m.max_risk.toFixed(3)),
+      el("td", {}, String(m.cells)), el("td", {}, m.attached_at.slice(0, 10)))));
 }
 
 async function showGeometry(record) {

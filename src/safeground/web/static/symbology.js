@@ -31,8 +31,9 @@ export const CLASSIFICATION_FILL = [
   "#999999",
 ];
 
-/** Hazard fill by the mean mapped risk of each area (``risk_mean`` in the tiles), on the risk
- *  map's own ramp (its legend stops); grey where no attached map covers the area. */
+/** Hazard fill by the mean mapped risk of each area (``risk_mean`` in the tiles, from the map
+ *  their URL names), on the risk map's own ramp (its legend stops); grey where that map does
+ *  not cover the area. */
 export function riskFill(legend) {
   const stops = legend.flatMap((stop) => [stop.risk, stop.colour]);
   return ["case", ["has", "risk_mean"], ["interpolate", ["linear"], ["get", "risk_mean"], ...stops], "#bdbdbd"];
@@ -54,9 +55,10 @@ export const STATUS_OUTLINES = {
   closed: { "line-width": 1.2, "line-color": COLOURS.closed },
 };
 
-/** Tile URL of a register layer with those of ``filters`` ({name: value}) it accepts. */
+/** Tile URL of a register layer with those of ``filters`` ({name: value}) it accepts; a layer
+ *  whose tiles carry ``risk_mean`` also takes ``risk_map``, the SHA-256 of the map it is from. */
 export function tileUrl(layer, filters = {}) {
-  const accepted = new Set(layer.filters || []);
+  const accepted = new Set([...(layer.filters || []), ...(layer.properties?.includes("risk_mean") ? ["risk_map"] : [])]);
   const query = new URLSearchParams(Object.entries(filters).filter(([name, value]) => value && accepted.has(name)));
   const base = `${window.location.origin}/tiles/${layer.id}/{z}/{x}/{y}.pbf`;
   return query.size ? `${base}?${query}` : base;
