@@ -764,23 +764,32 @@ def test_an_administrator_withdraws_a_disabled_accounts_draft_with_a_reason(regi
     assert [r.report_id for r in register.pending(ReportStatus.DRAFT)] == [ghost.report_id]
 
 
-def test_two_uploads_of_one_file_at_once_attach_it_once(register):
-    """The second waits for the first's transaction and then finds its report (on PostgreSQL,
-    where writers do not hold the whole register as a GeoPackage's do)."""
+def _attached_at_once(register, target, first_user, second_user, approve):
+    """Attach one file to ``target`` twice at the same instant (on PostgreSQL, where writers do
+    not hold the whole register as a GeoPackage's do): the second upload must wait for the
+    first's transaction, then be refused. The first's attachment, and what the second heard."""
     import threading
 
     from safeground.service.attachments import AlreadyAttached
 
     if register.store.dialect != "postgresql":
         pytest.skip("a GeoPackage has one writer at a time")
-    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
     first_checked, outcome = threading.Event(), {}
 
     def second() -> None:
         first_checked.wait()
         try:
             with register.store.begin() as conn:
-                attach(register, conn, "op", target, "b.jpg", b"same", approve=False, once=True)
+                attach(
+                    register,
+                    conn,
+                    second_user,
+                    target,
+                    "b.jpg",
+                    b"same",
+                    approve=approve,
+                    once=True,
+                )
             outcome["second"] = "attached"
         except AlreadyAttached as exc:
             outcome["second"] = str(exc)
@@ -788,49 +797,34 @@ def test_two_uploads_of_one_file_at_once_attach_it_once(register):
     racer = threading.Thread(target=second)
     racer.start()
     with register.store.begin() as conn:
-        first = attach(register, conn, "op", target, "a.jpg", b"same", approve=False, once=True)
+        first = attach(
+            register, conn, first_user, target, "a.jpg", b"same", approve=approve, once=True
+        )
         first_checked.set()
         racer.join(timeout=1.0)
         assert racer.is_alive()  # waiting for this transaction, not attaching alongside it
     racer.join(timeout=10)
-    assert outcome["second"].startswith(f"b.jpg is attached to {target} already")
-    assert f"report {first.report_id}" in outcome["second"]
+    return first, outcome["second"]
+
+
+def test_two_uploads_of_one_file_at_once_attach_it_once(register):
+    """The second finds the first's report."""
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    first, second = _attached_at_once(register, target, "op", "op", approve=False)
+    assert second.startswith(f"b.jpg is attached to {target} already")
+    assert f"report {first.report_id}" in second
     with register.store.read() as conn:
         assert [r.report_id for r in register.dependents(conn, target)] == [first.report_id]
 
 
 def test_two_users_filing_one_file_at_once_attach_it_once(register):
     """Two reviewers filing the same photo to a registered record at the same instant: the
-    second waits for the first's transaction, then finds its attachment there (the lock is
-    the record's and the file's, not the user's)."""
-    import threading
-
-    from safeground.service.attachments import AlreadyAttached
-
-    if register.store.dialect != "postgresql":
-        pytest.skip("a GeoPackage has one writer at a time")
+    second finds the first's attachment there (the lock is the record's and the file's, not
+    the user's)."""
     target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
-    first_checked, outcome = threading.Event(), {}
-
-    def second() -> None:
-        first_checked.wait()
-        try:
-            with register.store.begin() as conn:
-                attach(register, conn, "im2", target, "b.jpg", b"same", once=True)
-            outcome["second"] = "attached"
-        except AlreadyAttached as exc:
-            outcome["second"] = str(exc)
-
-    racer = threading.Thread(target=second)
-    racer.start()
-    with register.store.begin() as conn:
-        first = attach(register, conn, "im", target, "a.jpg", b"same", once=True)
-        first_checked.set()
-        racer.join(timeout=1.0)
-        assert racer.is_alive()  # waiting for this transaction, not attaching alongside it
-    racer.join(timeout=10)
+    first, second = _attached_at_once(register, target, "im", "im2", approve=True)
     assert first.status is ReportStatus.APPROVED
-    assert outcome["second"] == (
+    assert second == (
         f"b.jpg is attached to {target} already: {first.record_id} is the same file (a.jpg, "
         f"attached by report {first.report_id}, SHA-256 {first.sha256[:12]}…), so it is not "
         "attached twice"
