@@ -870,3 +870,27 @@ def test_an_attachment_must_name_a_stored_file(register):
         assert problem.reason.startswith(reason)
     update(register, photo.record_id, "attachment", date.today(), caption="the crater")
     assert register.get(photo.record_id)["caption"] == "the crater"
+
+
+def test_a_record_does_not_get_a_second_copy_of_a_file(register):
+    """Approval refuses it, whoever attaches it and however (the upload's own check, ``once``,
+    refuses at once only what it can see: not another user's draft approved later)."""
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    other = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    with register.store.begin() as conn:
+        draft = attach(register, conn, "op", target, "b.jpg", b"same", approve=False)
+        first = attach(register, conn, "im", target, "a.jpg", b"same")
+        attach(register, conn, "im", other, "a.jpg", b"same")  # another record: its own copy
+    with pytest.raises(RuleViolation) as refused:
+        register.submit("op", [draft.report_id])
+    assert [(p.field, p.reason, p.record) for p in refused.value.problems] == [
+        (
+            "sha256",
+            f"{target} has this file already as {first.record_id} (SHA-256 "
+            f"{first.sha256[:12]}…): a record does not get a second copy",
+            draft.record_id,
+        )
+    ]
+    with pytest.raises(RuleViolation), register.store.begin() as conn:
+        attach(register, conn, "im2", target, "c.jpg", b"same")
+    update(register, first.record_id, "attachment", date.today(), caption="kept")

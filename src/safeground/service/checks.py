@@ -74,10 +74,11 @@ def missing_references(conn: Connection, records: dict[str, Record]) -> list[Pro
     return problems
 
 
-def missing_content(conn: Connection, records: dict[str, Record]) -> list[Problem]:
-    """Attachments whose SHA-256 and size name no stored file: an upload stores the bytes
-    first, but a report (an update, or one sent to the reports API) could name any digest, and
-    the attachment would then answer its download with nothing."""
+def attachment_problems(conn: Connection, records: dict[str, Record]) -> list[Problem]:
+    """Attachments whose SHA-256 and size name no stored file (an upload stores the bytes
+    first, but a report, an update or one sent to the reports API, could name any digest, and
+    the attachment would then answer its download with nothing), or a file their record has
+    already."""
     wanted = {i: r for i, r in records.items() if isinstance(r, Attachment)}
     sizes: dict[str, int] = {}
     for chunk in chunked_in({r.sha256 for r in wanted.values()}):
@@ -93,6 +94,31 @@ def missing_content(conn: Connection, records: dict[str, Record]) -> list[Proble
         elif stored != record.size_bytes:
             reason = f"the file with {digest} has {stored} bytes, not {record.size_bytes}"
             problems.append(Problem("size_bytes", reason, record_id))
+    return problems + _repeated_files(conn, wanted)
+
+
+def _repeated_files(conn: Connection, attachments: dict[str, Attachment]) -> list[Problem]:
+    """Attachments of a file their record has already (in the register, or earlier in the
+    batch): two copies of one photo on one record are never wanted. The upload refuses them at
+    once; this catches the rest (another user's draft approved later, the command line)."""
+    table = record_tables["attachment"]
+    holders: dict[tuple[str, str], str] = {}
+    for chunk in chunked_in({a.sha256 for a in attachments.values()}):
+        query = select(table.c.record_id, table.c.target_id, table.c.sha256).where(
+            table.c.sha256.in_(chunk)
+        )
+        for record_id, target_id, sha256 in conn.execute(query.order_by(table.c.record_id)):
+            if record_id not in attachments:  # as it now stands, the batch's own come next
+                holders.setdefault((target_id, sha256), record_id)
+    problems = []
+    for record_id, record in sorted(attachments.items()):
+        holder = holders.setdefault((record.target_id, record.sha256), record_id)
+        if holder != record_id:
+            reason = (
+                f"{record.target_id} has this file already as {holder} "
+                f"(SHA-256 {record.sha256[:12]}…): a record does not get a second copy"
+            )
+            problems.append(Problem("sha256", reason, record_id))
     return problems
 
 
