@@ -18,6 +18,7 @@ from sqlalchemy.sql import visitors
 from safeground.domain.reports import Operation
 from safeground.io.dump import dump, restore
 from safeground.risk.attach import Score, ScoredMap, keep_scores
+from safeground.service import projection
 from safeground.service.layers import FILTERS, LAYERS
 from safeground.service.projection import UNSHOWN
 from safeground.service.rebuild import rebuild_all
@@ -185,6 +186,25 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
     # A record retired: where it was.
     found = after(lambda: retire(register, "eo_item", lone))
     assert list(found) == ["eo_item"] and same_boxes(found["eo_item"][0], item)
+
+
+def test_many_areas_at_once_are_taken_as_changed_without_reading_them_back(mapped, monkeypatch):
+    """Beyond ``COMPARED`` areas reprojected at once (an import), each counts as changed, where
+    it was and is, without its old row read and compared."""
+    register, data = mapped
+    monkeypatch.setattr(projection, "COMPARED", 0)
+    since = generations_of(register)
+    add(
+        register,
+        "eo_item",
+        date(2022, 1, 2),
+        category="uxo",
+        hazard_id=data.hazards[3],
+        geometry="POINT(47.031 39.501)",
+    )
+    found = logged(register, since)
+    assert sorted(found) == ["eo_item", "hazardous_area"]
+    assert same_boxes(found["hazardous_area"][0], hazard_box(3))
 
 
 def test_a_row_without_a_geometry_advances_its_view_with_no_box(mapped):

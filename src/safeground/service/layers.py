@@ -724,7 +724,7 @@ class EnvelopeCache:
     def current(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes if they are loaded at the generation ``conn`` sees; never
         loads them (that takes a snapshot: see ``get``)."""
-        generation = store.generations(conn)[layer.view]
+        generation = store.generation(conn, layer.view)
         with self._lock:
             cached = self._loaded(layer)
         return cached[1] if cached is not None and cached[0] == generation else None
@@ -732,7 +732,7 @@ class EnvelopeCache:
     def get(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes as ``conn`` sees the register; None when the cache is newer
         than the reader's snapshot (the database answers that reader)."""
-        generation = store.generations(conn)[layer.view]
+        generation = store.generation(conn, layer.view)
         with self._lock:  # one thread loads; the others wait for it rather than load too
             cached = self._loaded(layer)
             if cached is not None and cached[0] >= generation:

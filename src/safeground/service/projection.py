@@ -262,14 +262,21 @@ def write_hazards(
     """
     ids = [h for h in views if h not in new]
     table = record_tables["hazardous_area"]
-    before: dict[str, Any] = {}  # the rows stored, when the changes are wanted
+    before: dict[str, Any] | None = None  # the rows stored, when they are compared
     if changes is not None:
-        _note_stored(conn, processed_land, "hazard_id", ids, changes)
-        for chunk in chunked_in(ids):
-            query = select(table).where(table.c.record_id.in_(chunk))
-            before.update((row.record_id, row) for row in conn.execute(query))
+        if len(ids) <= COMPARED:
+            before = {}
+            for chunk in chunked_in(ids):
+                query = select(table).where(table.c.record_id.in_(chunk))
+                before.update((row.record_id, row) for row in conn.execute(query))
+        else:  # an import: every area changed, where it was and is
+            _note_stored(conn, table, "record_id", ids, changes)
     for chunk in chunked_in(ids):
-        conn.execute(delete(processed_land).where(processed_land.c.hazard_id.in_(chunk)))
+        land = delete(processed_land).where(processed_land.c.hazard_id.in_(chunk))
+        if changes is None:
+            conn.execute(land)
+        else:  # where the land was: written anew below, with new fids
+            changes.add("processed_land", conn.scalars(land.returning(processed_land.c.geometry)))
         conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
     rows, pieces, history, retired = [], [], [], []
     for hazard_id, view in views.items():
@@ -324,7 +331,10 @@ def write_hazards(
             for c in view.changes
         ]
     if changes is not None:
-        _note_hazards(before, rows, retired, changes)
+        if before is None:
+            changes.add("hazardous_area", [row["geometry"] for row in rows])
+        else:
+            _note_hazards(before, rows, retired, changes)
         changes.add("processed_land", [values["geometry"] for values in pieces])
     if new:
         # Inserted in the views' order, as ``upsert`` would, so that the rows get the same fids.
@@ -348,6 +358,10 @@ def write_hazards(
 
 # Bookkeeping columns that change with every rewrite and that no map layer shows.
 UNSHOWN = frozenset({"updated_at"})
+# Areas reprojected at once whose rows are read back and compared, to leave out those that come
+# out as they were (an approval has a few); more (an import) are all taken as changed, their
+# old rows not read whole (their boxes would be merged into one anyway: ``BOXES_KEPT``).
+COMPARED = 100
 
 
 def _note_hazards(

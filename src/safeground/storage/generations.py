@@ -14,6 +14,7 @@ once per process.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -52,6 +53,8 @@ BOXES_KEPT = 64
 # ``&&`` round a feature's envelope outwards to 32-bit floats (under 2e-5° at 180°), so a
 # feature whose exact bounds stop just short of a tile can still be drawn in it.
 MARGIN = 1e-4
+# Up to this many geometries, their bounds are read one by one rather than as arrays.
+_ONE_BY_ONE = 16
 
 
 class ViewChanges:
@@ -93,15 +96,16 @@ class ViewChanges:
         if not given:
             return
         self.touch(view)
-        shapes = np.array([g for g in given if g is not None], dtype=object)
-        if not len(shapes):
-            return
-        shapes = shapes[~shapely.is_empty(shapes)]
-        bounds = shapely.bounds(shapes).reshape(-1, 4)
-        if not np.isfinite(bounds).all():  # an infinite coordinate: no box holds it
+        shapes = [g for g in given if g is not None]
+        if len(shapes) <= _ONE_BY_ONE:  # an approval's few: cheaper than arrays
+            bounds = [g.bounds for g in shapes if not g.is_empty]
+        else:
+            array = np.array(shapes, dtype=object)
+            bounds = shapely.bounds(array[~shapely.is_empty(array)]).tolist()
+        if not all(math.isfinite(v) for b in bounds for v in b):  # no box holds an infinity
             self.anywhere(view)
         else:
-            self.add_boxes(view, [(a, b, c, d) for a, b, c, d in bounds.tolist()])
+            self.add_boxes(view, [(a, b, c, d) for a, b, c, d in bounds])
 
     def add_boxes(self, view: str, boxes: Iterable[Box]) -> None:
         if view not in TRACKED_VIEWS:

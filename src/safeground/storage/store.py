@@ -43,17 +43,24 @@ from safeground.storage.schema import id_sequence, setting, view_change, view_ge
 
 DEFAULT_STORE = "safeground.gpkg"
 _GENERATIONS_QUERY = select(view_generation.c.name, view_generation.c.generation)
-_ADVANCE = (
-    view_generation.update()
-    .where(view_generation.c.name.in_(bindparam("views", expanding=True)))
-    .values(generation=view_generation.c.generation + 1)
-    .returning(view_generation.c.name, view_generation.c.generation)
+_GENERATION_QUERY = select(view_generation.c.generation).where(
+    view_generation.c.name == bindparam("view")
 )
-_LOCK_VIEWS = (
+# The views' generation rows are locked in name order before they are advanced (FOR UPDATE in
+# the subquery; SQLite, one writer at a time, has no such clause and needs none): two PostgreSQL
+# writers each advancing several views then never wait for each other in a cycle.
+_LOCKED = (
     select(view_generation.c.name)
     .where(view_generation.c.name.in_(bindparam("views", expanding=True)))
     .order_by(view_generation.c.name)
     .with_for_update()
+    .subquery("locked")
+)
+_ADVANCE = (
+    view_generation.update()
+    .where(view_generation.c.name == _LOCKED.c.name)
+    .values(generation=view_generation.c.generation + 1)
+    .returning(view_generation.c.name, view_generation.c.generation)
 )
 _PRUNE = delete(view_change).where(
     view_change.c.name == bindparam("view"), view_change.c.generation <= bindparam("upto")
@@ -175,7 +182,6 @@ class Store:
         views = changes.views
         if not views:
             return
-        self._lock_views(conn, views)
         advanced = conn.execute(_ADVANCE, {"views": views}).all()
         if len(advanced) != len(views):
             missing = sorted(set(views) - {name for name, _ in advanced})
@@ -192,11 +198,6 @@ class Store:
         if old:
             conn.execute(_PRUNE, old)
 
-    def _lock_views(self, conn: Connection, views: list[str]) -> None:
-        """Lock the views' generation rows in name order (PostgreSQL: two writers each
-        advancing several views then never wait for each other in a cycle). A GeoPackage has
-        one writer at a time."""
-
     def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
         """Whether a write failed only because another writer held the lock too long (a
         GeoPackage has one writer at a time; PostgreSQL locks rows)."""
@@ -212,6 +213,10 @@ class Store:
         """Each tracked view's generation, in one statement: it advances with every write
         that changes the view."""
         return {name: generation for name, generation in conn.execute(_GENERATIONS_QUERY)}
+
+    def generation(self, conn: Connection, view: str) -> int:
+        """One view's generation (a row by its key: what an items page reads)."""
+        return int(conn.execute(_GENERATION_QUERY, {"view": view}).scalar_one())
 
     def view_changes(
         self, conn: Connection, view: str, after: int, upto: int
@@ -316,9 +321,6 @@ class PostgisStore(Store):
             {"table": column.table.name, "column": column.name, "count": count},
         ).scalars()
         return sorted(numbers)
-
-    def _lock_views(self, conn: Connection, views: list[str]) -> None:
-        conn.execute(_LOCK_VIEWS, {"views": views})
 
     def one_at_a_time(self, conn: Connection, key: str) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
