@@ -26,6 +26,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    literal_column,
     select,
     text,
 )
@@ -38,14 +39,23 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from safeground.domain.errors import SafegroundError
 from safeground.storage import gpkg, migrations
-from safeground.storage.generations import CHANGES_KEPT, PRUNE_EVERY, ViewChanges
+from safeground.storage.generations import (
+    CHANGES_KEPT,
+    PRUNE_EVERY,
+    TRACKED_VIEWS,
+    ViewChanges,
+)
 from safeground.storage.schema import id_sequence, setting, view_change, view_generation
 
 DEFAULT_STORE = "safeground.gpkg"
 _GENERATIONS_QUERY = select(view_generation.c.name, view_generation.c.generation)
-_GENERATION_QUERY = select(view_generation.c.generation).where(
-    view_generation.c.name == bindparam("view")
-)
+# One view's generation: a statement for each, with no parameter to bind (an items page's read).
+_GENERATION_QUERIES = {
+    view: select(view_generation.c.generation).where(
+        view_generation.c.name == literal_column(f"'{view}'")
+    )
+    for view in TRACKED_VIEWS
+}
 # The views' generation rows are locked in name order before they are advanced (FOR UPDATE in
 # the subquery; SQLite, one writer at a time, has no such clause and needs none): two PostgreSQL
 # writers each advancing several views then never wait for each other in a cycle.
@@ -216,7 +226,7 @@ class Store:
 
     def generation(self, conn: Connection, view: str) -> int:
         """One view's generation (a row by its key: what an items page reads)."""
-        return int(conn.execute(_GENERATION_QUERY, {"view": view}).scalar_one())
+        return int(conn.execute(_GENERATION_QUERIES[view]).scalar_one())
 
     def view_changes(
         self, conn: Connection, view: str, after: int, upto: int
