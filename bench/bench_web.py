@@ -10,8 +10,8 @@ Mixes:
   items  OGC API items pages (limit 50) with boxes the size of a map view at zooms 8, 11 and 14,
          the same requests to both servers. Each Safeground process keeps the features it has
          read (up to features_kept per layer), so after the first pass the default mix of 20
-         views per zoom (about 4,300 features) is answered from memory but for the register's
-         data generation; --views 200 reads about 31,600 (SAFEGROUND_FEATURES_KEPT below that
+         views per zoom (about 4,300 features) is answered from memory but for the views'
+         generations; --views 200 reads about 31,600 (SAFEGROUND_FEATURES_KEPT below that
          shows pages whose features are not kept);
   map    Safeground only: the items mix interleaved with vector tiles at zooms 6 (the national
          view), 8, 11 and 14. Tiles are cached in memory once drawn, so under load most tile

@@ -38,8 +38,8 @@ def test_a_crash_in_the_middle_of_the_write_leaves_the_register_unchanged(
     before = counts(reg)
     real = register_module.insert_new_records
 
-    def half_then_crash(conn, records):
-        real(conn, records[: len(records) // 2])
+    def half_then_crash(conn, records, *rest):
+        real(conn, records[: len(records) // 2], *rest)
         raise RuntimeError("disk unplugged")
 
     monkeypatch.setattr(register_module, "insert_new_records", half_then_crash)

@@ -382,8 +382,8 @@ def test_a_failure_after_the_packed_tree_is_written_rolls_it_back(tmp_path, monk
     assert len(tables["node"]) == 1 and tables["node"][0][1] == bytes(1228)
     real = register_module.insert_new_records
 
-    def write_then_crash(conn, records):
-        real(conn, records)
+    def write_then_crash(conn, records, *rest):
+        real(conn, records, *rest)
         assert conn.exec_driver_sql("SELECT count(*) FROM rtree_accident_geometry").scalar()
         raise RuntimeError("disk unplugged")
 

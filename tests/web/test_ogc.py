@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import date
+from types import SimpleNamespace
 
 import numpy as np
 import pyproj
@@ -290,7 +291,7 @@ def test_features_read_once_are_kept_until_the_register_changes(served):
         assert feature_reads() >= 1
         statements.clear()
         again = layers.items(store, layer, principal, query, envelopes)
-        assert len(statements) == 1 and "data_generation" in statements[0]  # nothing else
+        assert len(statements) == 1 and "view_generation" in statements[0]  # nothing else
         assert again == first
         hazard = first.features[0].id
         register = Register.open(store.location)
@@ -301,6 +302,83 @@ def test_features_read_once_are_kept_until_the_register_changes(served):
         assert after.features[0].properties["name"] == "Renamed"
     finally:
         event.remove(store.engine, "before_cursor_execute", reads)
+
+
+def test_a_write_elsewhere_leaves_the_features_kept(served):
+    """A write to another layer leaves a layer's envelopes and features as they are (a page
+    still reads only the generations); a write to the layer reloads its envelopes but keeps
+    the features away from what it changed; a changed feature is read again."""
+    client, data = served
+    store = client.app.state.register.store
+    layer = layers.LAYERS["hazardous_area"]
+    principal = Principal("im", Role.IM_OFFICER, None)
+    envelopes = layers.EnvelopeCache()
+    west = layers.Query(bbox=(46.99, 39.49, 47.035, 39.51), limit=10)  # hazards 0-3
+    statements: list[str] = []
+
+    def reads(_conn, _cursor, statement, *_):
+        statements.append(statement)
+
+    def feature_reads() -> int:
+        return sum("kept_fid" in s for s in statements)
+
+    def page(query=west):
+        statements.clear()
+        return layers.items(store, layer, principal, query, envelopes)
+
+    def write(record_type, record_id=None, **fields):
+        register = Register.open(store.location)
+        if record_id is None:
+            add(register, record_type, date(2022, 1, 1), **fields)
+        else:
+            update(register, record_id, record_type, date(2022, 2, 1), **fields)
+        register.store.engine.dispose()
+
+    event.listen(store.engine, "before_cursor_execute", reads)
+    try:
+        first = page()
+        assert [f.id for f in first.features] == data.hazards[:4] and feature_reads()
+        loaded = envelopes._layers[layer.id][1]
+        write("eo_item", category="uxo", geometry="POINT(47.015 39.5015)")
+        assert page() == first and len(statements) == 1  # the generations, nothing else
+        assert envelopes._layers[layer.id][1] is loaded
+        write("hazardous_area", data.hazards[11], name="Far away")
+        assert page() == first and feature_reads() == 0
+        assert envelopes._layers[layer.id][1] is not loaded  # loaded again, features kept
+        east = layers.Query(bbox=(47.105, 39.49, 47.12, 39.51))
+        assert [f.properties["name"] for f in page(east).features] == ["Far away"]
+        write("hazardous_area", data.hazards[2], name="Near")
+        again = page()
+        assert feature_reads() == 1 and again.features[2].properties["name"] == "Near"
+        assert again.features[:2] == first.features[:2]
+    finally:
+        event.remove(store.engine, "before_cursor_execute", reads)
+
+
+def test_features_kept_expire_as_tiles_do(served, monkeypatch):
+    """A change made outside Safeground advances no generation: envelopes and features are read
+    afresh once the oldest of them is ``max_age_s`` old, even when carried over a write."""
+    client, data = served
+    store = client.app.state.register.store
+    layer = layers.LAYERS["hazardous_area"]
+    principal = Principal("im", Role.IM_OFFICER, None)
+    clock = [0.0]
+    monkeypatch.setattr(layers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    envelopes = layers.EnvelopeCache(max_age_s=300)
+    query = layers.Query(bbox=(46.99, 39.49, 47.035, 39.51), limit=10)
+    layers.items(store, layer, principal, query, envelopes)
+    first = envelopes._layers[layer.id][1]
+    clock[0] = 200.0
+    register = Register.open(store.location)
+    update(register, data.hazards[11], "hazardous_area", date(2022, 2, 1), name="Far away")
+    register.store.engine.dispose()
+    layers.items(store, layer, principal, query, envelopes)
+    carried = envelopes._layers[layer.id]
+    assert carried[1] is not first and carried[1]._features and carried[2] == 0.0
+    clock[0] = 301.0
+    layers.items(store, layer, principal, query, envelopes)
+    fresh = envelopes._layers[layer.id]
+    assert fresh[1] is not carried[1] and fresh[2] == 301.0
 
 
 def test_features_kept_are_bounded_oldest_first(served):

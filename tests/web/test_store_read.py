@@ -8,6 +8,7 @@ import anyio
 import pytest
 from sqlalchemy import event, exc, select, text
 
+from safeground.storage.generations import ViewChanges
 from safeground.storage.schema import setting
 from safeground.storage.store import PostgisStore, checked_before_use
 from safeground.web.retry import DroppedConnections
@@ -56,7 +57,7 @@ def test_a_single_statement_reads_outside_any_transaction(register):
             else:
                 assert conn.connection.dbapi_connection.in_transaction
     with store.begin() as conn:
-        store.after_write(conn)
+        store.after_write(conn, ViewChanges.everywhere())
 
 
 def _postgis_only(register):
@@ -70,18 +71,18 @@ def test_a_read_sees_one_snapshot_on_postgresql(register):
     _postgis_only(register)
     store = register.store
     with store.read() as conn:
-        before = store.generation(conn)
+        before = store.generations(conn)["eo_item"]
         with store.begin() as writer:
-            store.after_write(writer)
-        assert store.generation(conn) == before
+            store.after_write(writer, ViewChanges.everywhere(["eo_item"]))
+        assert store.generations(conn)["eo_item"] == before
     with store.read() as conn:
-        assert store.generation(conn) == before + 1
+        assert store.generations(conn)["eo_item"] == before + 1
 
 
 def test_a_read_cannot_write_on_postgresql(register):
     _postgis_only(register)
     with pytest.raises(exc.InternalError, match="read-only"), register.store.read() as conn:
-        register.store.after_write(conn)
+        register.store.after_write(conn, ViewChanges.everywhere())
 
 
 def _backend(store):

@@ -17,12 +17,15 @@ from fastapi.testclient import TestClient
 from shapely.geometry import box, shape
 from sqlalchemy import create_engine
 
+from safeground.risk.attach import Score, ScoredMap, keep_scores
+from safeground.service import tiles as tiles_service
 from safeground.service.register import Register
 from safeground.service.tiles import CELLS, DETAIL_ZOOM, EXTENT, TileAddress, TileCache
+from safeground.storage.generations import ChangeLog
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 from tests.conftest import POSTGIS_URL
-from tests.helpers import add
+from tests.helpers import add, update
 from tests.web.layer_data import MapData, bearer, build, hazard_box
 
 
@@ -317,3 +320,174 @@ def test_when_a_drawing_fails_a_waiting_request_draws_the_tile():
             failing.result()
         assert waiting.result() == b"tile"
     assert len(calls) == 2
+
+
+# -- what a write redraws -------------------------------------------------------------------
+
+
+@pytest.fixture
+def draws(monkeypatch) -> list[tuple[str, int, int, int]]:
+    """Every tile drawn (layer, z, x, y), on either backend."""
+    drawn: list[tuple[str, int, int, int]] = []
+    for name in ("_gpkg_tile", "_postgis_tile"):
+        original = getattr(tiles_service, name)
+
+        def counted(conn, store, layer, address, where, original=original):
+            drawn.append((layer.id, address.z, address.x, address.y))
+            return original(conn, store, layer, address, where)
+
+        monkeypatch.setattr(tiles_service, name, counted)
+    return drawn
+
+
+def properties(client, data, layer, z, x, y, **params) -> dict[str, dict]:
+    features = decode(fetch(client, layer, z, x, y, data.im_token, **params), layer)
+    key = "activity_id" if layer == "processed_land" else "record_id"
+    return {f["properties"][key]: f["properties"] for f in features}
+
+
+NATIONAL = tile_of(47.1, 39.5, 6)
+WEST = tile_of(47.0, 39.5, 12)  # hazards 0-2, the land cleared and the item found on hazard 0
+EAST = tile_of(47.2, 39.5, 12)  # the triangle (the last hazard) alone
+
+
+def test_a_write_to_one_layer_keeps_the_tiles_of_the_others(served, store_location, draws):
+    """An item found outside any area redraws the items' tiles there, and nothing else."""
+    client, data = served
+    asked = [
+        ("hazardous_area", NATIONAL, {}),
+        ("hazardous_area", WEST, {}),
+        ("processed_land", WEST, {}),
+        ("processed_land", WEST, {"admin_area": data.district}),
+        ("task", WEST, {"admin_area": data.district}),
+        ("accident", WEST, {}),
+        ("admin_area", WEST, {}),
+        ("eo_item", EAST, {}),
+    ]
+    before = [properties(client, data, layer, *zxy, **p) for layer, zxy, p in asked]
+    assert len(draws) == len(asked)
+    draws.clear()
+    register = Register.open(store_location)
+    between = "POINT(47.015 39.5015)"  # in the west tile, between hazards 1 and 2
+    item = add(register, "eo_item", date(2022, 1, 1), category="uxo", geometry=between)
+    register.store.engine.dispose()
+    after = [properties(client, data, layer, *zxy, **p) for layer, zxy, p in asked]
+    assert draws == [] and after == before  # every tile served as kept
+    assert item in properties(client, data, "eo_item", *WEST)
+    assert draws == [("eo_item", *WEST)]
+
+
+def test_a_write_redraws_only_the_tiles_where_it_changed_its_layer(served, store_location, draws):
+    client, data = served
+    triangle = data.hazards[-1]
+    for zxy in (NATIONAL, WEST, EAST):
+        properties(client, data, "hazardous_area", *zxy)
+    draws.clear()
+    register = Register.open(store_location)
+    update(register, triangle, "hazardous_area", date(2022, 2, 1), name="Renamed")
+    register.store.engine.dispose()
+    west = properties(client, data, "hazardous_area", *WEST)
+    assert draws == []  # far from the change: kept
+    assert properties(client, data, "hazardous_area", *EAST)[triangle]["name"] == "Renamed"
+    properties(client, data, "hazardous_area", *NATIONAL)
+    assert draws == [("hazardous_area", *EAST), ("hazardous_area", *NATIONAL)]
+    # Known current at the new generations now: asked again, nothing is drawn.
+    draws.clear()
+    assert properties(client, data, "hazardous_area", *WEST) == west
+    properties(client, data, "hazardous_area", *EAST)
+    assert draws == []
+
+
+def test_new_features_are_drawn_in_each_tile_they_meet(served, store_location, draws):
+    """A tile is drawn again when a feature is added, moved away or retired in it."""
+    client, data = served
+    properties(client, data, "hazardous_area", *WEST)
+    properties(client, data, "hazardous_area", *EAST)
+    register = Register.open(store_location)
+    moved = data.hazards[1]  # from the west tile to the east one
+    update(register, moved, "hazardous_area", date(2022, 2, 1), geometry=hazard_box(20).wkt)
+    register.store.engine.dispose()
+    assert moved not in properties(client, data, "hazardous_area", *WEST)
+    assert moved in properties(client, data, "hazardous_area", *EAST)
+
+
+def test_a_district_filter_follows_the_areas_it_goes_through(served, store_location, draws):
+    """Land belongs to a district through its hazardous area: a change to any area redraws
+    the land's tiles filtered by district, wherever it is."""
+    client, data = served
+    district = {"admin_area": data.district}
+    assert list(properties(client, data, "processed_land", *WEST, **district)) == [data.activity]
+    assert list(properties(client, data, "processed_land", *WEST, **district)) == [data.activity]
+    assert draws == [("processed_land", *WEST)]
+    register = Register.open(store_location)
+    update(register, data.hazards[0], "hazardous_area", date(2022, 2, 1), admin_area_id=None)
+    register.store.engine.dispose()
+    assert properties(client, data, "processed_land", *WEST, **district) == {}
+    assert list(properties(client, data, "processed_land", *WEST)) == [data.activity]
+
+
+def test_risk_scores_redraw_the_hazard_tiles(served, store_location, draws, tmp_path):
+    client, data = served
+    assert "risk_mean" not in properties(client, data, "hazardous_area", *WEST)[data.hazards[0]]
+    properties(client, data, "eo_item", *WEST)
+    register = Register.open(store_location)
+    scored = ScoredMap(
+        tmp_path / "risk.tif",
+        "0" * 64,
+        "test",
+        date(2022, 1, 1),
+        [Score(data.hazards[0], "hazardous_area", 0.5, 0.9, 4)],
+    )
+    with register.store.begin() as conn:
+        keep_scores(register, conn, scored, "im")
+    register.store.engine.dispose()
+    draws.clear()
+    hazards = properties(client, data, "hazardous_area", *WEST)
+    assert hazards[data.hazards[0]]["risk_mean"] == pytest.approx(0.5)
+    properties(client, data, "eo_item", *WEST)
+    assert draws == [("hazardous_area", *WEST)]
+
+
+def test_a_process_too_far_behind_draws_the_layer_again(served, store_location, draws):
+    """When the store no longer holds where the writes since a tile was drawn were, the tile
+    is drawn again, even far from them."""
+    client, data = served
+    client.app.state.tile_cache = TileCache(log=ChangeLog(kept=1))
+    properties(client, data, "hazardous_area", *WEST)
+    register = Register.open(store_location)
+    for name in ("Once", "Twice"):
+        update(register, data.hazards[-1], "hazardous_area", date(2022, 2, 1), name=name)
+    register.store.engine.dispose()
+    draws.clear()
+    properties(client, data, "hazardous_area", *WEST)
+    assert draws == [("hazardous_area", *WEST)]
+
+
+def test_a_tile_is_kept_across_generations_it_is_known_current_at():
+    cache = TileCache()
+    drawn: list[tuple[int, ...]] = []
+    asked: list[tuple[int, ...]] = []
+
+    def draw_at(at):
+        def draw() -> bytes:
+            drawn.append(at)
+            return f"tile {at}".encode()
+
+        return draw
+
+    def unchanged(since):
+        asked.append(since)
+        return True
+
+    def get(at, still=unchanged):
+        return cache.get_or_draw("key", draw_at(at), at, still)
+
+    assert get((5, 1)) == b"tile (5, 1)"
+    assert get((7, 1)) == b"tile (5, 1)" and asked == [(5, 1)]  # nothing changed since
+    assert get((6, 1)) == b"tile (5, 1)" and asked == [(5, 1)]  # known current 5 to 7
+    assert get((4, 1)) == b"tile (4, 1)"  # an older snapshot: drawn for it, not kept
+    assert get((7, 1)) == b"tile (5, 1)" and drawn == [(5, 1), (4, 1)]
+    assert get((7, 2), lambda since: False) == b"tile (7, 2)"  # changed: drawn again
+    assert get((7, 2)) == b"tile (7, 2)" and get((6, 2)) == b"tile (6, 2)"
+    assert drawn == [(5, 1), (4, 1), (7, 2), (6, 2)]
+    assert cache.get("key", (7, 2)) == b"tile (7, 2)"

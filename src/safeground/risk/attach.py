@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Row, delete, select
 from safeground.risk.grid import to_crs
 from safeground.service.register import Register, now
 from safeground.service.risk_scores import MAPS_NEWEST_FIRST
+from safeground.storage.generations import ViewChanges
 from safeground.storage.schema import record_tables, risk_map, risk_score
 
 
@@ -189,4 +190,5 @@ def keep_scores(register: Register, conn: Connection, scored: ScoredMap, user: s
             attached_at=stamp,
         )
     )
-    register.store.after_write(conn)
+    # Hazardous areas' tiles show their mean risk (tasks' do not).
+    register.store.after_write(conn, ViewChanges.everywhere(["risk_score"]))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from functools import cache, cached_property, partial
@@ -43,6 +44,8 @@ from sqlalchemy.sql.elements import KeyedColumnElement
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
 from safeground.service.risk_scores import scores_of
+from safeground.storage import generations
+from safeground.storage.generations import ChangeLog
 from safeground.storage.rows import chunked_in
 from safeground.storage.schema import processed_land, record_tables
 from safeground.storage.store import Store
@@ -90,6 +93,27 @@ class Layer:
     # table holds one row per record: the scores of the risk map attached last, or of the map a
     # query names (``scored_by``).
     joined_tile_properties: Mapping[str, KeyedColumnElement[Any]] = field(default_factory=dict)
+    # Views a filter reads besides the layer's own table (land and tasks belong to a district
+    # through their hazardous area): a tile so filtered is stale after any change to them.
+    filter_views: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def view(self) -> str:
+        """The view (table) whose generation says when the layer's features changed."""
+        return self.table.name
+
+    def tile_views(self, filters: Iterable[str] = ()) -> tuple[tuple[str, bool], ...]:
+        """The views a tile with these filters reads, each with whether a change to it can be
+        placed (the tile is stale only if the change is in its extent) or not (any change
+        makes it stale): the layer's own features are placed; a joined table (risk scores)
+        and a filter's other views are not."""
+        views = {self.view: True}
+        for joined in self.joined_tile_properties.values():
+            views.setdefault(joined.table.name, False)
+        for name in filters:
+            for view in self.filter_views.get(name, ()):
+                views[view] = False
+        return tuple(views.items())
 
     @cached_property
     def tile_names(self) -> tuple[str, ...]:
@@ -215,6 +239,7 @@ LAYERS: dict[str, Layer] = {
             key=("activity_id", "piece"),
             temporal=("date_of_information", None),
             filters={"admin_area": _hazard_admin_area, "operator": _column("organisation_id")},
+            filter_views={"admin_area": ("hazardous_area",)},
             priority=("land_type", ("cleared", "reduced", "cancelled")),
         ),
         Layer(
@@ -303,6 +328,7 @@ LAYERS: dict[str, Layer] = {
                 "operator": _column("organisation_id"),
                 "status": _column("status"),
             },
+            filter_views={"admin_area": ("hazardous_area",)},
             organisation_scoped=True,
         ),
         Layer(
@@ -493,8 +519,8 @@ def _items_in_memory(
 ) -> Page | None:
     """A box's page from the envelopes; None when they are newer than the reader's snapshot.
 
-    When the envelopes are current and every feature the page needs is kept, the register's
-    generation is the one statement read, outside any transaction (on PostgreSQL, BEGIN and
+    When the envelopes are current and every feature the page needs is kept, the views'
+    generations are the one statement read, outside any transaction (on PostgreSQL, BEGIN and
     COMMIT were two of a request's round trips).
     """
     with store.read_statement() as conn:
@@ -585,7 +611,7 @@ def _feature(layer: Layer, row: Any) -> Feature:
 
 class Envelopes:
     """The envelopes of a layer's features, in memory, sorted by their west edge, and the
-    features last read, all at one data generation of the register.
+    features last read, all at one generation of the layer's view.
 
     Counting a national box in the database reads every index entry in it (5 ms for 75k
     areas in a GeoPackage's R-tree, more on PostGIS), for each request. In memory it is a few
@@ -641,6 +667,17 @@ class Envelopes:
         fids = self.fids[start:end]
         return fids[meets], fids[meets & ~inside]
 
+    def keep_from(self, older: Envelopes, changed: np.ndarray) -> None:
+        """Keep the features ``older`` kept that meet none of the ``changed`` boxes (n × 4):
+        the view changed only there since they were read, so they are as they would be read
+        now (a feature rewritten, deleted or whose fid was reused is in a box: where it was)."""
+        with older._lock:
+            kept = list(older._features.items())
+        unchanged = generations.outside(changed, [feature.geometry for _, feature in kept])
+        carried = [item for item, keep in zip(kept, unchanged, strict=True) if keep]
+        with self._lock:
+            self._features = dict(carried[max(0, len(carried) - self.features_kept) :])
+
     def kept_features(self, fids: list[int]) -> dict[int, Feature] | None:
         """These features if all are kept, else None."""
         with self._lock:
@@ -672,32 +709,61 @@ class Envelopes:
 
 
 class EnvelopeCache:
-    """Each layer's ``Envelopes`` at the register's current data generation, one per server
-    process, loaded again after a write (0.3 s for 100k areas in a GeoPackage)."""
+    """Each layer's ``Envelopes`` at the current generation of the layer's view, one per
+    server process. A write to another view leaves them be; a write to the layer's view that
+    changed features (where: ``storage.generations``) has them loaded again (0.3 s for 100k
+    areas in a GeoPackage), keeping the features kept that are outside the changes. They are
+    also loaded afresh, keeping nothing, ``max_age_s`` after the oldest of them was read, as
+    tiles expire: a change made outside Safeground (a GeoPackage edited in QGIS) advances no
+    generation."""
 
-    def __init__(self, features_kept: int = FEATURES_KEPT) -> None:
+    def __init__(
+        self,
+        features_kept: int = FEATURES_KEPT,
+        log: ChangeLog | None = None,
+        max_age_s: float = 300.0,
+    ) -> None:
         self.features_kept = features_kept
-        self._layers: dict[str, tuple[int, Envelopes]] = {}
+        self.log = log or ChangeLog()
+        self.max_age_s = max_age_s
+        # layer → (generation, envelopes, when the oldest of them was read)
+        self._layers: dict[str, tuple[int, Envelopes, float]] = {}
         self._lock = threading.Lock()
+
+    def _loaded(self, layer: Layer) -> tuple[int, Envelopes, float] | None:
+        cached = self._layers.get(layer.id)
+        if cached is None or time.monotonic() - cached[2] > self.max_age_s:
+            return None
+        return cached
 
     def current(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes if they are loaded at the generation ``conn`` sees; never
         loads them (that takes a snapshot: see ``get``)."""
-        generation = store.generation(conn)
+        generation = store.generation(conn, layer.view)
         with self._lock:
-            cached = self._layers.get(layer.id)
+            cached = self._loaded(layer)
         return cached[1] if cached is not None and cached[0] == generation else None
 
     def get(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes as ``conn`` sees the register; None when the cache is newer
         than the reader's snapshot (the database answers that reader)."""
-        generation = store.generation(conn)
+        generation = store.generation(conn, layer.view)
         with self._lock:  # one thread loads; the others wait for it rather than load too
-            cached = self._layers.get(layer.id)
+            cached = self._loaded(layer)
             if cached is not None and cached[0] >= generation:
                 return cached[1] if cached[0] == generation else None
+            changed = None
+            if cached is not None:
+                changed = self.log.changed(conn, store, layer.view, cached[0], generation)
+                if changed is not None and not len(changed):  # no feature with a geometry
+                    self._layers[layer.id] = (generation, cached[1], cached[2])
+                    return cached[1]
             envelopes = Envelopes.load(conn, store, layer, self.features_kept)
-            self._layers[layer.id] = (generation, envelopes)
+            read_at = time.monotonic()
+            if cached is not None and changed is not None:
+                envelopes.keep_from(cached[1], changed)
+                read_at = cached[2]  # the features kept are as old as they were
+            self._layers[layer.id] = (generation, envelopes, read_at)
             return envelopes
 
 

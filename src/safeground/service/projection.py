@@ -6,7 +6,8 @@ from collections.abc import Collection
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from shapely.geometry.base import BaseGeometry
+from sqlalchemy import Connection, Table, delete, select
 
 from safeground.domain.codes import LandType
 from safeground.domain.errors import Problem
@@ -20,6 +21,7 @@ from safeground.domain.hazard import (
 )
 from safeground.domain.records import Activity, HazardousArea, Record
 from safeground.domain.reports import Operation, Report, ReportStatus, replay
+from safeground.storage.generations import TRACKED_VIEWS, ViewChanges
 from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import (
     chunked_in,
@@ -56,10 +58,18 @@ def _meta(reports: list[Report], record_id: str) -> dict[str, Any]:
 
 
 def rebuild_records(
-    conn: Connection, record_type: str, reports_by_record: dict[str, list[Report]]
+    conn: Connection,
+    record_type: str,
+    reports_by_record: dict[str, list[Report]],
+    changes: ViewChanges | None = None,
 ) -> list[str]:
-    """Write the current view of each record; returns the same-date notices of the replays."""
+    """Write the current view of each record; returns the same-date notices of the replays.
+
+    ``changes`` gathers where the records were and are, for the views server processes follow.
+    """
     table = record_tables[record_type]
+    if changes is not None:
+        _note_stored(conn, table, "record_id", list(reports_by_record), changes)
     rows, personal, retired, notices = [], [], [], []
     for record_id, reports in reports_by_record.items():
         result = replay(reports)
@@ -70,6 +80,8 @@ def rebuild_records(
         rows.append({**record_row(result.record), **_meta(reports, record_id)})
         if result.record.personal_fields:
             personal.append({"record_id": record_id, **personal_row(result.record)})
+    if changes is not None:
+        changes.add(record_type, [row.get("geometry") for row in rows])
     upsert(conn, table, rows)
     if personal:
         upsert(conn, victim_personal, personal)
@@ -78,7 +90,21 @@ def rebuild_records(
     return notices
 
 
-def insert_new_records(conn: Connection, records: list[tuple[Record, Report]]) -> None:
+def _note_stored(
+    conn: Connection, table: Table, key: str, values: list[Any], changes: ViewChanges
+) -> None:
+    """Note, for a view server processes follow, where the rows about to be rewritten or
+    deleted are now (their ``key`` column among ``values``)."""
+    if table.name not in TRACKED_VIEWS:
+        return
+    for chunk in chunked_in(values):
+        query = select(table.c.geometry).where(table.c[key].in_(chunk))
+        changes.add(table.name, conn.scalars(query))
+
+
+def insert_new_records(
+    conn: Connection, records: list[tuple[Record, Report]], changes: ViewChanges | None = None
+) -> None:
     """Fast path for records created by one report each (imports): no replay needed."""
     by_type: dict[str, list[tuple[Record, Report]]] = {}
     for record, rep in records:
@@ -88,6 +114,8 @@ def insert_new_records(conn: Connection, records: list[tuple[Record, Report]]) -
     for record_type, pairs in by_type.items():
         created = [record for record, _ in pairs]
         reports = [rep for _, rep in pairs]
+        if changes is not None:
+            changes.add(record_type, [getattr(record, "geometry", None) for record in created])
         columns = record_columns(record_type, created)
         columns.update(
             record_id=[rep.record_id for rep in reports],
@@ -220,18 +248,37 @@ def _row_values(row: Any, model: type[Record]) -> dict[str, Any]:
 
 
 def write_hazards(
-    conn: Connection, views: dict[str, HazardView], new: Collection[str] = ()
+    conn: Connection,
+    views: dict[str, HazardView],
+    new: Collection[str] = (),
+    changes: ViewChanges | None = None,
 ) -> None:
     """Store projected hazardous areas with their ledger, processed land and change log.
 
     ``new``: areas of which nothing is stored yet (``new_hazards``): their rows are inserted
-    without looking for old ones to delete or update.
+    without looking for old ones to delete or update. ``changes`` gathers where the areas and
+    their processed land changed: an area whose row comes out as it was (an item found in an
+    area confirmed already) is not a change, but its processed land is always written anew.
     """
     ids = [h for h in views if h not in new]
+    table = record_tables["hazardous_area"]
+    before: dict[str, Any] | None = None  # the rows stored, when they are compared
+    if changes is not None:
+        if len(ids) <= COMPARED:
+            before = {}
+            for chunk in chunked_in(ids):
+                query = select(table).where(table.c.record_id.in_(chunk))
+                before.update((row.record_id, row) for row in conn.execute(query))
+        else:  # an import: every area changed, where it was and is
+            _note_stored(conn, table, "record_id", ids, changes)
     for chunk in chunked_in(ids):
-        conn.execute(delete(processed_land).where(processed_land.c.hazard_id.in_(chunk)))
+        land = delete(processed_land).where(processed_land.c.hazard_id.in_(chunk))
+        if changes is None:
+            conn.execute(land)
+        else:  # where the land was: written anew below, with new fids
+            changes.add("processed_land", conn.scalars(land.returning(processed_land.c.geometry)))
         conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
-    rows, pieces, changes, retired = [], [], [], []
+    rows, pieces, history, retired = [], [], [], []
     for hazard_id, view in views.items():
         if view.record is None:
             retired.append(hazard_id)
@@ -271,7 +318,7 @@ def write_hazards(
                     "geometry": piece.geometry,
                 }
             )
-        changes += [
+        history += [
             {
                 "hazard_id": hazard_id,
                 "changed_on": c.on,
@@ -283,7 +330,12 @@ def write_hazards(
             }
             for c in view.changes
         ]
-    table = record_tables["hazardous_area"]
+    if changes is not None:
+        if before is None:
+            changes.add("hazardous_area", [row["geometry"] for row in rows])
+        else:
+            _note_hazards(before, rows, retired, changes)
+        changes.add("processed_land", [values["geometry"] for values in pieces])
     if new:
         # Inserted in the views' order, as ``upsert`` would, so that the rows get the same fids.
         stored: set[str] = set()
@@ -301,7 +353,44 @@ def write_hazards(
         for values, area in zip(pieces, areas, strict=True):
             values["area_m2"] = area
         conn.execute(processed_land.insert(), pieces)
-    insert_rows(conn, hazard_change, changes)
+    insert_rows(conn, hazard_change, history)
+
+
+# Bookkeeping columns that change with every rewrite and that no map layer shows.
+UNSHOWN = frozenset({"updated_at"})
+# Areas reprojected at once whose rows are read back and compared, to leave out those that come
+# out as they were (an approval has a few); more (an import) are all taken as changed, their
+# old rows not read whole (their boxes would be merged into one anyway: ``BOXES_KEPT``).
+COMPARED = 100
+
+
+def _note_hazards(
+    stored: dict[str, Any],
+    rows: list[dict[str, Any]],
+    retired: list[str],
+    changes: ViewChanges,
+) -> None:
+    """Where areas changed: those retired or new, and those whose row differs from the one
+    stored in anything but ``UNSHOWN`` (a geometry compared coordinate by coordinate)."""
+    where = [stored[h].geometry for h in retired if h in stored]
+    for row in rows:
+        old = stored.get(row["record_id"])
+        if old is None:
+            where.append(row["geometry"])
+        elif not all(_same(getattr(old, k), v) for k, v in row.items() if k not in UNSHOWN):
+            where += [old.geometry, row["geometry"]]
+    changes.add("hazardous_area", where)
+
+
+def _same(old: Any, new: Any) -> bool:
+    if isinstance(old, BaseGeometry) or isinstance(new, BaseGeometry):
+        return (
+            isinstance(old, BaseGeometry)
+            and isinstance(new, BaseGeometry)
+            and old.geom_type == new.geom_type
+            and bool(old.equals_exact(new, 0.0))
+        )
+    return bool(old == new)
 
 
 def hazard_problems_caused_by(views: dict[str, HazardView], causes: set[str]) -> list[Problem]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, delete, func, select
 
 from safeground.service.projection import project_hazards, rebuild_records, write_hazards
+from safeground.storage.generations import ViewChanges
 from safeground.storage.reportlog import load_reports
 from safeground.storage.schema import (
     hazard_change,
@@ -57,7 +58,7 @@ def rebuild_all(register: Register, conn: Connection) -> dict[str, int]:
     hazards = by_type.get("hazardous_area", [])
     for start in range(0, len(hazards), CHUNK):
         write_hazards(conn, project_hazards(conn, hazards[start : start + CHUNK]))
-    register.store.after_write(conn)
+    register.store.after_write(conn, ViewChanges.everywhere())
     return {record_type: len(ids) for record_type, ids in by_type.items()}
 
 

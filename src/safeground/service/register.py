@@ -50,6 +50,7 @@ from safeground.service.projection import (
     rebuild_records,
     write_hazards,
 )
+from safeground.storage.generations import ViewChanges
 from safeground.storage.reportlog import (
     insert_reports,
     load_report,
@@ -476,7 +477,8 @@ class Register:
 
         previous_hazards = _previous_hazards(conn, reports)
         single = _created_alone(reports)
-        notices = _rebuild(conn, reports, single)
+        changes = ViewChanges()
+        notices = _rebuild(conn, reports, single, changes)
         records = _current(conn, reports, single)
 
         named = _named_hazards(reports, records)
@@ -496,8 +498,8 @@ class Register:
         problems += hazard_problems_caused_by(views, causes)
         if problems:
             raise RuleViolation(problems)
-        write_hazards(conn, views, new)
-        self.store.after_write(conn)
+        write_hazards(conn, views, new, changes)
+        self.store.after_write(conn, changes)
         return Approval([r.report_id for r in reports], list(by_record), notices)
 
     # -- reading ----------------------------------------------------------------------------
@@ -574,7 +576,9 @@ def _distinct(report_ids: list[int]) -> list[int]:
     return list(dict.fromkeys(report_ids))
 
 
-def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report]) -> list[str]:
+def _rebuild(
+    conn: Connection, reports: list[Report], single: dict[str, Report], changes: ViewChanges
+) -> list[str]:
     """Rebuild the current view of every record the reports touch (hazards come later)."""
     insert_new_records(
         conn,
@@ -583,6 +587,7 @@ def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report])
             for r in single.values()
             if r.record_type != "hazardous_area"
         ],
+        changes,
     )
     others: dict[str, set[str]] = {}
     for r in reports:
@@ -591,7 +596,7 @@ def _rebuild(conn: Connection, reports: list[Report], single: dict[str, Report])
     notices = []
     for record_type, record_ids in others.items():
         loaded = load_reports(conn, record_ids, include_personal=True)
-        notices += rebuild_records(conn, record_type, loaded)
+        notices += rebuild_records(conn, record_type, loaded, changes)
     return notices
 
 

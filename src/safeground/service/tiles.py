@@ -44,6 +44,8 @@ from sqlalchemy import (
 
 from safeground.domain.access import Principal
 from safeground.service.layers import Layer, Query, conditions, rtree_of
+from safeground.storage import generations
+from safeground.storage.generations import ChangeLog
 from safeground.storage.rows import chunked_in
 from safeground.storage.store import Store
 
@@ -117,40 +119,112 @@ def tile(
 
         if cache is None:
             return draw()
-        return cache.get_or_draw(_cache_key(conn, store, layer, principal, address, query), draw)
+        views = layer.tile_views(query.filters)
+        now = store.generations(conn)
+        at = tuple(now[view] for view, _ in views)
+        # The features a tile draws are those whose envelope meets this (``_selection``).
+        area = address.lonlat_bounds(BUFFER / EXTENT)
+
+        def unchanged(since: tuple[int, ...]) -> bool:
+            """Whether nothing the tile shows changed from generations ``since`` to ``at``."""
+            for (view, placed), before, after in zip(views, since, at, strict=True):
+                if after <= before:
+                    continue
+                if not placed:
+                    return False
+                changed = cache.log.changed(conn, store, view, before, after)
+                if changed is None or generations.meets(changed, area):
+                    return False
+            return True
+
+        key = _cache_key(layer, principal, address, query)
+        return cache.get_or_draw(key, draw, at, unchanged)
 
 
 _MISSING = object()
+
+
+@dataclass
+class _Kept:
+    """A tile kept: drawn at generations ``low`` of the views it reads, and known to be the
+    same at every generation up to ``high``."""
+
+    drawn_at: float
+    data: bytes | None
+    low: tuple[int, ...]
+    high: tuple[int, ...]
+
+    def holds(self, at: tuple[int, ...]) -> bool:
+        return all(lo <= g <= hi for lo, g, hi in zip(self.low, at, self.high, strict=True))
+
+    def precedes(self, at: tuple[int, ...]) -> bool:
+        """Drawn at generations no newer than ``at`` (so it may still be current there)."""
+        return all(lo <= g for lo, g in zip(self.low, at, strict=True))
 
 
 class TileCache:
     """Tiles drawn recently, in memory: national tiles of a large register take long to draw
     (about a second at zoom 6 with 100k areas) and every user asks for the same ones.
 
-    A tile is keyed by the register's data generation, so an approval (or a rebuild) redraws
-    every tile; an entry also expires after ``max_age_s``, which bounds how long a change made
-    outside Safeground (a GeoPackage edited in QGIS) can take to show. Least recently used
-    tiles go first beyond ``max_bytes``. A tile is drawn by one request at a time: the others
-    asking for it meanwhile wait for that drawing (when a server starts, every map open asks
-    for the same national tiles, and drawing each of them several times at once made all of
-    them, and every request queued behind them, slower).
+    A tile is kept with the generations of the views it reads (its layer's table; the risk
+    scores a hazard tile joins; the hazardous areas a district filter of land or tasks goes
+    through) and served while they are the generations a request sees. When a view has moved
+    on, the tile is still served, and known current at the new generations, if the writes
+    since changed none of its features: for the layer's own table, none of the boxes the
+    writes logged (``storage.generations``) meets the tile; any change to another view it
+    reads makes it stale. So an approval redraws only the tiles where it changed something,
+    of the layers it changed. An entry also expires after ``max_age_s``, which bounds how long
+    a change made outside Safeground (a GeoPackage edited in QGIS) can take to show. Least
+    recently used tiles go first beyond ``max_bytes``. A tile is drawn by one request at a
+    time: the others asking for it meanwhile wait for that drawing (when a server starts,
+    every map open asks for the same national tiles, and drawing each of them several times
+    at once made all of them, and every request queued behind them, slower).
     """
 
-    def __init__(self, max_bytes: int = 64 * 2**20, max_age_s: float = 300.0):
+    def __init__(
+        self, max_bytes: int = 64 * 2**20, max_age_s: float = 300.0, log: ChangeLog | None = None
+    ):
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
-        self._tiles: OrderedDict[Hashable, tuple[float, bytes | None]] = OrderedDict()
+        self.log = log or ChangeLog()
+        self._tiles: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._drawing: dict[Hashable, threading.Event] = {}
 
-    def get_or_draw(self, key: Hashable, draw: Callable[[], bytes | None]) -> bytes | None:
-        """The kept tile, or ``draw()``'s, drawn once however many ask for it meanwhile."""
+    def get_or_draw(
+        self,
+        key: Hashable,
+        draw: Callable[[], bytes | None],
+        at: tuple[int, ...] = (),
+        unchanged: Callable[[tuple[int, ...]], bool] | None = None,
+    ) -> bytes | None:
+        """The kept tile, or ``draw()``'s, drawn once however many ask for it meanwhile.
+
+        ``at``: the generations of the views the tile reads, as the request sees them (its
+        snapshot, which ``draw`` reads). ``unchanged(since)``: whether nothing the tile shows
+        changed between generations ``since`` and ``at``; without it, a tile kept from other
+        generations is drawn again.
+        """
         while True:
             with self._lock:
-                found = self._fresh(key)
-                if found is not _MISSING:
-                    return found  # type: ignore[return-value]
+                kept = self._fresh(key)
+                if kept is not None and kept.holds(at):
+                    self._tiles.move_to_end(key)
+                    return kept.data
+            if kept is not None and kept.precedes(at):
+                # Looked up outside the lock: it may read the store's log of changes.
+                if unchanged is not None and unchanged(kept.high):
+                    with self._lock:
+                        if self._tiles.get(key) is kept:
+                            kept.high = tuple(map(max, kept.high, at))
+                            self._tiles.move_to_end(key)
+                    return kept.data
+            elif kept is not None:
+                return draw()  # a snapshot older than the tile's: drawn for it alone
+            with self._lock:
+                if self._fresh(key) is not kept:
+                    continue  # another request drew it meanwhile: look again
                 drawing = self._drawing.get(key)
                 if drawing is None:
                     self._drawing[key] = threading.Event()
@@ -158,49 +232,45 @@ class TileCache:
             drawing.wait()  # then look again: kept, or the drawing failed and this one draws
         try:
             data = draw()
-            self.put(key, data)
+            self.put(key, data, at)
             return data
         finally:
             with self._lock:
                 self._drawing.pop(key).set()
 
-    def get(self, key: Hashable) -> object:
+    def get(self, key: Hashable, at: tuple[int, ...] = ()) -> object:
+        """The tile kept for ``key`` if it was drawn at generations ``at`` (else a sentinel)."""
         with self._lock:
-            return self._fresh(key)
+            kept = self._fresh(key)
+            if kept is None or not kept.holds(at):
+                return _MISSING
+            self._tiles.move_to_end(key)
+            return kept.data
 
-    def _fresh(self, key: Hashable) -> object:
-        entry = self._tiles.get(key)
-        if entry is None or time.monotonic() - entry[0] > self.max_age_s:
-            return _MISSING
-        self._tiles.move_to_end(key)
-        return entry[1]
+    def _fresh(self, key: Hashable) -> _Kept | None:
+        kept = self._tiles.get(key)
+        if kept is None or time.monotonic() - kept.drawn_at > self.max_age_s:
+            return None
+        return kept
 
-    def put(self, key: Hashable, data: bytes | None) -> None:
+    def put(self, key: Hashable, data: bytes | None, at: tuple[int, ...] = ()) -> None:
         with self._lock:
             old = self._tiles.pop(key, None)
             if old is not None:
-                self._bytes -= len(old[1] or b"")
-            self._tiles[key] = (time.monotonic(), data)
+                self._bytes -= len(old.data or b"")
+            self._tiles[key] = _Kept(time.monotonic(), data, at, at)
             self._bytes += len(data or b"")
             while self._bytes > self.max_bytes and self._tiles:
-                _, (_, dropped) = self._tiles.popitem(last=False)
-                self._bytes -= len(dropped or b"")
+                _, dropped = self._tiles.popitem(last=False)
+                self._bytes -= len(dropped.data or b"")
 
 
-def _cache_key(
-    conn: Connection,
-    store: Store,
-    layer: Layer,
-    principal: Principal,
-    address: TileAddress,
-    query: Query,
-) -> Hashable:
+def _cache_key(layer: Layer, principal: Principal, address: TileAddress, query: Query) -> Hashable:
     scope = principal.organisation_id if layer.organisation_scoped else None
     if not principal.is_organisation_scoped:
         scope = None
     filters = tuple(sorted(query.filters.items()))
-    generation = store.generation(conn)
-    return (layer.id, address, query.interval, filters, query.risk_map, scope, generation)
+    return (layer.id, address, query.interval, filters, query.risk_map, scope)
 
 
 def _selection(

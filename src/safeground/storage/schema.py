@@ -75,13 +75,25 @@ id_sequence = Table(
     Column("last", Integer, nullable=False),
 )
 
-# One row: how many writes the register's views have had. Server processes compare it to know
-# when what they keep in memory (tiles, envelopes) is stale. Not content: never dumped.
-data_generation = Table(
-    "data_generation",
+# One row per view that server processes keep in memory (map layers' tiles, envelopes and
+# features; see ``storage.generations``): how many writes have changed it. Not content: never
+# dumped.
+view_generation = Table(
+    "view_generation",
     metadata,
-    Column("id", Integer, primary_key=True),  # a GeoPackage attribute table needs one
+    Column("name", Text, primary_key=True),
     Column("generation", Integer, nullable=False),
+)
+
+# Where each recent generation of a view changed it: the lon/lat boxes of the changed features'
+# old and new geometries (JSON ``[[minx, miny, maxx, maxy], ...]``), or NULL for anywhere. Only
+# the last generations are kept (``generations.CHANGES_KEPT``).
+view_change = Table(
+    "view_change",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("generation", Integer, primary_key=True),
+    Column("boxes", JsonValue),
 )
 
 setting = Table(

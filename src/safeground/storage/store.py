@@ -24,8 +24,10 @@ from sqlalchemy import (
     any_,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
+    literal_column,
     select,
     text,
 )
@@ -38,10 +40,47 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from safeground.domain.errors import SafegroundError
 from safeground.storage import gpkg, migrations
-from safeground.storage.schema import data_generation, id_sequence, setting
+from safeground.storage.generations import (
+    CHANGES_KEPT,
+    PRUNE_EVERY,
+    TRACKED_VIEWS,
+    ViewChanges,
+)
+from safeground.storage.schema import id_sequence, setting, view_change, view_generation
 
 DEFAULT_STORE = "safeground.gpkg"
-_GENERATION_QUERY = select(data_generation.c.generation)
+_GENERATIONS_QUERY = select(view_generation.c.name, view_generation.c.generation)
+# One view's generation: a statement for each, with no parameter to bind (an items page's read).
+_GENERATION_QUERIES = {
+    view: select(view_generation.c.generation).where(
+        view_generation.c.name == literal_column(f"'{view}'")
+    )
+    for view in TRACKED_VIEWS
+}
+# The views' generation rows are locked in name order before they are advanced (FOR UPDATE in
+# the subquery; SQLite, one writer at a time, has no such clause and needs none): two PostgreSQL
+# writers each advancing several views then never wait for each other in a cycle.
+_LOCKED = (
+    select(view_generation.c.name)
+    .where(view_generation.c.name.in_(bindparam("views", expanding=True)))
+    .order_by(view_generation.c.name)
+    .with_for_update()
+    .subquery("locked")
+)
+_ADVANCE = (
+    view_generation.update()
+    .where(view_generation.c.name == _LOCKED.c.name)
+    .values(generation=view_generation.c.generation + 1)
+    .returning(view_generation.c.name, view_generation.c.generation)
+)
+_PRUNE = delete(view_change).where(
+    view_change.c.name == bindparam("view"), view_change.c.generation <= bindparam("upto")
+)
+_CHANGES_QUERY = select(view_change.c.generation, view_change.c.boxes).where(
+    view_change.c.name == bindparam("view"),
+    view_change.c.generation > bindparam("after"),
+    view_change.c.generation <= bindparam("upto"),
+)
 _READ_OPTION = "safeground_read"  # marks a GeoPackage connection's transaction as a reader's
 _STATEMENT_OPTION = "safeground_statement"  # a GeoPackage connection for one statement: no BEGIN
 # A pooled PostgreSQL connection idle longer than this is tested before use.
@@ -150,11 +189,29 @@ class Store:
         """
         raise NotImplementedError
 
-    def after_write(self, conn: Connection) -> None:
-        """Bookkeeping after a write to the register's views: a new data generation, which
-        tells every server process that what it keeps in memory (tiles, envelopes) is stale,
-        and the GeoPackage's layer metadata."""
-        conn.execute(data_generation.update().values(generation=data_generation.c.generation + 1))
+    def after_write(self, conn: Connection, changes: ViewChanges) -> None:
+        """Bookkeeping after a write to the register's views, in its transaction: a new
+        generation of each view it changed, with where it changed it, which tells every server
+        process which of the tiles and features it keeps in memory are stale (see
+        ``storage.generations``); and the GeoPackage's layer metadata."""
+        views = changes.views
+        if not views:
+            return
+        advanced = conn.execute(_ADVANCE, {"views": views}).all()
+        if len(advanced) != len(views):
+            missing = sorted(set(views) - {name for name, _ in advanced})
+            raise RuntimeError(f"no view_generation row for {', '.join(missing)}: migrate")
+        conn.execute(
+            view_change.insert(),
+            [{"name": n, "generation": g, "boxes": changes.boxes(n)} for n, g in advanced],
+        )
+        old = [
+            {"view": n, "upto": g - CHANGES_KEPT}
+            for n, g in advanced
+            if g % PRUNE_EVERY == 0 and g > CHANGES_KEPT
+        ]
+        if old:
+            conn.execute(_PRUNE, old)
 
     def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
         """Whether a write failed only because another writer held the lock too long (a
@@ -167,9 +224,22 @@ class Store:
         the same check in another transaction. A GeoPackage writer holds the whole file
         (BEGIN IMMEDIATE) already; PostgreSQL takes a transaction-level advisory lock."""
 
-    def generation(self, conn: Connection) -> int:
-        """The register's data generation: it changes with every write to the views."""
-        return int(conn.execute(_GENERATION_QUERY).scalar_one())
+    def generations(self, conn: Connection) -> dict[str, int]:
+        """Each tracked view's generation, in one statement: it advances with every write
+        that changes the view."""
+        return {name: generation for name, generation in conn.execute(_GENERATIONS_QUERY)}
+
+    def generation(self, conn: Connection, view: str) -> int:
+        """One view's generation (a row by its key: what an items page reads)."""
+        return int(conn.execute(_GENERATION_QUERIES[view]).scalar_one())
+
+    def view_changes(
+        self, conn: Connection, view: str, after: int, upto: int
+    ) -> dict[int, list[list[float]] | None]:
+        """The boxes the store still holds of the view's generations after ``after`` up to
+        ``upto`` (None: anywhere)."""
+        rows = conn.execute(_CHANGES_QUERY, {"view": view, "after": after, "upto": upto})
+        return {generation: boxes for generation, boxes in rows}
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         raise NotImplementedError
@@ -216,8 +286,8 @@ class GeoPackageStore(Store):
         last = conn.execute(select(func.coalesce(func.max(column), 0))).scalar_one()
         return list(range(last + 1, last + count + 1))
 
-    def after_write(self, conn: Connection) -> None:
-        super().after_write(conn)
+    def after_write(self, conn: Connection, changes: ViewChanges) -> None:
+        super().after_write(conn, changes)
         gpkg.mark_layers_changed(conn)
 
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from safeground.service.layers import EnvelopeCache
 from safeground.service.register import Register
 from safeground.service.tiles import TileCache
+from safeground.storage.generations import ChangeLog
 from safeground.web import ogc, risk, tiles
 from safeground.web.api import router as api_router
 from safeground.web.deps import declare_security
@@ -47,8 +48,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.register = register
-    app.state.tile_cache = TileCache()
-    app.state.envelopes = EnvelopeCache(settings.features_kept)
+    changes = ChangeLog()  # where the views changed, read once for both caches
+    app.state.tile_cache = TileCache(log=changes)
+    app.state.envelopes = EnvelopeCache(settings.features_kept, changes)
     app.state.risk_verified = risk.Verified()
     add_error_handlers(app)
     app.add_middleware(DroppedConnections)  # inside the guard: a refused request never runs

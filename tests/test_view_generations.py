@@ -1,0 +1,378 @@
+"""Each write advances the generation of the views it changed, and only those, with where it
+changed them (``storage.generations``), in its own transaction; on both backends."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from alembic import command
+from alembic.config import Config
+from shapely.geometry import Point, box
+from sqlalchemy import Column, Table, column, delete, inspect, select, table
+from sqlalchemy.sql import visitors
+
+from safeground.domain.reports import Operation
+from safeground.io.dump import dump, restore
+from safeground.risk.attach import Score, ScoredMap, keep_scores
+from safeground.service import projection
+from safeground.service.layers import FILTERS, LAYERS
+from safeground.service.projection import UNSHOWN
+from safeground.service.rebuild import rebuild_all
+from safeground.service.register import Register, Submission
+from safeground.storage import generations, migrations
+from safeground.storage import store as store_module
+from safeground.storage.generations import (
+    TRACKED_VIEWS,
+    ChangeLog,
+    ViewChanges,
+    meets,
+    outside,
+)
+from safeground.storage.schema import view_change, view_generation
+from tests.helpers import add, update
+from tests.web.layer_data import DISTRICT, build, hazard_box
+
+Boxes = list[list[float]] | None
+
+
+def generations_of(register: Register) -> dict[str, int]:
+    with register.store.read() as conn:
+        return register.store.generations(conn)
+
+
+def logged(register: Register, since: dict[str, int]) -> dict[str, list[Boxes]]:
+    """The views advanced since ``since``: each generation's boxes (None: anywhere)."""
+    store = register.store
+    found = {}
+    with store.read() as conn:
+        for view, now in store.generations(conn).items():
+            if now > since[view]:
+                rows = store.view_changes(conn, view, since[view], now)
+                found[view] = [rows[g] for g in range(since[view] + 1, now + 1)]
+    return found
+
+
+def boxes_of(*shapes) -> list[list[float]]:
+    return [list(shapely.bounds(s)) for s in shapes]
+
+
+def same_boxes(found: Boxes, *shapes) -> bool:
+    return found is not None and sorted(map(tuple, found)) == sorted(map(tuple, boxes_of(*shapes)))
+
+
+def retire(register: Register, record_type: str, record_id: str) -> None:
+    register.file(
+        "im",
+        [
+            Submission(
+                record_type,
+                {},
+                date(2022, 6, 1),
+                record_id=record_id,
+                operation=Operation.RETIRE,
+                reason="duplicate",
+            )
+        ],
+    )
+
+
+@pytest.fixture
+def mapped(register):
+    return register, build(register)
+
+
+def test_each_write_advances_only_the_views_it_changed(mapped):
+    register, data = mapped
+    item = Point(47.3, 39.6)
+
+    def after(write) -> dict[str, list[Boxes]]:
+        since = generations_of(register)
+        write()
+        return logged(register, since)
+
+    # An item found outside any hazardous area: items found only, where it is.
+    since = generations_of(register)
+    lone = add(register, "eo_item", date(2022, 1, 1), category="uxo", geometry=item.wkt)
+    found = logged(register, since)
+    assert list(found) == ["eo_item"] and same_boxes(found["eo_item"][0], item)
+    # A record no layer shows: nothing.
+    assert after(lambda: add(register, "organisation", date(2022, 1, 1), name="C")) == {}
+    # An item in an area confirmed already, with no land processed: the area comes out as it
+    # was, so only the items change.
+    near = Point(47.031, 39.501)
+    found = after(
+        lambda: add(
+            register,
+            "eo_item",
+            date(2022, 1, 2),
+            category="uxo",
+            hazard_id=data.hazards[3],
+            geometry=near.wkt,
+        )
+    )
+    assert list(found) == ["eo_item"]
+    # In the confirmed area with land cleared: that land is written anew (new fids), there.
+    strip = box(47.0, 39.5, 47.002, 39.503)
+    found = after(
+        lambda: add(
+            register,
+            "eo_item",
+            date(2022, 1, 3),
+            category="uxo",
+            hazard_id=data.hazards[0],
+            geometry="POINT(47.0015 39.501)",
+        )
+    )
+    assert sorted(found) == ["eo_item", "processed_land"]
+    assert same_boxes(found["processed_land"][0], strip)
+    # In a suspected area: it becomes confirmed, so the area changes, where it is.
+    found = after(
+        lambda: add(
+            register,
+            "eo_item",
+            date(2022, 1, 4),
+            category="uxo",
+            hazard_id=data.hazards[1],
+            geometry="POINT(47.011 39.501)",
+        )
+    )
+    assert sorted(found) == ["eo_item", "hazardous_area"]
+    assert same_boxes(found["hazardous_area"][0], hazard_box(1))
+    assert register.get(data.hazards[1])["classification"] == "cha"
+    # An area moved: where it was and where it is.
+    found = after(
+        lambda: update(
+            register,
+            data.hazards[5],
+            "hazardous_area",
+            date(2022, 2, 1),
+            geometry=hazard_box(20).wkt,
+        )
+    )
+    assert list(found) == ["hazardous_area"]
+    assert same_boxes(found["hazardous_area"][0], hazard_box(5), hazard_box(20))
+    # Land released: the land and the area's ledger.
+    piece = box(47.04, 39.5, 47.042, 39.502)
+    found = after(
+        lambda: add(
+            register,
+            "activity",
+            date(2022, 3, 1),
+            hazard_id=data.hazards[4],
+            activity_type="clearance",
+            organisation_id=data.org_a,
+            processed=[{"land_type": "cleared", "geometry": piece.wkt}],
+        )
+    )
+    assert sorted(found) == ["hazardous_area", "processed_land"]
+    assert same_boxes(found["processed_land"][0], piece)
+    assert same_boxes(found["hazardous_area"][0], hazard_box(4))
+    # Each other layer: its own view.
+    for record_type, fields, shape in (
+        ("accident", {"accident_type": "mine", "accident_date": "2022-03-02"}, item),
+        ("task", {"hazard_id": data.hazards[6], "activity_type": "clearance"}, hazard_box(6)),
+        ("admin_area", {"name": "Agdam", "level": 2}, DISTRICT),
+    ):
+        found = after(
+            lambda t=record_type, f=fields, s=shape: add(
+                register, t, date(2022, 3, 2), geometry=s.wkt, **f
+            )
+        )
+        assert list(found) == [record_type] and same_boxes(found[record_type][0], shape)
+    # A record retired: where it was.
+    found = after(lambda: retire(register, "eo_item", lone))
+    assert list(found) == ["eo_item"] and same_boxes(found["eo_item"][0], item)
+
+
+def test_many_areas_at_once_are_taken_as_changed_without_reading_them_back(mapped, monkeypatch):
+    """Beyond ``COMPARED`` areas reprojected at once (an import), each counts as changed, where
+    it was and is, without its old row read and compared."""
+    register, data = mapped
+    monkeypatch.setattr(projection, "COMPARED", 0)
+    since = generations_of(register)
+    add(
+        register,
+        "eo_item",
+        date(2022, 1, 2),
+        category="uxo",
+        hazard_id=data.hazards[3],
+        geometry="POINT(47.031 39.501)",
+    )
+    found = logged(register, since)
+    assert sorted(found) == ["eo_item", "hazardous_area"]
+    assert same_boxes(found["hazardous_area"][0], hazard_box(3))
+
+
+def test_a_row_without_a_geometry_advances_its_view_with_no_box(mapped):
+    """Nothing a cache keeps holds it, but a district filter reads hazardous areas."""
+    register, _ = mapped
+    since = generations_of(register)
+    add(register, "hazardous_area", date(2022, 1, 1), name="Unmapped", estimated_area_m2=100.0)
+    assert logged(register, since) == {"hazardous_area": [[]]}
+
+
+def test_a_submission_checked_but_not_approved_advances_nothing(mapped):
+    register, _ = mapped
+    (draft,) = register.draft(
+        "clerk",
+        [
+            Submission(
+                "eo_item", {"category": "uxo", "geometry": "POINT(47.1 39.6)"}, date(2022, 1, 1)
+            )
+        ],
+    )
+    since = generations_of(register)
+    register.submit("clerk", [draft.report_id])  # the approval's checks run, and roll back
+    assert logged(register, since) == {}
+    register.approve("im", [draft.report_id])
+    assert list(logged(register, since)) == ["eo_item"]
+
+
+def test_rebuilds_restores_and_risk_scores_advance_what_they_may_have_changed(mapped, tmp_path):
+    register, data = mapped
+    since = generations_of(register)
+    with register.store.begin() as conn:
+        rebuild_all(register, conn)
+    assert logged(register, since) == {view: [None] for view in TRACKED_VIEWS}
+
+    since = generations_of(register)
+    scored = ScoredMap(
+        tmp_path / "risk.tif",
+        "0" * 64,
+        "test",
+        date(2022, 1, 1),
+        [Score(data.hazards[0], "hazardous_area", 0.5, 0.9, 4)],
+    )
+    with register.store.begin() as conn:
+        keep_scores(register, conn, scored, "im")
+    assert logged(register, since) == {"risk_score": [None]}
+
+    out = tmp_path / "dump.jsonl"
+    dump(register, out)
+    restored = Register.create(str(tmp_path / "restored.gpkg"), country="AZ")
+    fresh = generations_of(restored)
+    assert set(fresh) == set(TRACKED_VIEWS) and set(fresh.values()) == {0}
+    restore(restored, out)
+    assert logged(restored, fresh) == {view: [None] for view in TRACKED_VIEWS}
+    restored.store.engine.dispose()
+
+
+def test_the_store_keeps_the_last_generations_boxes(register, monkeypatch):
+    monkeypatch.setattr(store_module, "CHANGES_KEPT", 3)
+    monkeypatch.setattr(store_module, "PRUNE_EVERY", 2)
+    store = register.store
+    for i in range(6):
+        changes = ViewChanges()
+        changes.add("eo_item", [Point(47 + i, 39)])
+        with store.begin() as conn:
+            store.after_write(conn, changes)
+    with store.read() as conn:
+        assert store.generations(conn)["eo_item"] == 6
+        assert sorted(store.view_changes(conn, "eo_item", 0, 6)) == [4, 5, 6]  # 1-3 pruned
+        log = ChangeLog(kept=3)
+        assert log.changed(conn, store, "eo_item", 3, 6).tolist() == [
+            [50, 39, 50, 39],
+            [51, 39, 51, 39],
+            [52, 39, 52, 39],
+        ]
+        assert log.changed(conn, store, "eo_item", 2, 5) is None  # 3 is gone: anywhere
+        assert log.changed(conn, store, "eo_item", 1, 6) is None  # too far behind
+        assert log.changed(conn, store, "eo_item", 6, 6).shape == (0, 4)
+        assert log.changed(conn, store, "hazardous_area", 0, 0).shape == (0, 4)
+
+
+def test_a_view_without_a_generation_row_is_refused(register):
+    store = register.store
+    with store.begin() as conn:
+        conn.execute(delete(view_generation).where(view_generation.c.name == "task"))
+    changes = ViewChanges()
+    changes.add("task", [Point(47, 39)])
+    refused = pytest.raises(RuntimeError, match="no view_generation row for task")
+    with refused, store.begin() as conn:
+        store.after_write(conn, changes)
+    with store.read() as conn:
+        assert not conn.execute(select(view_change)).all()  # nothing of it landed
+
+
+def test_changes_gathered():
+    changes = ViewChanges()
+    assert not changes
+    changes.add("organisation", [Point(1, 1)])  # not a view anyone follows
+    changes.add("eo_item", [])  # no row
+    assert not changes
+    changes.add("eo_item", [None, shapely.Polygon()])  # rows without a place
+    assert changes.views == ["eo_item"] and changes.boxes("eo_item") == []
+    changes.add("eo_item", [Point(1, 2), Point(1, 2), box(0, 0, 3, 4)])
+    assert changes.boxes("eo_item") == [[1, 2, 1, 2], [0, 0, 3, 4]]
+    last = generations.BOXES_KEPT - 1
+    changes.add("eo_item", [Point(i, i) for i in range(last + 1)])
+    assert changes.boxes("eo_item") == [[0, 0, last, last]]  # too many: the box around all
+    changes.add("task", [Point(float("inf"), 0)])
+    assert changes.boxes("task") is None
+    changes.add("task", [Point(1, 1)])
+    assert changes.boxes("task") is None  # anywhere stays anywhere
+    assert ViewChanges.everywhere(["accident"]).boxes("accident") is None
+
+
+def test_boxes_meet_with_a_margin():
+    boxes = np.array([[10.0, 10.0, 11.0, 11.0]])
+    assert meets(boxes, (11.0, 11.0, 12.0, 12.0))  # touching
+    assert meets(boxes, (11.00005, 10.0, 12.0, 12.0))  # within the margin
+    assert not meets(boxes, (11.001, 10.0, 12.0, 12.0))
+    assert not meets(np.zeros((0, 4)), (0.0, 0.0, 90.0, 90.0))
+    shapes = [Point(10.5, 10.5), Point(11.00005, 10), Point(12, 12), None, shapely.Polygon()]
+    assert outside(boxes, shapes).tolist() == [False, False, True, False, False]
+    assert outside(np.zeros((0, 4)), shapes).tolist() == [True, True, True, False, False]
+
+
+def test_every_view_a_layer_reads_has_a_generation(register):
+    """A layer's tiles and features are kept only as long as the views they read say so: each
+    must be followed, and a district filter may read only the views it declares."""
+    assert set(generations_of(register)) == set(TRACKED_VIEWS)
+    for layer in LAYERS.values():
+        views = dict(layer.tile_views(FILTERS))
+        assert set(views) <= set(TRACKED_VIEWS) and views[layer.view], layer.id
+        for name, clause in layer.filters.items():
+            read = {
+                (e.table if isinstance(e, Column) else e).name
+                for e in visitors.iterate(clause(layer.table, ["x"]))
+                if isinstance(e, Column | Table)
+            }
+            assert read <= {layer.view, *layer.filter_views.get(name, ())}, (layer.id, name)
+        shown = {*layer.properties, *layer.tile_names, *layer.key}
+        assert not shown & UNSHOWN, layer.id  # a change to them would go unseen
+
+
+def _migrate(location: str, revision: str, down: bool = False) -> None:
+    store = store_module.open_store(location)
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    with store.begin() as conn:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, revision)
+    store.engine.dispose()
+
+
+def test_the_migration_replaces_the_register_wide_generation(store_location):
+    _migrate(store_location, "0008")
+    _migrate(store_location, "head")
+    store = store_module.open_store(store_location)
+    with store.read() as conn:
+        assert store.generations(conn) == dict.fromkeys(TRACKED_VIEWS, 0)
+        assert "data_generation" not in inspect(conn).get_table_names()
+    store.engine.dispose()
+    _migrate(store_location, "0008", down=True)
+    store = store_module.open_store(store_location)
+    with store.read() as conn:
+        names = inspect(conn).get_table_names()
+        assert "data_generation" in names and "view_generation" not in names
+        old = table("data_generation", column("generation"))
+        assert conn.execute(select(old.c.generation)).scalar_one() == 0
+        if store.dialect == "sqlite":
+            registered = conn.exec_driver_sql("SELECT table_name FROM gpkg_contents").scalars()
+            assert {"data_generation"} <= set(registered)
+    store.engine.dispose()
