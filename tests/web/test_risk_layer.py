@@ -33,6 +33,7 @@ from safeground.risk.evidence import resolve_region
 from safeground.risk.riskmap import build_map
 from safeground.service import accounts
 from safeground.service.register import Register, now
+from safeground.storage.generations import ViewChanges
 from safeground.storage.schema import risk_score
 from safeground.web.app import create_app
 from safeground.web.risk import Verified
@@ -371,7 +372,7 @@ def _forget_score(served: Served, record_id: str, map_sha256: str) -> None:
                 risk_score.c.record_id == record_id, risk_score.c.map_sha256 == map_sha256
             )
         )
-        store.after_write(conn)
+        store.after_write(conn, ViewChanges.everywhere(["risk_score"]))
 
 
 def test_record_risk_lists_every_map_over_it_newest_first(served: Served, as_user) -> None:
