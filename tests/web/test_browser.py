@@ -503,17 +503,23 @@ def _on_the_ramp(risk: float) -> list[float]:
 
 def _hazard_fills(page, means: dict[str, float]) -> dict[str, str]:
     """Once every hazardous area drawn that the map scored carries the mean risk ``means``
-    gives it, the fill colour MapLibre evaluated for each, by record."""
+    gives it, and is filled with that mean's colour on the ramp, the fill colour MapLibre
+    evaluated for each, by record. Both are awaited: while the hazard tiles of another map are
+    swapped in, a feature can carry its new mean a moment before its fill is evaluated anew."""
+    ramp = {record_id: _on_the_ramp(mean) for record_id, mean in means.items()}
     drawn = page.wait_for_function(
-        """(means) => {
+        """([means, ramp]) => {
             const features = window.safegroundMap.queryRenderedFeatures({ layers: ["hazard-fill"] })
                 .filter((f) => f.properties.record_id in means);
-            const right = (f) => Math.abs(f.properties.risk_mean - means[f.properties.record_id]) <= 1e-6;
+            const id = (f) => f.properties.record_id;
+            const near = (a, b) => Math.abs(a - b) <= 1e-3;
+            const right = (f) => Math.abs(f.properties.risk_mean - means[id(f)]) <= 1e-6
+                && ["r", "g", "b"].every((c, i) => near(f.layer.paint["fill-color"][c], ramp[id(f)][i]));
             if (!features.length || !features.every(right)) return null;
             return Object.fromEntries(features.map((f) =>
-                [f.properties.record_id, JSON.stringify(f.layer.paint["fill-color"])]));
+                [id(f), JSON.stringify(f.layer.paint["fill-color"])]));
         }""",
-        arg=means,
+        arg=[means, ramp],
         timeout=30_000,
     )
     return drawn.json_value()
