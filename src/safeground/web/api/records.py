@@ -304,13 +304,7 @@ def add_attachment(
             )
     except attachment_service.AlreadyAttached as already:
         return _already_attached(already)
-    return Attached(
-        record_id=done.record_id,
-        report_id=done.report_id,
-        status=done.status,
-        sha256=done.sha256,
-        size_bytes=done.size_bytes,
-    )
+    return Attached.model_validate(done, from_attributes=True)
 
 
 def _already_attached(already: attachment_service.AlreadyAttached) -> JSONResponse:
@@ -318,15 +312,7 @@ def _already_attached(already: attachment_service.AlreadyAttached) -> JSONRespon
     body = AlreadyAttachedBody(
         detail=str(already),
         problems=[FieldProblem(field="file", message=str(already), record=existing.record_id)],
-        existing=AttachedAlready(
-            record_id=existing.record_id,
-            report_id=existing.report_id,
-            status=existing.status,
-            sha256=existing.sha256,
-            size_bytes=existing.size_bytes,
-            filename=existing.filename,
-            caption=existing.caption,
-        ),
+        existing=AttachedAlready.model_validate(existing, from_attributes=True),
     )
     return JSONResponse(jsonable_encoder(body), status_code=409)
 
