@@ -34,7 +34,7 @@ from safeground.domain.errors import Problem, RuleViolation, ValidationFailed
 from safeground.domain.geometry import geometries_acceptable
 from safeground.domain.records import RECORD_TYPES, Record, to_payloads
 from safeground.domain.reports import Operation, build_record
-from safeground.io.mapping import Mapping, Region, code_key, is_missing, spec_value
+from safeground.io.mapping import Mapping, Region, code_key, is_missing, placed, spec_value
 from safeground.io.readers import InputTable, ReadFailed, missing_columns_reason, read_input
 from safeground.service.register import Register, Submission
 from safeground.storage.reportlog import reports_by_source
@@ -365,9 +365,10 @@ class _Combination:
         self.values: dict[str, Any] = {}
         self.signature: tuple[Any, ...] = ()
         self._records: dict[bool, Record | None] = {}
-        self._mapping = mapping
+        self._placement: tuple[str, bool] | None = None
         if self.record_type is None:
             return
+        self._placement = mapping.geometry_placement(self.record_type)
         try:
             self.date = _as_date(spec_value(mapping.date_of_information, cells))
         except ValueError:
@@ -386,23 +387,19 @@ class _Combination:
         if present not in self._records:
             values = dict(self.values)
             if present:
-                values.update(self._geometry_values(geometry))
+                values.update(placed(self._placement, geometry))
             try:
                 self._records[present] = build_record(self.record_type, values)
             except ValidationFailed:
                 self._records[present] = None
         return self._records[present]
 
-    def _geometry_values(self, geometry: BaseGeometry | None) -> dict[str, BaseGeometry]:
-        assert self.record_type is not None
-        return self._mapping.geometry_values(self.record_type, geometry)
-
     def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
         record = self.record_for(geometry)
         assert record is not None
         row.values, row.template = self.values, record
         if geometry is not None and self.target is not None:
-            row.placed = self._geometry_values(geometry)
+            row.placed = placed(self._placement, geometry)
             record = record.model_copy(update=row.placed)
             row.values = {**self.values, **row.placed}
         row.record_type, row.date_of_information, row.record = self.record_type, self.date, record

@@ -362,11 +362,7 @@ class Mapping(BaseModel):
         self, record_type: str, geometry: BaseGeometry | None
     ) -> dict[str, BaseGeometry]:
         """The field the input geometry goes to, with its value (nothing for no geometry)."""
-        placement = self.geometry_placement(record_type)
-        if geometry is None or placement is None:
-            return {}
-        name, to_multi = placement
-        return {name: _promote(geometry) if to_multi else geometry}
+        return placed(self.geometry_placement(record_type), geometry)
 
     def geometry_placement(self, record_type: str) -> tuple[str, bool] | None:
         """The field the input geometry goes to, and whether a polygon becomes a multipolygon
@@ -468,8 +464,17 @@ def _year_only(specs: dict[str, FieldSpec]) -> bool:
     return "date_precision" not in specs and any(s.format == "year" for s in specs.values())
 
 
-def _promote(geometry: BaseGeometry) -> BaseGeometry:
-    return MultiPolygon([geometry]) if geometry.geom_type == "Polygon" else geometry
+def placed(
+    placement: tuple[str, bool] | None, geometry: BaseGeometry | None
+) -> dict[str, BaseGeometry]:
+    """``geometry_values`` for a placement found beforehand: an import places every row's
+    geometry, and asking the mapping (a pydantic model) each time cost more than placing it."""
+    if geometry is None or placement is None:
+        return {}
+    name, to_multi = placement
+    if to_multi and geometry.geom_type == "Polygon":
+        return {name: MultiPolygon([geometry])}
+    return {name: geometry}
 
 
 def _unknown_code(raw: Any, column: str, codes: dict[str, Any]) -> str:
