@@ -834,6 +834,52 @@ def test_two_users_filing_one_file_at_once_attach_it_once(register):
     assert found == [first.record_id]
 
 
+def test_two_writers_needing_two_id_prefixes_in_opposite_orders_both_land(register, monkeypatch):
+    """Each new record's ID counter stays locked (on PostgreSQL) until its transaction ends:
+    two drafts needing the same two prefixes, listed in opposite orders, each wait for the
+    other's first counter unless the counters are always taken in one order (a deadlock,
+    which PostgreSQL breaks by failing one of them)."""
+    import contextlib
+    import threading
+
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    # Each writer waits (a while) after its first counter for the other to take one too.
+    both_took_one = threading.Barrier(2, timeout=2.0)
+    taken = threading.local()
+    reserve = register.store.next_numbers
+
+    def next_numbers(conn, prefix, count):
+        numbers = reserve(conn, prefix, count)
+        if not getattr(taken, "one", False):
+            taken.one = True
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other waits for this
+                both_took_one.wait()
+        return numbers
+
+    monkeypatch.setattr(register.store, "next_numbers", next_numbers)
+    accident = Submission("accident", {"accident_type": "mine"}, D(2022, 3, 1))
+    item = Submission("eo_item", {"category": "uxo"}, D(2022, 3, 1))
+    drafted, failed = [], []
+
+    def draft(items: list[Submission]) -> None:
+        try:
+            drafted.append(register.draft("op", items))
+        except Exception as exc:
+            failed.append(exc)
+
+    writers = [
+        threading.Thread(target=draft, args=(i,)) for i in ([accident, item], [item, accident])
+    ]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(timeout=30)
+    assert failed == []
+    ids = sorted(r.record_id for reports in drafted for r in reports)
+    assert ids == ["AZ-ACC-2022-00001", "AZ-ACC-2022-00002", "AZ-EO-2022-00001", "AZ-EO-2022-00002"]
+
+
 def test_an_attachment_must_name_a_stored_file(register):
     """A report can name any digest (an update, or a create sent to the reports API rather
     than uploaded): approval refuses one that names no stored file, or the wrong size."""

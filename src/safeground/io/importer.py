@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -719,18 +719,13 @@ def _file(
 def _allocate_ids(register: Register, conn: Connection, rows: list[_Row]) -> list[str]:
     """Record IDs reserved in one statement per (type, year), not one per row."""
     country = str(register.store.settings(conn)["country"])
-    wanted: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
+    prefixes = []
+    for row in rows:
         assert row.record_type is not None and row.date_of_information is not None
         code = RECORD_TYPES[row.record_type].id_code
-        wanted[(code, row.date_of_information.year)].append(i)
-    ids = [""] * len(rows)
-    for (code, year), positions in sorted(wanted.items()):
-        for i, record_id in zip(
-            positions, register.new_ids(conn, country, code, year, len(positions)), strict=True
-        ):
-            ids[i] = record_id
-    return ids
+        prefixes.append((country, code, row.date_of_information.year))
+    reserved = register.reserve_ids(conn, Counter(prefixes))
+    return [next(reserved[prefix]) for prefix in prefixes]
 
 
 def _payloads(rows: list[_Row]) -> list[dict[str, Any] | None]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -64,6 +64,8 @@ from safeground.storage.schema import account, record_tables, report, victim_per
 from safeground.storage.store import Store, open_store
 
 DEFAULT_TOLERANCE_M = 1.0
+# A new record ID's prefix: country code, record type code, year.
+IdPrefix = tuple[str, str, int]
 # Reports still on their way to the register.
 AWAITING = (ReportStatus.DRAFT, ReportStatus.SUBMITTED)
 
@@ -156,8 +158,7 @@ class Register:
             else None
             for item in items
         ]
-        wanted = Counter(p for p in prefixes if p is not None)
-        reserved = {key: iter(self.new_ids(conn, *key, n)) for key, n in wanted.items()}
+        reserved = self.reserve_ids(conn, Counter(p for p in prefixes if p is not None))
         created_at = now()
         reports = [
             self._new_report(
@@ -216,11 +217,22 @@ class Register:
             source_key=item.source_key,
         )
 
-    def new_ids(
-        self, conn: Connection, country: str, code: str, year: int, count: int
-    ) -> list[str]:
-        numbers = self.store.next_numbers(conn, f"{country}-{code}-{year}", count)
-        return [ids.format_record_id(country, code, year, n) for n in numbers]
+    def reserve_ids(
+        self, conn: Connection, wanted: Mapping[IdPrefix, int]
+    ) -> dict[IdPrefix, Iterator[str]]:
+        """``wanted[prefix]`` new record IDs of each (country, type code, year) prefix.
+
+        The prefixes are reserved in sorted order: on PostgreSQL each one's counter stays locked
+        to the end of the transaction, so two writers needing the same prefixes in another
+        order would otherwise each wait for the other (a deadlock).
+        """
+        reserved = {}
+        for (country, code, year), count in sorted(wanted.items()):
+            numbers = self.store.next_numbers(conn, f"{country}-{code}-{year}", count)
+            reserved[country, code, year] = iter(
+                [ids.format_record_id(country, code, year, n) for n in numbers]
+            )
+        return reserved
 
     # -- workflow ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -48,7 +48,7 @@ from safeground.io.fieldforms.definitions import (
 )
 from safeground.io.importer import ImportFailed, RowProblem, counted, shown_problems
 from safeground.io.mapping import is_missing
-from safeground.service.register import Register, Submission, json_changes
+from safeground.service.register import IdPrefix, Register, Submission, json_changes
 from safeground.storage.reportlog import reports_by_source
 
 Flavour = Literal["kobo", "odk"]
@@ -773,15 +773,17 @@ def _draft(
         todo = [s for s in subs if s.uuid not in done]
         result.already_imported += len(subs) - len(todo)
         country = str(register.store.settings(conn)["country"])
+        new = [
+            _id_prefix(country, p, sub) for sub in todo for p in sub.planned if p.record_id is None
+        ]
+        reserved = register.reserve_ids(conn, Counter(new))
         items: list[Submission] = []
         for sub in todo:
             assert sub.date_of_information is not None
             ids: list[str] = []
             for planned in sub.planned:
                 if planned.record_id is None:
-                    code = RECORD_TYPES[planned.record_type].id_code
-                    year = sub.date_of_information.year
-                    planned.record_id = register.new_ids(conn, country, code, year, 1)[0]
+                    planned.record_id = next(reserved[_id_prefix(country, planned, sub)])
                     operation = Operation.CREATE
                 else:
                     operation = Operation.UPDATE
@@ -809,6 +811,11 @@ def _draft(
         result.record_ids = [r.record_id for r in reports]
         if after_draft is not None:
             after_draft(conn, result)
+
+
+def _id_prefix(country: str, planned: _Planned, sub: _Submission) -> IdPrefix:
+    assert sub.date_of_information is not None
+    return country, RECORD_TYPES[planned.record_type].id_code, sub.date_of_information.year
 
 
 def _write_rejects(main: pd.DataFrame, subs: list[_Submission], path: Path) -> Path:
