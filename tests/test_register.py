@@ -880,6 +880,43 @@ def test_two_writers_needing_two_id_prefixes_in_opposite_orders_both_land(regist
     assert ids == ["AZ-ACC-2022-00001", "AZ-ACC-2022-00002", "AZ-EO-2022-00001", "AZ-EO-2022-00002"]
 
 
+@pytest.mark.parametrize("second", ["approve", "reject"])
+def test_a_report_decided_by_two_reviewers_at_once_is_decided_once(register, second):
+    """The second reviewer, approving or rejecting the report while the first one's approval
+    is not yet committed, waits for it and is then told the report is approved: before, it read
+    the report still submitted and overwrote the first decision once that was committed."""
+    import threading
+
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    rep = register.draft("op", [Submission("accident", {"accident_type": "mine"}, D(2022, 3, 1))])
+    register.submit("op", rep[0].report_id)
+    report_id, first_approved, outcome = rep[0].report_id, threading.Event(), {}
+
+    def decide() -> None:
+        first_approved.wait()
+        try:
+            if second == "approve":
+                register.approve("im2", [report_id])
+            else:
+                register.reject("im2", report_id, "duplicate of a paper form")
+            outcome["second"] = "decided"
+        except WorkflowError as exc:
+            outcome["second"] = str(exc)
+
+    racer = threading.Thread(target=decide)
+    racer.start()
+    with register.store.begin() as conn:
+        register.approve("im", [report_id], conn=conn)
+        first_approved.set()
+        racer.join(timeout=1.0)
+        assert racer.is_alive()  # waiting for this transaction
+    racer.join(timeout=10)
+    assert outcome["second"].startswith(f"report {report_id} is approved")
+    (decided,) = register.reports(rep[0].record_id)
+    assert (decided.status, decided.reviewed_by) == (ReportStatus.APPROVED, "im")
+
+
 def test_an_attachment_must_name_a_stored_file(register):
     """A report can name any digest (an update, or a create sent to the reports API rather
     than uploaded): approval refuses one that names no stored file, or the wrong size."""

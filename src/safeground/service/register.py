@@ -55,6 +55,7 @@ from safeground.storage.reportlog import (
     insert_reports,
     load_report,
     load_reports,
+    lock_reports,
     reports_naming,
     rewrite_draft,
     update_report,
@@ -248,7 +249,7 @@ class Register:
             with self.store.begin() as conn:
                 return self.submit(user, report_ids, conn)
         wanted = _distinct([report_ids] if isinstance(report_ids, int) else report_ids)
-        reports = [self._load(conn, i) for i in wanted]
+        reports = self._load(conn, wanted)
         for rep in reports:
             if rep.status is not ReportStatus.DRAFT:
                 raise WorkflowError(f"report {rep.report_id} is {rep.status}, not a draft")
@@ -281,7 +282,7 @@ class Register:
         if conn is None:
             with self.store.begin() as conn:
                 return self.edit(user, report_id, changes, date_of_information, reason, conn)
-        rep = self._load(conn, report_id)
+        (rep,) = self._load(conn, [report_id])
         if rep.status is not ReportStatus.DRAFT:
             raise WorkflowError(f"report {report_id} is {rep.status}: only a draft can be edited")
         if rep.author != user:
@@ -314,7 +315,7 @@ class Register:
         if conn is None:
             with self.store.begin() as conn:
                 return self.approve(user, report_ids, reason, conn)
-        reports = [self._load(conn, i) for i in _distinct(report_ids)]
+        reports = self._load(conn, _distinct(report_ids))
         for rep in reports:
             if rep.status is not ReportStatus.SUBMITTED:
                 raise WorkflowError(
@@ -337,7 +338,7 @@ class Register:
         if conn is None:
             with self.store.begin() as conn:
                 return self.reject(user, report_id, reason, conn)
-        rep = self._load(conn, report_id)
+        (rep,) = self._load(conn, [report_id])
         if rep.status is not ReportStatus.SUBMITTED:
             raise WorkflowError(f"report {report_id} is {rep.status}, not submitted")
         return self._close(conn, rep, ReportStatus.REJECTED, user, reason)
@@ -365,7 +366,7 @@ class Register:
             with self.store.begin() as conn:
                 return self.withdraw(user, report_id, reason, conn, administrator)
         reason = (reason or "").strip() or None
-        rep = self._load(conn, report_id)
+        (rep,) = self._load(conn, [report_id])
         if rep.status is not ReportStatus.DRAFT:
             raise WorkflowError(
                 f"report {report_id} is {rep.status}: only a draft can be withdrawn"
@@ -455,11 +456,16 @@ class Register:
         report_ids = self.store.reserve_keys(conn, report.c.report_id, len(reports))
         insert_reports(conn, reports, report_ids, import_batch)
 
-    def _load(self, conn: Connection, report_id: int) -> Report:
-        rep = load_report(conn, report_id, include_personal=True)
-        if rep is None:
-            raise NotFound(f"no report {report_id}")
-        return rep
+    def _load(self, conn: Connection, report_ids: list[int]) -> list[Report]:
+        """Reports about to change state, held to the end of the transaction (``lock_reports``)."""
+        lock_reports(conn, report_ids)
+        found = []
+        for report_id in report_ids:
+            rep = load_report(conn, report_id, include_personal=True)
+            if rep is None:
+                raise NotFound(f"no report {report_id}")
+            found.append(rep)
+        return found
 
     def _stamp_approved(
         self, conn: Connection, reports: list[Report], user: str, reason: str | None

@@ -133,6 +133,19 @@ def load_report(conn: Connection, report_id: int, include_personal: bool = False
     return _to_report(row, _personal(conn, [report_id]) if include_personal else {})
 
 
+def lock_reports(conn: Connection, report_ids: list[int]) -> None:
+    """Hold the reports' rows to the end of the transaction, taken in ID order (PostgreSQL; a
+    GeoPackage writer holds the whole file already).
+
+    A state change (submit, approve, reject...) then reads each report's status as it stands:
+    without the lock, a second reviewer approving or rejecting a report at the same moment
+    read it still submitted, and overwrote the first one's decision once that was committed.
+    """
+    for chunk in chunked_in(sorted(set(report_ids))):
+        query = select(report.c.report_id).where(report.c.report_id.in_(chunk))
+        conn.execute(query.order_by(report.c.report_id).with_for_update())
+
+
 def _personal(conn: Connection, report_ids: list[int]) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {}
     for chunk in chunked_in(report_ids):
