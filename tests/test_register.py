@@ -9,7 +9,7 @@ from sqlalchemy import or_, select
 from safeground.domain.errors import NotFound, RuleViolation, ValidationFailed, WorkflowError
 from safeground.domain.geometry import geodesic_area
 from safeground.domain.reports import ReportStatus
-from safeground.service import accounts
+from safeground.service import accounts, checks
 from safeground.service.attachments import attach
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
@@ -918,38 +918,38 @@ def test_a_report_decided_by_two_reviewers_at_once_is_decided_once(register, sec
 
 
 def test_an_attachment_must_name_a_stored_file(register):
-    """A report can name any digest (an update, or a create sent to the reports API rather
-    than uploaded): approval refuses one that names no stored file, or the wrong size."""
+    """A create sent to the reports API rather than uploaded can name any digest: approval
+    refuses one that names no stored file, or the wrong size (an update changing the file is
+    refused as such: test_an_attachment_keeps_its_record_and_its_file)."""
     target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
     with register.store.begin() as conn:
         photo = attach(register, conn, "im", target, "a.jpg", b"four")
-    unknown = "0" * 64
-    with pytest.raises(RuleViolation) as refused:
-        add(
-            register,
-            "attachment",
-            D(2022, 3, 2),
-            target_id=target,
-            filename="b.jpg",
-            sha256=unknown,
-            size_bytes=4,
-        )
-    assert [(p.field, p.reason) for p in refused.value.problems] == [
-        ("sha256", "no file with SHA-256 000000000000… is stored: attach a file by uploading it")
-    ]
-    for changes, field, reason in (
-        ({"sha256": unknown}, "sha256", "no file with SHA-256 000000000000… is stored"),
+    other = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    for sha256, size_bytes, field, reason in (
         (
-            {"size_bytes": 5},
+            "0" * 64,
+            4,
+            "sha256",
+            "no file with SHA-256 000000000000… is stored: attach a file by uploading it",
+        ),
+        (
+            photo.sha256,
+            5,
             "size_bytes",
             f"the file with SHA-256 {photo.sha256[:12]}… has 4 bytes, not 5",
         ),
     ):
         with pytest.raises(RuleViolation) as refused:
-            update(register, photo.record_id, "attachment", date.today(), **changes)
-        ((problem,),) = [refused.value.problems]
-        assert (problem.field, problem.record) == (field, photo.record_id)
-        assert problem.reason.startswith(reason)
+            add(
+                register,
+                "attachment",
+                D(2022, 3, 2),
+                target_id=other,
+                filename="b.jpg",
+                sha256=sha256,
+                size_bytes=size_bytes,
+            )
+        assert [(p.field, p.reason) for p in refused.value.problems] == [(field, reason)]
     update(register, photo.record_id, "attachment", date.today(), caption="the crater")
     assert register.get(photo.record_id)["caption"] == "the crater"
 
@@ -976,3 +976,85 @@ def test_a_record_does_not_get_a_second_copy_of_a_file(register):
     with pytest.raises(RuleViolation), register.store.begin() as conn:
         attach(register, conn, "im2", target, "c.jpg", b"same")
     update(register, first.record_id, "attachment", date.today(), caption="kept")
+
+
+def _caption_edit(register, record_id, caption):
+    """The record page's Edit caption: an update report with the caption only, submitted, then
+    approved by another."""
+    item = Submission("attachment", {"caption": caption}, date.today(), record_id=record_id)
+    (edit,) = register.draft("op", [item])
+    register.submit("op", [edit.report_id])
+    register.approve("im", [edit.report_id])
+
+
+def test_an_attachment_keeps_its_record_and_its_file(register):
+    """An update report may change an attachment's caption, not the record it documents nor its
+    file (moving a scanned form to another record would rewrite what history says it
+    documents): submission and approval refuse it, naming the attachment and what to do."""
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    other = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    with register.store.begin() as conn:
+        photo = attach(register, conn, "im", target, "a.jpg", b"four")
+        elsewhere = attach(register, conn, "im", other, "b.jpg", b"another file")
+    moved = (
+        f"{photo.record_id} belongs to {target} and is not moved to {other}: "
+        f"retire it and attach the file to {other}"
+    )
+    replaced = (
+        f"{photo.record_id} keeps the file it was attached with (SHA-256 "
+        f"{photo.sha256[:12]}…, 4 bytes): retire it and attach the other file to {target}"
+    )
+    item = Submission("attachment", {"target_id": other}, date.today(), record_id=photo.record_id)
+    (draft,) = register.draft("op", [item])
+    with pytest.raises(RuleViolation) as refused:
+        register.submit("op", [draft.report_id])
+    assert [(p.record, p.field, p.reason) for p in refused.value.problems] == [
+        (photo.record_id, "target_id", moved)
+    ]
+    for changes, field in (
+        ({"target_id": other}, "target_id"),
+        ({"sha256": elsewhere.sha256, "size_bytes": elsewhere.size_bytes}, "sha256"),
+        ({"sha256": "0" * 64}, "sha256"),
+        ({"size_bytes": 5}, "size_bytes"),
+    ):
+        with pytest.raises(RuleViolation) as refused:
+            update(register, photo.record_id, "attachment", date.today(), **changes)
+        assert [(p.record, p.field, p.reason) for p in refused.value.problems] == [
+            (photo.record_id, field, moved if field == "target_id" else replaced)
+        ]
+    # Restating them unchanged changes nothing; the caption changes.
+    update(
+        register,
+        photo.record_id,
+        "attachment",
+        date.today(),
+        target_id=target,
+        sha256=photo.sha256,
+        size_bytes=4,
+        caption="the crater",
+    )
+    _caption_edit(register, photo.record_id, "the crater, north side")
+    view = register.get(photo.record_id)
+    assert (view["target_id"], view["sha256"], view["caption"]) == (
+        target,
+        photo.sha256,
+        "the crater, north side",
+    )
+
+
+def test_a_caption_edit_passes_on_a_second_copy_from_before_the_rule(register, monkeypatch):
+    """A record may hold two copies of one file attached before approval refused them: a
+    caption edit places no file on it, so it passes on either copy; a third copy is refused."""
+    target = add(register, "accident", D(2022, 3, 1), accident_type="mine")
+    with monkeypatch.context() as before_the_rule, register.store.begin() as conn:
+        before_the_rule.setattr(checks, "_repeated_files", lambda *args: [])
+        first = attach(register, conn, "im", target, "a.jpg", b"same")
+        second = attach(register, conn, "im", target, "b.jpg", b"same")
+    for copy, caption in ((first, "the gate"), (second, "the gate again")):
+        _caption_edit(register, copy.record_id, caption)
+        assert register.get(copy.record_id)["caption"] == caption
+    with pytest.raises(RuleViolation) as refused, register.store.begin() as conn:
+        attach(register, conn, "im", target, "c.jpg", b"same")
+    assert [p.reason.split(" (")[0] for p in refused.value.problems] == [
+        f"{target} has this file already as {first.record_id}"
+    ]

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 
 from safeground.domain.errors import Problem
 from safeground.domain.records import RECORD_TYPES, Activity, Attachment, Record, Task
-from safeground.domain.reports import Report, ReportStatus
+from safeground.domain.reports import Operation, Report, ReportStatus, replay
 from safeground.domain.rules import (
     Credential,
     Deployable,
@@ -19,6 +19,7 @@ from safeground.domain.rules import (
     deployment_problems,
     processed_land_problems,
 )
+from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import chunked_in
 from safeground.storage.schema import blob, processed_land, record_tables, report
 
@@ -74,17 +75,26 @@ def missing_references(conn: Connection, records: dict[str, Record]) -> list[Pro
     return problems
 
 
-def attachment_problems(conn: Connection, records: dict[str, Record]) -> list[Problem]:
-    """Attachments whose SHA-256 and size name no stored file (an upload stores the bytes
-    first, but a report, an update or one sent to the reports API, could name any digest, and
-    the attachment would then answer its download with nothing), or a file their record has
-    already."""
-    wanted = {i: r for i, r in records.items() if isinstance(r, Attachment)}
+def attachment_problems(
+    conn: Connection, records: dict[str, Record], reports: list[Report]
+) -> list[Problem]:
+    """Update reports that move an attachment to another record or change its file; and
+    attachments the batch creates whose SHA-256 and size name no stored file (an upload stores
+    the bytes first, but a create sent to the reports API could name any digest, and the
+    attachment would then answer its download with nothing), or a file their record has
+    already. An update that keeps the record and the file (a caption edit) places no file: the
+    file rules leave it alone, so a record's copies from before them stay editable."""
+    created = {
+        r.record_id
+        for r in reports
+        if r.record_type == "attachment" and r.operation is Operation.CREATE
+    }
+    wanted = {i: r for i, r in records.items() if isinstance(r, Attachment) and i in created}
     sizes: dict[str, int] = {}
     for chunk in chunked_in({r.sha256 for r in wanted.values()}):
         query = select(blob.c.sha256, func.length(blob.c.content)).where(blob.c.sha256.in_(chunk))
         sizes.update({sha256: int(size) for sha256, size in conn.execute(query)})
-    problems = []
+    problems = _moved_or_replaced(conn, reports)
     for record_id, record in wanted.items():
         stored = sizes.get(record.sha256)
         digest = f"SHA-256 {record.sha256[:12]}…"
@@ -97,10 +107,54 @@ def attachment_problems(conn: Connection, records: dict[str, Record]) -> list[Pr
     return problems + _repeated_files(conn, wanted)
 
 
+# What an attachment is, which no update changes: the record it documents and its file.
+_KEPT = frozenset({"target_id", "sha256", "size_bytes"})
+
+
+def _moved_or_replaced(conn: Connection, reports: list[Report]) -> list[Problem]:
+    """Update reports that change an attachment's record or file, where they fall in its
+    history: a scanned form or photo belongs to the record it documents, and moving it (or
+    swapping its file) would silently change what its history says was documented. The
+    attachment is retired instead, and the file attached where it belongs."""
+    updates = {
+        r.report_id: r.record_id
+        for r in reports
+        if r.record_type == "attachment"
+        and r.operation is Operation.UPDATE
+        and not r.changes.keys().isdisjoint(_KEPT)
+    }
+    problems = []
+    for record_id, reps in sorted(load_reports(conn, set(updates.values())).items()):
+        for version in replay(reps).versions:
+            changed = version.diff.keys() & _KEPT
+            if version.report.report_id not in updates or not changed or version.state is None:
+                continue
+            before = {
+                k: version.diff[k][0] if k in version.diff else version.state[k] for k in _KEPT
+            }
+            after = version.state
+            if "target_id" in changed:
+                reason = (
+                    f"{record_id} belongs to {before['target_id']} and is not moved to "
+                    f"{after['target_id']}: retire it and attach the file to {after['target_id']}"
+                )
+                problems.append(Problem("target_id", reason, record_id))
+            if changed - {"target_id"}:
+                reason = (
+                    f"{record_id} keeps the file it was attached with (SHA-256 "
+                    f"{before['sha256'][:12]}…, {before['size_bytes']} bytes): retire it and "
+                    f"attach the other file to {before['target_id']}"
+                )
+                field = "sha256" if "sha256" in changed else "size_bytes"
+                problems.append(Problem(field, reason, record_id))
+    return problems
+
+
 def _repeated_files(conn: Connection, attachments: dict[str, Attachment]) -> list[Problem]:
-    """Attachments of a file their record has already (in the register, or earlier in the
-    batch): two copies of one photo on one record are never wanted. The upload refuses them at
-    once; this catches the rest (another user's draft approved later, the command line)."""
+    """Attachments the batch creates of a file their record has already (in the register, or
+    earlier in the batch): two copies of one photo on one record are never wanted. The upload
+    refuses them at once; this catches the rest (another user's draft approved later, the
+    command line)."""
     table = record_tables["attachment"]
     holders: dict[tuple[str, str], str] = {}
     for chunk in chunked_in({a.sha256 for a in attachments.values()}):

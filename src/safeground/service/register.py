@@ -505,7 +505,7 @@ class Register:
         alone = {h: (single[h], _hazard(records[h])) for h in new if h not in named}
         views = project_hazards(conn, affected, alone)
         problems = checks.missing_references(conn, records)
-        problems += checks.attachment_problems(conn, records)
+        problems += checks.attachment_problems(conn, records, reports)
         activities = [(i, r) for i, r in records.items() if isinstance(r, Activity)]
         outlines = {h: v.record.geometry if v.record else None for h, v in views.items()}
         problems += checks.processed_land_check(conn, activities, outlines, tolerance)
