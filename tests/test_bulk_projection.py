@@ -191,7 +191,7 @@ def _batches(register: Register) -> None:
     second batch that adds more, changes old ones and releases land; then an approval of
     submitted reports, which are read back from the register rather than held in memory."""
     with register.store.begin() as conn:
-        linked = register.new_ids(conn, "AZ", "HA", 2021, 1)[0]
+        linked = next(register.reserve_ids(conn, {("AZ", "HA", 2021): 1})[("AZ", "HA", 2021)])
     first = [Submission("hazardous_area", v, D(2021, 3, 1)) for v in CREATED]
     first.append(
         Submission(
