@@ -202,3 +202,33 @@ def test_import_on_both_backends(register, tmp_path):
     assert register.get(result.record_ids[1])["source_key"] == "a.csv#2"
     again = import_file(register, path, mapping(ACCIDENTS), "im", skip_invalid=True)
     assert (again.imported, again.already_imported) == (0, 2)
+
+
+def test_one_file_imported_twice_at_once_lands_once(register, tmp_path):
+    """On PostgreSQL, the second import waits for the first's transaction (one import of a
+    source at a time) and then finds its rows imported: before, it read the source's reports
+    before the first committed, found none, and imported every row a second time."""
+    import threading
+
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    path = write(tmp_path / "a.csv", GOOD, "46.92,39.95,1,2021,Aghdam\n")
+    first_filed, outcome = threading.Event(), {}
+
+    def second() -> None:
+        first_filed.wait()
+        outcome["second"] = import_file(register, path, mapping(ACCIDENTS), "im2")
+
+    def hold(conn, report) -> None:  # inside the first import's transaction, once it is filed
+        first_filed.set()
+        racer.join(timeout=1.0)
+        assert racer.is_alive()  # waiting for this transaction
+
+    racer = threading.Thread(target=second)
+    racer.start()
+    first = import_many(register, [path], mapping(ACCIDENTS), "im", after_import=hold)
+    racer.join(timeout=10)
+    assert (first.imported, outcome["second"].imported) == (2, 0)
+    assert outcome["second"].already_imported == 2
+    with register.store.read() as conn:
+        assert len(conn.execute(select(report.c.report_id)).all()) == 2

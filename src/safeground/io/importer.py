@@ -685,7 +685,10 @@ def _file(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     batch = f"{mapping.source}/{stamp}/{uuid.uuid4().hex[:8]}"
     with register.store.begin() as conn:
-        # Again inside the write transaction: another import may have landed meanwhile.
+        # Again inside the write transaction: another import may have landed meanwhile. And
+        # one import of a source at a time: on PostgreSQL, the same file imported twice at once
+        # would otherwise find nothing of the other's, and land twice.
+        register.store.one_at_a_time(conn, f"import {mapping.source}")
         existing = reports_by_source(conn, mapping.source)
         todo = [r for r in rows if r.key not in existing]
         if todo:

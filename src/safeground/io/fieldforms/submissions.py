@@ -768,7 +768,9 @@ def _draft(
     after_draft: Callable[[Connection, FieldImport], None] | None,
 ) -> None:
     with register.store.begin() as conn:
-        # Again inside the write transaction: another import may have landed meanwhile.
+        # Again inside the write transaction, one import of a source at a time (as the
+        # importer's): another import may have landed meanwhile.
+        register.store.one_at_a_time(conn, f"import {source}")
         done = _imported_uuids(reports_by_source(conn, source))
         todo = [s for s in subs if s.uuid not in done]
         result.already_imported += len(subs) - len(todo)
