@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from safeground.domain.reports import Operation
 from safeground.service.register import Register, Submission
 
 
@@ -15,3 +16,11 @@ def add(register: Register, record_type: str, on: date, user: str = "im", **fiel
 
 def update(register: Register, record_id: str, record_type: str, on: date, **fields: Any) -> None:
     register.file("im", [Submission(record_type, fields, on, record_id=record_id)])
+
+
+def retire(register: Register, record_type: str, record_id: str, on: date) -> None:
+    """File and approve a report retiring the record."""
+    retiring = Submission(
+        record_type, {}, on, record_id=record_id, operation=Operation.RETIRE, reason="duplicate"
+    )
+    register.file("im", [retiring])

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from safeground.service import accounts
 from safeground.storage.schema import audit_log, blob, record_tables, report
-from tests.helpers import add
+from tests.helpers import add, retire, update
 from tests.web.conftest import PASSWORD
 
 
@@ -255,6 +255,123 @@ def test_data_entry_reads_nothing_of_another_organisations_tasks(login, scenario
     reviewer = login("reviewer")
     assert reviewer.get(f"/api/attachments/{files['beta']['record_id']}/content").status_code == 200
     assert len(reviewer.get("/api/reports?record_type=task").json()["items"]) == 2
+
+
+def _file_and_link(officer, scenario, task: str) -> tuple[dict, str]:
+    """A file attached to the task (by the IM officer: filed at once) and a link naming it."""
+    answer = officer.post(
+        f"/api/records/{task}/attachments",
+        files={"file": (f"{task}.jpg", task.encode() * 10, "image/jpeg")},
+    )
+    assert answer.status_code == 201, answer.text
+    link = add(
+        scenario.register,
+        "link",
+        date(2021, 3, 2),
+        from_id=scenario.hazard,
+        to_id=task,
+        relation="planned on",
+    )
+    return answer.json(), link
+
+
+def _reads_the_task(clerk, scenario, task: str, file: dict, link: str) -> bool:
+    """Whether the clerk reads the task's reports, its file and its link, or none of them (a
+    mixture fails the test), by ID and in lists, the task current or retired."""
+    by_id = [
+        f"/api/records/{file['record_id']}",
+        f"/api/records/{file['record_id']}/history",
+        f"/api/records/{file['record_id']}/links",
+        f"/api/attachments/{file['record_id']}/content",
+        f"/api/reports/{file['report_id']}",
+        f"/api/reports/{file['report_id']}/content",
+        f"/api/records/{link}",
+        f"/api/records/{link}/history",
+    ]
+    with scenario.register.store.read() as conn:
+        reports = conn.scalars(select(report.c.report_id).where(report.c.record_id == task))
+        by_id += [f"/api/reports/{i}" for i in reports]
+    answers = {url: clerk.get(url).status_code for url in by_id}
+    listed = {
+        "records": {
+            r["record_id"]
+            for kind in ("attachment", "link")
+            for r in clerk.get(f"/api/records?type={kind}").json()["items"]
+        },
+        "reports": {
+            r["record_id"]
+            for kind in ("task", "attachment", "link")
+            for r in clerk.get(f"/api/reports?record_type={kind}").json()["items"]
+        },
+        "links": {
+            x["link_id"] for x in clerk.get(f"/api/records/{scenario.hazard}/links").json()["links"]
+        },
+    }
+    named = {
+        "records": {file["record_id"], link},
+        "reports": {task, file["record_id"], link},
+        "links": {link},
+    }
+    found = {key: ids & listed[key] for key, ids in named.items()}
+    if set(answers.values()) == {200} and found == named:
+        return True
+    assert set(answers.values()) == {403} and not any(found.values()), (answers, found)
+    return False
+
+
+def test_a_retired_task_of_another_organisation_stays_hidden(login, scenario):
+    """Retiring a task takes it out of the current views, not out of its organisation: its
+    reports, the files attached to it and the links naming it stay hidden from another
+    organisation's data entry, by ID and in lists, as while it was current."""
+    officer = login("officer")
+    named = {
+        key: _file_and_link(officer, scenario, scenario.tasks[key]) for key in ("alpha", "beta")
+    }
+    clerks = {"alpha": login("clerk"), "beta": login("clerk2")}
+    for retired in (False, True):
+        if retired:
+            for key in ("alpha", "beta"):
+                retire(scenario.register, "task", scenario.tasks[key], date(2021, 4, 1))
+        for key, clerk in clerks.items():
+            for task_key, (file, link) in named.items():
+                reads = _reads_the_task(clerk, scenario, scenario.tasks[task_key], file, link)
+                assert reads == (task_key == key), (key, task_key, retired)
+    reviewer = login("reviewer")
+    assert len(reviewer.get("/api/reports?record_type=task").json()["items"]) == 4
+
+
+def test_a_task_is_its_organisations_as_its_reports_leave_it(login, scenario):
+    """A task handed over to another organisation goes with its reports, files and links: the
+    organisation it belongs to now (or did when it was retired) reads them all, earlier owners
+    nothing. Reports count in the order of their dates of information: a late one dated
+    earlier falls into its place."""
+    task = scenario.tasks["beta"]
+    file, link = _file_and_link(login("officer"), scenario, task)
+    update(
+        scenario.register, task, "task", date(2021, 6, 1), organisation_id=scenario.orgs["alpha"]
+    )
+    # Approved later, dated earlier: the handover above stands.
+    update(scenario.register, task, "task", date(2021, 4, 1), organisation_id=scenario.orgs["beta"])
+    update(scenario.register, task, "task", date(2021, 7, 1), priority=2)  # names no organisation
+    clerk, clerk2 = login("clerk"), login("clerk2")
+    for retired in (False, True):
+        if retired:
+            retire(scenario.register, "task", task, date(2021, 8, 1))
+        assert _reads_the_task(clerk, scenario, task, file, link), retired
+        assert not _reads_the_task(clerk2, scenario, task, file, link), retired
+
+
+def test_a_task_whose_organisation_was_cleared_is_no_data_entry_accounts(login, scenario):
+    """As in its current view: an update clearing the organisation leaves the task no
+    organisation's, retired or not."""
+    task = scenario.tasks["alpha"]
+    file, link = _file_and_link(login("officer"), scenario, task)
+    update(scenario.register, task, "task", date(2021, 5, 1), organisation_id=None)
+    clerk = login("clerk")
+    for retired in (False, True):
+        if retired:
+            retire(scenario.register, "task", task, date(2021, 8, 1))
+        assert not _reads_the_task(clerk, scenario, task, file, link), retired
 
 
 def test_victims_names_only_for_im_officer_and_admin(login, scenario):

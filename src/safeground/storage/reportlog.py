@@ -9,7 +9,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Select, and_, or_, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Connection,
+    Select,
+    Subquery,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from safeground.domain.records import record_model
 from safeground.domain.reports import Operation, Report, ReportStatus
@@ -124,6 +140,62 @@ def reports_naming(
     rows = conn.execute(query).all()
     personal = _personal(conn, [r.report_id for r in rows]) if include_personal else {}
     return [_to_report(row, personal) for row in rows]
+
+
+def latest_values(record_type: str, field: str) -> Subquery:
+    """Each record of the type, retired ones too, with ``field`` as its approved reports leave
+    it (columns ``record_id`` and ``value``, as text): the value in the last of them, in the
+    order the replay applies them, that creates the record or names the field (None when never
+    set or cleared). What the current view holds for a current record, and held for a retired
+    one."""
+    changes = type_coerce(report.c.changes, JSON)
+    newest_first = func.row_number().over(
+        partition_by=report.c.record_id,
+        order_by=(
+            report.c.date_of_information.desc(),
+            func.coalesce(report.c.approval_seq, 0).desc(),
+            report.c.report_id.desc(),
+        ),
+    )
+    setting = (
+        select(
+            report.c.record_id,
+            changes[field].as_string().label("value"),
+            newest_first.label("rank"),
+        )
+        .where(
+            report.c.record_type == record_type,
+            report.c.status == ReportStatus.APPROVED,
+            or_(
+                report.c.operation == Operation.CREATE,
+                and_(report.c.operation == Operation.UPDATE, _HasKey(report.c.changes, field)),
+            ),
+        )
+        .subquery()
+    )
+    return select(setting.c.record_id, setting.c.value).where(setting.c.rank == 1).subquery()
+
+
+class _HasKey(FunctionElement[bool]):
+    """Whether a report's changes name the field, whatever its value: null clears it."""
+
+    type = Boolean()
+    inherit_cache = True
+
+    def __init__(self, changes: ColumnElement[object], field: str):
+        super().__init__(changes, literal(field))
+
+
+@compiles(_HasKey, "sqlite")
+def _has_key_sqlite(element: _HasKey, compiler: SQLCompiler, **kw: Any) -> str:
+    changes, field = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(json_type({changes}, '$.' || json_quote({field})) IS NOT NULL)"
+
+
+@compiles(_HasKey, "postgresql")
+def _has_key_postgresql(element: _HasKey, compiler: SQLCompiler, **kw: Any) -> str:
+    changes, field = (compiler.process(c, **kw) for c in element.clauses)
+    return f"({changes} ? {field})"
 
 
 def load_report(conn: Connection, report_id: int, include_personal: bool = False) -> Report | None:

@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import Connection, Select, or_, select, union
+from sqlalchemy import JSON, Connection, Select, and_, or_, select, type_coerce, union
 
 from safeground.domain.access import Principal
 from safeground.domain.errors import NotFound
@@ -22,7 +22,8 @@ from safeground.domain.reports import Report
 from safeground.io.fieldforms import form_for
 from safeground.service import accounts
 from safeground.service.register import Register
-from safeground.storage.schema import record_tables, unwrap
+from safeground.storage.reportlog import latest_values
+from safeground.storage.schema import report, unwrap
 
 HIDDEN_COLUMNS = frozenset({"fid"})
 
@@ -125,18 +126,36 @@ def _iso(value: Any) -> str | None:
 def hidden_records(principal: Principal) -> Select[Any] | None:
     """The IDs of the records a data entry account may not read, as a query: another
     organisation's tasks, the files attached to them and the links naming them (their reports
-    too, even approved). None for the other roles, which read every record."""
+    too, even approved). None for the other roles, which read every record.
+
+    Whose a task is comes from its reports, not from its current view, so that a retired task
+    (gone from the view) stays its organisation's, with its files and links. A task is the
+    organisation's its approved reports leave it with (now, or when it was retired), not every
+    one's it belonged to: a task handed over goes with its history to the organisation that
+    now reports on it, whose staff could not otherwise read the task they work on, and the
+    earlier owner loses sight of it all. A file or link is hidden if any of its reports ever
+    named such a task, retired or pending files and links too (a report's file is downloaded
+    through the report)."""
     if not principal.is_organisation_scoped:
         return None
-    task, attachment, link = (record_tables[t] for t in ("task", "attachment", "link"))
-    others = select(task.c.record_id).where(
-        task.c.organisation_id.is_distinct_from(principal.organisation_id)
+    tasks = latest_values("task", "organisation_id")
+    # A CTE, read once though named four times (so one statement holds one such query).
+    others = (
+        select(tasks.c.record_id)
+        .where(tasks.c.value.is_distinct_from(principal.organisation_id))
+        .cte("other_tasks")
     )
-    files = select(attachment.c.record_id).where(attachment.c.target_id.in_(others))
-    links = select(link.c.record_id).where(
-        or_(link.c.from_id.in_(others), link.c.to_id.in_(others))
+    changes = type_coerce(report.c.changes, JSON)
+    naming = select(report.c.record_id).where(
+        or_(
+            *(
+                and_(report.c.record_type == kind, changes[name].as_string().in_(select(others)))
+                for kind in ("attachment", "link")
+                for name in record_model(kind).names_any
+            )
+        )
     )
-    return select(union(others, files, links).subquery().c[0])
+    return select(union(select(others), naming).subquery().c[0])
 
 
 def visible_reports(conn: Connection, principal: Principal, reports: list[Report]) -> list[Report]:
@@ -173,15 +192,19 @@ def check_record_visible(principal: Principal, values: dict[str, Any]) -> None:
 
 
 def check_visible(register: Register, principal: Principal, values: dict[str, Any]) -> None:
-    """``check_record_visible``, and for a file attached to a record or a link, the records it
-    names too: data entry reads no file or link of another organisation's task."""
+    """``check_record_visible``, and for data entry none of ``hidden_records`` (a file or link
+    of another organisation's task, current or retired), nor a file or link naming a current
+    record it may not read."""
     check_record_visible(principal, values)
     if not principal.is_organisation_scoped:
         return
+    with register.store.read() as conn:
+        if _hidden_among(conn, principal, {values["record_id"]}):
+            principal.require(False, f"read this {values['record_type']}")
     named = [values[f] for f in record_model(values["record_type"]).names_any]
     for target_id in named:  # the record a file is attached to, a link's two ends
         try:
             target = register.get(target_id)
         except NotFound:
-            continue  # a retired record's files and links are read as other records
+            continue  # retired: whose it was is for hidden_records, checked above
         check_visible(register, principal, target)
