@@ -41,7 +41,8 @@ report = Table(
     metadata,
     Column("report_id", Integer, primary_key=True, autoincrement=True),
     Column("record_id", Text, nullable=False, index=True),
-    Column("record_type", Text, nullable=False),
+    # Indexed for data entry's reads, which find whose each task is from its reports.
+    Column("record_type", Text, nullable=False, index=True),
     Column("operation", Text, nullable=False),
     Column("date_of_information", Date, nullable=False),
     Column("changes", JsonValue, nullable=False),
