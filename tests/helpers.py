@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
+
+import pytest
+from sqlalchemy import Connection
 
 from safeground.domain.reports import Operation
 from safeground.service.register import Register, Submission
@@ -24,3 +29,35 @@ def retire(register: Register, record_type: str, record_id: str, on: date) -> No
         record_type, {}, on, record_id=record_id, operation=Operation.RETIRE, reason="duplicate"
     )
     register.file("im", [retiring])
+
+
+def at_once(
+    register: Register,
+    first: Callable[[Connection], Any],
+    second: Callable[[], Any],
+    refused: type[Exception],
+) -> tuple[Any, Any]:
+    """Run ``first`` in a transaction and, once it has done its work but not committed,
+    ``second`` in another thread, which must wait for that transaction (on PostgreSQL: a
+    GeoPackage has one writer at a time). ``first``'s result, and ``second``'s or the message
+    of the ``refused`` it raised."""
+    if register.store.dialect != "postgresql":
+        pytest.skip("a GeoPackage has one writer at a time")
+    first_done, outcome = threading.Event(), {}
+
+    def run_second() -> None:
+        first_done.wait()
+        try:
+            outcome["second"] = second()
+        except refused as exc:
+            outcome["second"] = str(exc)
+
+    racer = threading.Thread(target=run_second)
+    racer.start()
+    with register.store.begin() as conn:
+        result = first(conn)
+        first_done.set()
+        racer.join(timeout=1.0)
+        assert racer.is_alive()  # waiting for this transaction, not running alongside it
+    racer.join(timeout=10)
+    return result, outcome["second"]

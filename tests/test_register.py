@@ -16,7 +16,7 @@ from safeground.service.ledger import recount, totals
 from safeground.service.register import Register, Submission
 from safeground.storage.schema import record_tables
 from tests import geometries as g
-from tests.helpers import add, update
+from tests.helpers import add, at_once, update
 
 D = date
 
@@ -767,43 +767,19 @@ def _attached_at_once(register, target, first_user, second_user, approve):
     """Attach one file to ``target`` twice at the same instant (on PostgreSQL, where writers do
     not hold the whole register as a GeoPackage's do): the second upload must wait for the
     first's transaction, then be refused. The first's attachment, and what the second heard."""
-    import threading
-
     from safeground.service.attachments import AlreadyAttached
 
-    if register.store.dialect != "postgresql":
-        pytest.skip("a GeoPackage has one writer at a time")
-    first_checked, outcome = threading.Event(), {}
+    def upload(conn, user, name):
+        return attach(register, conn, user, target, name, b"same", approve=approve, once=True)
 
-    def second() -> None:
-        first_checked.wait()
-        try:
-            with register.store.begin() as conn:
-                attach(
-                    register,
-                    conn,
-                    second_user,
-                    target,
-                    "b.jpg",
-                    b"same",
-                    approve=approve,
-                    once=True,
-                )
-            outcome["second"] = "attached"
-        except AlreadyAttached as exc:
-            outcome["second"] = str(exc)
+    def second():
+        with register.store.begin() as conn:
+            upload(conn, second_user, "b.jpg")
+        return "attached"
 
-    racer = threading.Thread(target=second)
-    racer.start()
-    with register.store.begin() as conn:
-        first = attach(
-            register, conn, first_user, target, "a.jpg", b"same", approve=approve, once=True
-        )
-        first_checked.set()
-        racer.join(timeout=1.0)
-        assert racer.is_alive()  # waiting for this transaction, not attaching alongside it
-    racer.join(timeout=10)
-    return first, outcome["second"]
+    return at_once(
+        register, lambda conn: upload(conn, first_user, "a.jpg"), second, AlreadyAttached
+    )
 
 
 def test_two_uploads_of_one_file_at_once_attach_it_once(register):
@@ -885,34 +861,22 @@ def test_a_report_decided_by_two_reviewers_at_once_is_decided_once(register, sec
     """The second reviewer, approving or rejecting the report while the first one's approval
     is not yet committed, waits for it and is then told the report is approved: before, it read
     the report still submitted and overwrote the first decision once that was committed."""
-    import threading
-
-    if register.store.dialect != "postgresql":
-        pytest.skip("a GeoPackage has one writer at a time")
     rep = register.draft("op", [Submission("accident", {"accident_type": "mine"}, D(2022, 3, 1))])
-    register.submit("op", rep[0].report_id)
-    report_id, first_approved, outcome = rep[0].report_id, threading.Event(), {}
+    report_id = rep[0].report_id
+    register.submit("op", report_id)
 
-    def decide() -> None:
-        first_approved.wait()
-        try:
-            if second == "approve":
-                register.approve("im2", [report_id])
-            else:
-                register.reject("im2", report_id, "duplicate of a paper form")
-            outcome["second"] = "decided"
-        except WorkflowError as exc:
-            outcome["second"] = str(exc)
+    def decide():
+        if second == "approve":
+            register.approve("im2", [report_id])
+        else:
+            register.reject("im2", report_id, "duplicate of a paper form")
+        return "decided"
 
-    racer = threading.Thread(target=decide)
-    racer.start()
-    with register.store.begin() as conn:
-        register.approve("im", [report_id], conn=conn)
-        first_approved.set()
-        racer.join(timeout=1.0)
-        assert racer.is_alive()  # waiting for this transaction
-    racer.join(timeout=10)
-    assert outcome["second"].startswith(f"report {report_id} is approved")
+    def approve(conn):
+        return register.approve("im", [report_id], conn=conn)
+
+    _, heard = at_once(register, approve, decide, WorkflowError)
+    assert heard.startswith(f"report {report_id} is approved")
     (decided,) = register.reports(rep[0].record_id)
     assert (decided.status, decided.reviewed_by) == (ReportStatus.APPROVED, "im")
 
