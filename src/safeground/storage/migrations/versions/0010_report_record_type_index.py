@@ -7,7 +7,7 @@ register of 400,000 reports, against 0.1-1.4 ms with it.
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-11-24 10:00:00
+Create Date: 2026-11-22 12:00:00
 """
 
 from alembic import op
