@@ -797,6 +797,33 @@ def _attach(session, record_id: str, name: str = "site.jpg", content: bytes = b"
     )
 
 
+def _refused_again(
+    session, record_id: str, caption: str, photo: dict, status: str, detail: str
+) -> None:
+    """The photo ``_attach`` sent (``photo``, its answer) sent again under another name is
+    refused with 409, naming and giving the attachment there already."""
+    import hashlib
+
+    again = session.post(
+        f"/api/records/{record_id}/attachments",
+        files={"file": ("renamed.jpg", b"\xff\xd8 photo", "image/jpeg")},
+        data={"caption": caption},
+    )
+    assert again.status_code == 409, again.text
+    body = again.json()
+    assert body["detail"] == detail
+    assert body["problems"] == [{"field": "file", "message": detail, "record": photo["record_id"]}]
+    assert body["existing"] == {
+        "record_id": photo["record_id"],
+        "report_id": photo["report_id"],
+        "status": status,
+        "sha256": hashlib.sha256(b"\xff\xd8 photo").hexdigest(),
+        "size_bytes": len(b"\xff\xd8 photo"),
+        "filename": "site.jpg",
+        "caption": None,
+    }
+
+
 def test_a_photo_goes_with_a_new_records_draft_and_is_approved_with_it(login, scenario):
     clerk, reviewer = login("clerk"), login("reviewer")
     accident, victim = _accident_with_victim(clerk)
@@ -843,37 +870,21 @@ def test_the_same_file_is_not_attached_twice_while_its_report_waits(login, scena
     """A retried upload (a form saved again after a failed one, an answer lost) is refused with
     409 naming the attachment there already, while the report attaching it is the caller's
     draft or submitted report; nothing is written or audited for it."""
-    import hashlib
-
     clerk = login("clerk")
     accident, victim = _accident_with_victim(clerk)
     first = _attach(clerk, accident["record_id"])
     assert first.status_code == 201, first.text
     photo = first.json()
-    again = clerk.post(
-        f"/api/records/{accident['record_id']}/attachments",
-        files={"file": ("renamed.jpg", b"\xff\xd8 photo", "image/jpeg")},
-        data={"caption": "the crater"},
-    )
-    assert again.status_code == 409, again.text
-    body = again.json()
-    assert body["detail"] == (
+    _refused_again(
+        clerk,
+        accident["record_id"],
+        "the crater",
+        photo,
+        "draft",
         f"renamed.jpg is attached to {accident['record_id']} already: your draft report "
         f"{photo['report_id']} attaches the same file (site.jpg, {photo['record_id']}, "
-        f"SHA-256 {photo['sha256'][:12]}…), so it is not attached twice"
+        f"SHA-256 {photo['sha256'][:12]}…), so it is not attached twice",
     )
-    assert body["problems"] == [
-        {"field": "file", "message": body["detail"], "record": photo["record_id"]}
-    ]
-    assert body["existing"] == {
-        "record_id": photo["record_id"],
-        "report_id": photo["report_id"],
-        "status": "draft",
-        "sha256": hashlib.sha256(b"\xff\xd8 photo").hexdigest(),
-        "size_bytes": len(b"\xff\xd8 photo"),
-        "filename": "site.jpg",
-        "caption": None,
-    }
     assert len(_audit(scenario, "attachment.add")) == 1
     url = f"/api/reports/{accident['report_id']}/dependents"
     attached = [
@@ -905,37 +916,21 @@ def test_a_file_on_a_registered_record_is_not_attached_to_it_again(login, scenar
     """A reviewer's upload to a registered record is filed approved at once, so no report of
     theirs waits: sent again (a retry), by them or anyone, the same file is refused with 409
     naming the attachment on the record, for as long as it is there."""
-    import hashlib
-
     officer, reviewer, clerk = login("officer"), login("reviewer"), login("clerk")
     first = _attach(officer, scenario.hazard)
     assert first.status_code == 201, first.text
     photo = first.json()
     assert photo["status"] == "approved"
-    again = officer.post(
-        f"/api/records/{scenario.hazard}/attachments",
-        files={"file": ("renamed.jpg", b"\xff\xd8 photo", "image/jpeg")},
-        data={"caption": "the gate"},
-    )
-    assert again.status_code == 409, again.text
-    body = again.json()
-    assert body["detail"] == (
+    _refused_again(
+        officer,
+        scenario.hazard,
+        "the gate",
+        photo,
+        "approved",
         f"renamed.jpg is attached to {scenario.hazard} already: {photo['record_id']} is the "
         f"same file (site.jpg, attached by report {photo['report_id']}, SHA-256 "
-        f"{photo['sha256'][:12]}…), so it is not attached twice"
+        f"{photo['sha256'][:12]}…), so it is not attached twice",
     )
-    assert body["problems"] == [
-        {"field": "file", "message": body["detail"], "record": photo["record_id"]}
-    ]
-    assert body["existing"] == {
-        "record_id": photo["record_id"],
-        "report_id": photo["report_id"],
-        "status": "approved",
-        "sha256": hashlib.sha256(b"\xff\xd8 photo").hexdigest(),
-        "size_bytes": len(b"\xff\xd8 photo"),
-        "filename": "site.jpg",
-        "caption": None,
-    }
     # Whoever sends it: another reviewer, who would file it, or a clerk, who would draft it.
     for other in (reviewer, clerk):
         refused = _attach(other, scenario.hazard)
