@@ -94,6 +94,11 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
         write()
         return logged(register, since)
 
+    def item_found(day: int, hazard_id: str, wkt: str) -> dict[str, list[Boxes]]:
+        """What an item found on 2022-01-``day`` in the area, at ``wkt``, logged."""
+        item = {"category": "uxo", "hazard_id": hazard_id, "geometry": wkt}
+        return after(lambda: add(register, "eo_item", date(2022, 1, day), **item))
+
     # An item found outside any hazardous area: items found only, where it is.
     since = generations_of(register)
     lone = add(register, "eo_item", date(2022, 1, 1), category="uxo", geometry=item.wkt)
@@ -104,42 +109,15 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
     # An item in an area confirmed already, with no land processed: the area comes out as it
     # was, so only the items change.
     near = Point(47.031, 39.501)
-    found = after(
-        lambda: add(
-            register,
-            "eo_item",
-            date(2022, 1, 2),
-            category="uxo",
-            hazard_id=data.hazards[3],
-            geometry=near.wkt,
-        )
-    )
+    found = item_found(2, data.hazards[3], near.wkt)
     assert list(found) == ["eo_item"]
     # In the confirmed area with land cleared: that land is written anew (new fids), there.
     strip = box(47.0, 39.5, 47.002, 39.503)
-    found = after(
-        lambda: add(
-            register,
-            "eo_item",
-            date(2022, 1, 3),
-            category="uxo",
-            hazard_id=data.hazards[0],
-            geometry="POINT(47.0015 39.501)",
-        )
-    )
+    found = item_found(3, data.hazards[0], "POINT(47.0015 39.501)")
     assert sorted(found) == ["eo_item", "processed_land"]
     assert same_boxes(found["processed_land"][0], strip)
     # In a suspected area: it becomes confirmed, so the area changes, where it is.
-    found = after(
-        lambda: add(
-            register,
-            "eo_item",
-            date(2022, 1, 4),
-            category="uxo",
-            hazard_id=data.hazards[1],
-            geometry="POINT(47.011 39.501)",
-        )
-    )
+    found = item_found(4, data.hazards[1], "POINT(47.011 39.501)")
     assert sorted(found) == ["eo_item", "hazardous_area"]
     assert same_boxes(found["hazardous_area"][0], hazard_box(1))
     assert register.get(data.hazards[1])["classification"] == "cha"
