@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,19 @@ def at_once(
         assert racer.is_alive()  # waiting for this transaction, not running alongside it
     racer.join(timeout=10)
     return result, outcome["second"]
+
+
+def keep_one_score(register: Register, folder: Path, hazard_id: str) -> None:
+    """A risk map's scores kept for one hazardous area (what a write of risk scores does to
+    the views), without drawing the map."""
+    from safeground.risk.attach import Score, ScoredMap, keep_scores  # seconds to import
+
+    scored = ScoredMap(
+        folder / "risk.tif",
+        "0" * 64,
+        "test",
+        date(2022, 1, 1),
+        [Score(hazard_id, "hazardous_area", 0.5, 0.9, 4)],
+    )
+    with register.store.begin() as conn:
+        keep_scores(register, conn, scored, "im")

@@ -17,7 +17,6 @@ from sqlalchemy.sql import visitors
 
 from safeground.domain.reports import Operation
 from safeground.io.dump import dump, restore
-from safeground.risk.attach import Score, ScoredMap, keep_scores
 from safeground.service import projection
 from safeground.service.layers import FILTERS, LAYERS
 from safeground.service.projection import UNSHOWN
@@ -33,7 +32,7 @@ from safeground.storage.generations import (
     outside,
 )
 from safeground.storage.schema import view_change, view_generation
-from tests.helpers import add, update
+from tests.helpers import add, keep_one_score, update
 from tests.web.layer_data import DISTRICT, build, hazard_box
 
 Boxes = list[list[float]] | None
@@ -218,15 +217,7 @@ def test_rebuilds_restores_and_risk_scores_advance_what_they_may_have_changed(ma
     assert logged(register, since) == {view: [None] for view in TRACKED_VIEWS}
 
     since = generations_of(register)
-    scored = ScoredMap(
-        tmp_path / "risk.tif",
-        "0" * 64,
-        "test",
-        date(2022, 1, 1),
-        [Score(data.hazards[0], "hazardous_area", 0.5, 0.9, 4)],
-    )
-    with register.store.begin() as conn:
-        keep_scores(register, conn, scored, "im")
+    keep_one_score(register, tmp_path, data.hazards[0])
     assert logged(register, since) == {"risk_score": [None]}
 
     out = tmp_path / "dump.jsonl"

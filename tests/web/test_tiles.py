@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from shapely.geometry import box, shape
 from sqlalchemy import create_engine
 
-from safeground.risk.attach import Score, ScoredMap, keep_scores
 from safeground.service import tiles as tiles_service
 from safeground.service.register import Register
 from safeground.service.tiles import CELLS, DETAIL_ZOOM, EXTENT, TileAddress, TileCache
@@ -25,7 +24,7 @@ from safeground.storage.generations import ChangeLog
 from safeground.web.app import create_app
 from safeground.web.settings import Settings
 from tests.conftest import POSTGIS_URL
-from tests.helpers import add, update
+from tests.helpers import add, keep_one_score, update
 from tests.web.layer_data import MapData, bearer, build, hazard_box
 
 
@@ -431,15 +430,7 @@ def test_risk_scores_redraw_the_hazard_tiles(served, store_location, draws, tmp_
     assert "risk_mean" not in properties(client, data, "hazardous_area", *WEST)[data.hazards[0]]
     properties(client, data, "eo_item", *WEST)
     register = Register.open(store_location)
-    scored = ScoredMap(
-        tmp_path / "risk.tif",
-        "0" * 64,
-        "test",
-        date(2022, 1, 1),
-        [Score(data.hazards[0], "hazardous_area", 0.5, 0.9, 4)],
-    )
-    with register.store.begin() as conn:
-        keep_scores(register, conn, scored, "im")
+    keep_one_score(register, tmp_path, data.hazards[0])
     register.store.engine.dispose()
     draws.clear()
     hazards = properties(client, data, "hazardous_area", *WEST)
