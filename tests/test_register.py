@@ -4,6 +4,7 @@ import re
 from datetime import date
 
 import pytest
+from shapely.geometry import box
 from sqlalchemy import or_, select
 
 from safeground.domain.errors import NotFound, RuleViolation, ValidationFailed, WorkflowError
@@ -14,7 +15,7 @@ from safeground.service.attachments import attach
 from safeground.service.history import history
 from safeground.service.ledger import recount, totals
 from safeground.service.register import Register, Submission
-from safeground.storage.schema import record_tables
+from safeground.storage.schema import processed_land, record_tables
 from tests import geometries as g
 from tests.helpers import add, at_once, update
 
@@ -389,6 +390,84 @@ def test_ledger_totals_agree_with_a_recount(hazard):
         geodesic_area(g.HAZARD), abs=1
     )
     assert [r.key for r in by_period] == ["2021"]
+
+
+def _land(register):
+    """The processed land stored: each piece's row by its key, (activity, piece)."""
+    with register.store.read() as conn:
+        rows = conn.execute(select(processed_land)).all()
+    return {(row.activity_id, row.piece): row for row in rows}
+
+
+def _cleared_elsewhere(register):
+    """Land cleared in another area, so that the land of the tests' area is not the last
+    stored: a GeoPackage gives rows deleted from the end and inserted again their fids back."""
+    east = box(g.X0 + 2 * g.D, g.Y0, g.X0 + 3 * g.D, g.Y0 + g.D)
+    elsewhere = add(register, "hazardous_area", D(2021, 2, 1), name="Field 9", geometry=east.wkt)
+    add(register, "activity", D(2021, 5, 2), **clearance(elsewhere, east))
+
+
+def test_processed_land_keeps_its_fids_when_its_area_is_reprojected(hazard):
+    """QGIS selections, edits and joins hold on to fids: an approval that reprojects the area
+    leaves its land's rows as they were, or updates them in place."""
+    register, hazard_id, _ = hazard
+    cleared = add(register, "activity", D(2021, 5, 1), **clearance(hazard_id, g.WEST_HALF))
+    _cleared_elsewhere(register)
+    before = _land(register)
+    add(
+        register,
+        "eo_item",
+        D(2021, 7, 1),
+        category="ap_mine",
+        hazard_id=hazard_id,
+        geometry="POINT (46.905 39.905)",
+    )
+    update(register, hazard_id, "hazardous_area", D(2021, 8, 1), name="Field 1 north")
+    assert register.get(hazard_id)["classification"] == "cha"
+    assert _land(register) == before  # every column, the fid included
+    # The area redrawn over half the land cleared: that land is credited with less, in place.
+    west_quarter = box(g.X0, g.Y0, g.X0 + g.D / 4, g.Y0 + g.D)
+    redrawn = g.HAZARD.difference(west_quarter)
+    update(register, hazard_id, "hazardous_area", D(2021, 9, 1), geometry=redrawn.wkt)
+    after = _land(register)[(cleared, 0)]
+    assert after.fid == before[(cleared, 0)].fid
+    assert after.credited_m2 == pytest.approx(before[(cleared, 0)].credited_m2 / 2, rel=1e-3)
+
+
+def test_a_second_clearance_keeps_the_first_ones_fid_and_adds_a_row(hazard):
+    register, hazard_id, _ = hazard
+    add(register, "activity", D(2021, 5, 1), **clearance(hazard_id, g.WEST_HALF))
+    _cleared_elsewhere(register)
+    before = _land(register)
+    second = add(register, "activity", D(2021, 6, 1), **clearance(hazard_id, g.EAST_HALF))
+    land = _land(register)
+    assert set(land) == {*before, (second, 0)}
+    assert all(land[key].fid == row.fid for key, row in before.items())
+    assert land[(second, 0)].fid not in {row.fid for row in before.values()}
+    assert land[(second, 0)].credited_m2 == pytest.approx(geodesic_area(g.EAST_HALF), abs=1)
+
+
+def test_land_whose_activity_names_another_area_moves_there_with_its_fid(hazard):
+    """Its polygon redrawn too: the row is updated in place, and found where it is now (on a
+    GeoPackage, through the R-tree its update trigger keeps)."""
+    register, hazard_id, _ = hazard
+    other = add(register, "hazardous_area", D(2021, 2, 1), name="Field 2", geometry=g.HAZARD.wkt)
+    cleared = add(register, "activity", D(2021, 5, 1), **clearance(hazard_id, g.WEST_HALF))
+    _cleared_elsewhere(register)
+    fid = _land(register)[(cleared, 0)].fid
+    redrawn = clearance(other, g.SOUTH_WEST)
+    update(register, cleared, "activity", D(2021, 6, 1), **redrawn)
+    moved = _land(register)[(cleared, 0)]
+    assert (moved.fid, moved.hazard_id, moved.geometry) == (fid, other, g.SOUTH_WEST)
+    assert register.get(hazard_id)["cleared_m2"] == 0
+    assert register.get(other)["cleared_m2"] == pytest.approx(geodesic_area(g.SOUTH_WEST), abs=1)
+    north_west = (g.X0 + 0.001, g.Y0 + 0.007, g.X0 + 0.002, g.Y0 + 0.008)
+    south_west = (g.X0 + 0.001, g.Y0 + 0.002, g.X0 + 0.002, g.Y0 + 0.003)
+    store = register.store
+    with store.read() as conn:
+        for bbox, found in ((north_west, []), (south_west, [fid])):
+            query = select(processed_land.c.fid).where(store.bbox_clause(processed_land, bbox))
+            assert conn.scalars(query).all() == found
 
 
 def test_release_on_an_area_without_polygon_is_a_rule_error(register):

@@ -110,11 +110,9 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
     near = Point(47.031, 39.501)
     found = item_found(2, data.hazards[3], near.wkt)
     assert list(found) == ["eo_item"]
-    # In the confirmed area with land cleared: that land is written anew (new fids), there.
-    strip = box(47.0, 39.5, 47.002, 39.503)
+    # In the confirmed area with land cleared: that land comes out as it was, and stays.
     found = item_found(3, data.hazards[0], "POINT(47.0015 39.501)")
-    assert sorted(found) == ["eo_item", "processed_land"]
-    assert same_boxes(found["processed_land"][0], strip)
+    assert list(found) == ["eo_item"]
     # In a suspected area: it becomes confirmed, so the area changes, where it is.
     found = item_found(4, data.hazards[1], "POINT(47.011 39.501)")
     assert sorted(found) == ["eo_item", "hazardous_area"]
@@ -148,6 +146,31 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
     assert sorted(found) == ["hazardous_area", "processed_land"]
     assert same_boxes(found["processed_land"][0], piece)
     assert same_boxes(found["hazardous_area"][0], hazard_box(4))
+    # More land released where some was: that land only, not the land stored already.
+    more = box(47.002, 39.5, 47.004, 39.503)
+    found = after(
+        lambda: add(
+            register,
+            "activity",
+            date(2022, 3, 1),
+            hazard_id=data.hazards[0],
+            activity_type="clearance",
+            organisation_id=data.org_a,
+            processed=[{"land_type": "cleared", "geometry": more.wkt}],
+        )
+    )
+    assert sorted(found) == ["hazardous_area", "processed_land"]
+    assert same_boxes(found["processed_land"][0], more)
+    # An area redrawn over half its land: that land, credited with less, where it is.
+    redrawn = box(47.041, 39.5, 47.044, 39.503)
+    found = after(
+        lambda: update(
+            register, data.hazards[4], "hazardous_area", date(2022, 3, 5), geometry=redrawn.wkt
+        )
+    )
+    assert sorted(found) == ["hazardous_area", "processed_land"]
+    assert same_boxes(found["processed_land"][0], piece)
+    assert same_boxes(found["hazardous_area"][0], hazard_box(4), redrawn)
     # Each other layer: its own view.
     for record_type, fields, shape in (
         ("accident", {"accident_type": "mine", "accident_date": "2022-03-02"}, item),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 from shapely.geometry.base import BaseGeometry
@@ -30,6 +31,7 @@ from safeground.storage.rows import (
     personal_row,
     record_columns,
     record_row,
+    update_rows,
     upsert,
 )
 from safeground.storage.schema import (
@@ -257,8 +259,8 @@ def write_hazards(
 
     ``new``: areas of which nothing is stored yet (``new_hazards``): their rows are inserted
     without looking for old ones to delete or update. ``changes`` gathers where the areas and
-    their processed land changed: an area whose row comes out as it was (an item found in an
-    area confirmed already) is not a change, but its processed land is always written anew.
+    their processed land changed: an area or a piece of land whose row comes out as it was (an
+    item found in an area confirmed already) is not a change.
     """
     ids = [h for h in views if h not in new]
     table = record_tables["hazardous_area"]
@@ -272,11 +274,6 @@ def write_hazards(
         else:  # an import: every area changed, where it was and is
             _note_stored(conn, table, "record_id", ids, changes)
     for chunk in chunked_in(ids):
-        land = delete(processed_land).where(processed_land.c.hazard_id.in_(chunk))
-        if changes is None:
-            conn.execute(land)
-        else:  # where the land was: written anew below, with new fids
-            changes.add("processed_land", conn.scalars(land.returning(processed_land.c.geometry)))
         conn.execute(delete(hazard_change).where(hazard_change.c.hazard_id.in_(chunk)))
     rows, pieces, history, retired = [], [], [], []
     for hazard_id, view in views.items():
@@ -335,7 +332,6 @@ def write_hazards(
             changes.add("hazardous_area", [row["geometry"] for row in rows])
         else:
             _note_hazards(before, rows, retired, changes)
-        changes.add("processed_land", [values["geometry"] for values in pieces])
     if new:
         # Inserted in the views' order, as ``upsert`` would, so that the rows get the same fids.
         stored: set[str] = set()
@@ -348,12 +344,65 @@ def write_hazards(
     upsert(conn, table, rows)
     for chunk in chunked_in(retired):
         conn.execute(delete(table).where(table.c.record_id.in_(chunk)))
-    if pieces:
-        areas = geodesic_areas([values["geometry"] for values in pieces]).tolist()
-        for values, area in zip(pieces, areas, strict=True):
-            values["area_m2"] = area
-        conn.execute(processed_land.insert(), pieces)
+    areas = geodesic_areas([values["geometry"] for values in pieces]).tolist()
+    for values, area in zip(pieces, areas, strict=True):
+        values["area_m2"] = area
+    _write_land(conn, ids, pieces, changes)
     insert_rows(conn, hazard_change, history)
+
+
+# The columns of processed land but its fid and geometry, in the order they are read back.
+_LAND_VALUES = tuple(c.name for c in processed_land.c if c.name not in ("fid", "geometry"))
+
+
+def _write_land(
+    conn: Connection,
+    hazard_ids: list[str],
+    pieces: list[dict[str, Any]],
+    changes: ViewChanges | None,
+) -> None:
+    """Store the processed land of reprojected areas, each piece keeping its fid (QGIS
+    selections, edits and joins rely on it): a piece stored already is updated in the columns
+    that differ, if any; pieces no longer there are deleted, new ones inserted. ``changes``
+    gets where the pieces written were and are, and no others.
+
+    ``hazard_ids``: the areas that may have land stored (not new ones). Pieces are matched by
+    their key, (activity, piece), among the land of all of them: a piece whose activity now
+    names another area of the write moves there with its fid. Always compared, however many
+    areas: the stored rows must be read for their fids anyway, and a row left as it was costs
+    less than one written again (on a GeoPackage, its R-tree entry too).
+    """
+    stored: dict[tuple[str, int], Any] = {}
+    land = processed_land.c
+    read = select(land.fid, land.geometry, *(land[c] for c in _LAND_VALUES))
+    for chunk in chunked_in(hazard_ids):
+        query = read.where(land.hazard_id.in_(chunk))
+        stored.update(((row.activity_id, row.piece), row) for row in conn.execute(query))
+    values_of = itemgetter(*_LAND_VALUES)
+    added: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # by the columns that differ
+    moved: list[BaseGeometry | None] = []
+    for values in pieces:
+        old = stored.pop((values["activity_id"], values["piece"]), None)
+        if old is None:
+            added.append(values)
+            continue
+        if old[2:] == values_of(values) and _same(old.geometry, values["geometry"]):
+            continue  # the common case, told in one comparison (an import has thousands)
+        differ = tuple(c for c, v in values.items() if not _same(getattr(old, c), v))
+        updates.setdefault(differ, []).append({"fid": old.fid} | {c: values[c] for c in differ})
+        moved += [old.geometry, values["geometry"]]
+    gone = list(stored.values())  # what is left: pieces no longer credited to these areas
+    if changes is not None:
+        changes.add(
+            "processed_land",
+            [row.geometry for row in gone] + moved + [values["geometry"] for values in added],
+        )
+    for chunk in chunked_in(row.fid for row in gone):
+        conn.execute(delete(processed_land).where(processed_land.c.fid.in_(chunk)))
+    for rows in updates.values():
+        update_rows(conn, processed_land, rows, key="fid")
+    insert_rows(conn, processed_land, added)
 
 
 # Bookkeeping columns that change with every rewrite and that no map layer shows.

@@ -171,16 +171,24 @@ def upsert(
     new = [row for row in rows if row[key] not in existing]
     old = [row for row in rows if row[key] in existing]
     insert_rows(conn, table, new)
-    if old:
-        columns = [c for c in old[0] if c != key]
-        statement = (
-            table.update()
-            .where(table.c[key] == bindparam("_key"))
-            .values({c: bindparam(f"v_{c}") for c in columns})
-        )
-        conn.execute(
-            statement, [{"_key": row[key], **{f"v_{c}": row[c] for c in columns}} for row in old]
-        )
+    update_rows(conn, table, old, key)
+
+
+def update_rows(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], key: str = "record_id"
+) -> None:
+    """Update rows (all with the same keys) found by their ``key`` column, in one executemany."""
+    if not rows:
+        return
+    columns = [c for c in rows[0] if c != key]
+    statement = (
+        table.update()
+        .where(table.c[key] == bindparam("_key"))
+        .values({c: bindparam(f"v_{c}") for c in columns})
+    )
+    conn.execute(
+        statement, [{"_key": row[key], **{f"v_{c}": row[c] for c in columns}} for row in rows]
+    )
 
 
 def _chunks(values: list[Any], size: int) -> Iterable[list[Any]]:
