@@ -169,7 +169,7 @@ class Store:
 
     def next_numbers(self, conn: Connection, prefix: str, count: int) -> range:
         """Reserve ``count`` consecutive numbers of a named sequence (record IDs, approvals)."""
-        conn.execute(self._insert_ignore(id_sequence).values(prefix=prefix, last=0))
+        conn.execute(insert_new(conn, id_sequence).values(prefix=prefix, last=0))
         last = conn.execute(
             id_sequence.update()
             .where(id_sequence.c.prefix == prefix)
@@ -177,9 +177,6 @@ class Store:
             .returning(id_sequence.c.last)
         ).scalar_one()
         return range(last - count + 1, last + 1)
-
-    def _insert_ignore(self, table: Any) -> Any:
-        raise NotImplementedError
 
     def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
         """``count`` new values of an autoincrement primary key, in increasing order.
@@ -275,9 +272,6 @@ class GeoPackageStore(Store):
                 ).scalar()
             )
 
-    def _insert_ignore(self, table: Any) -> Any:
-        return sqlite.insert(table).on_conflict_do_nothing()
-
     def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
         return "database is locked" in str(error.orig)
 
@@ -323,9 +317,6 @@ class PostgisStore(Store):
         with self.engine.connect() as conn:
             return bool(conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar())
 
-    def _insert_ignore(self, table: Any) -> Any:
-        return postgresql.insert(table).on_conflict_do_nothing()
-
     def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
         # From the column's own sequence, so that later inserts without a key never collide.
         numbers = conn.execute(
@@ -348,6 +339,14 @@ class PostgisStore(Store):
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
         return table.c.geometry.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326))
+
+
+def insert_new(conn: Connection, table: Any) -> Any:
+    """An INSERT that skips a row whose key is taken (``ON CONFLICT DO NOTHING``, on both
+    backends). On PostgreSQL it waits for a transaction inserting the same key, then skips the
+    row if that one committed: unlike a check before the insert, it is not raced."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 @contextmanager
