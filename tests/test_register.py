@@ -960,6 +960,50 @@ def test_a_report_decided_by_two_reviewers_at_once_is_decided_once(register, sec
     assert (decided.status, decided.reviewed_by) == (ReportStatus.APPROVED, "im")
 
 
+@pytest.mark.parametrize("close", ["reject", "withdraw"])
+def test_a_report_closed_with_its_record_keeps_a_decision_made_at_the_same_moment(register, close):
+    """Rejecting (or withdrawing) a new record's report closes the reports naming the record.
+    One of them closed on its own at the same moment, not yet committed: the cascade waits for
+    it and then leaves it as it was closed. Before, the cascade read it still open and, once
+    the other transaction committed, overwrote who closed it and why."""
+    accident, victim = _accident_with_victim(register)
+    decider = "op"
+    if close == "reject":
+        register.submit("op", [accident.report_id, victim.report_id])
+        decider = "im2"
+
+    def close_victim(conn):
+        if close == "reject":
+            return register.reject(decider, victim.report_id, "no such person", conn=conn)
+        return register.withdraw(decider, victim.report_id, "no such person", conn=conn)
+
+    def close_accident():
+        if close == "reject":
+            return register.reject("im", accident.report_id, "no such place")
+        return register.withdraw("op", accident.report_id, "no such place")
+
+    _, closed = at_once(register, close_victim, close_accident, WorkflowError)
+    assert [r.report_id for r in closed] == [accident.report_id]
+    (kept,) = register.reports(victim.record_id)
+    assert (kept.reviewed_by, kept.review_reason) == (decider, "no such person")
+
+
+def test_one_username_added_by_two_administrators_at_once_is_refused_once(register):
+    """The second waits for the first's transaction, then hears what adding an existing
+    account says (before, the account's primary key refused it: an IntegrityError, a 500)."""
+
+    def add_amina(conn):
+        return accounts.add_account(conn, "amina", "reviewer", "a long password", by="admin")
+
+    def add_amina_again():
+        with register.store.begin() as conn:
+            return add_amina(conn)
+
+    added, heard = at_once(register, add_amina, add_amina_again, ValidationFailed)
+    assert added.username == "amina"
+    assert heard == "username: 'amina' exists already"
+
+
 def test_an_attachment_must_name_a_stored_file(register):
     """A create sent to the reports API rather than uploaded can name any digest: approval
     refuses one that names no stored file, or the wrong size (an update changing the file is

@@ -3,9 +3,11 @@ changed them (``storage.generations``), in its own transaction; on both backends
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
+import mapbox_vector_tile
 import numpy as np
 import pytest
 import shapely
@@ -15,13 +17,15 @@ from shapely.geometry import Point, box
 from sqlalchemy import Column, Table, column, delete, inspect, select, table
 from sqlalchemy.sql import visitors
 
+from safeground.domain.access import Principal, Role
 from safeground.domain.reports import Operation
 from safeground.io.dump import dump, restore
-from safeground.service import projection
-from safeground.service.layers import FILTERS, LAYERS
+from safeground.service import projection, tiles
+from safeground.service.layers import FILTERS, LAYERS, EnvelopeCache, Query, items
 from safeground.service.projection import UNSHOWN
 from safeground.service.rebuild import rebuild_all
 from safeground.service.register import Register, Submission
+from safeground.service.tiles import TileAddress, TileCache
 from safeground.storage import generations, migrations
 from safeground.storage import store as store_module
 from safeground.storage.generations import (
@@ -40,7 +44,7 @@ Boxes = list[list[float]] | None
 
 def generations_of(register: Register) -> dict[str, int]:
     with register.store.read() as conn:
-        return register.store.generations(conn)
+        return register.store.generations(conn).views
 
 
 def logged(register: Register, since: dict[str, int]) -> dict[str, list[Boxes]]:
@@ -48,7 +52,7 @@ def logged(register: Register, since: dict[str, int]) -> dict[str, list[Boxes]]:
     store = register.store
     found = {}
     with store.read() as conn:
-        for view, now in store.generations(conn).items():
+        for view, now in store.generations(conn).views.items():
             if now > since[view]:
                 rows = store.view_changes(conn, view, since[view], now)
                 found[view] = [rows[g] for g in range(since[view] + 1, now + 1)]
@@ -253,6 +257,69 @@ def test_rebuilds_restores_and_risk_scores_advance_what_they_may_have_changed(ma
     restored.store.engine.dispose()
 
 
+def _replace(location: str, tmp_path: Path, area: str) -> str:
+    """Another register where ``location``'s was, holding one hazardous area named ``area``
+    at ``hazard_box(0)`` (its ID returned): on a GeoPackage, a file renamed over it; on
+    PostgreSQL, its schema dropped and made again (a restore, or ``init`` in an emptied
+    database)."""
+    if "://" in location:
+        store = store_module.open_store(location)
+        with store.begin() as conn:
+            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        store.engine.dispose()
+        made = location
+    else:
+        made = str(tmp_path / "other.gpkg")
+    other = Register.create(made, country="AZ")
+    added = add(other, "hazardous_area", date(2022, 1, 1), name=area, geometry=hazard_box(0).wkt)
+    other.store.engine.dispose()
+    if made != location:
+        os.replace(made, location)
+    return added
+
+
+def test_a_register_replaced_where_it_was_is_read_afresh(store_location, tmp_path):
+    """A server process keeps tiles, envelopes, features and where the views changed while
+    the generations it reads say they stand. Another register put where the one it read was
+    counts its generations from 0 again and can stand at the same ones: the process must read
+    it, not serve what it kept of the first (nor take the first one's changes for its own)."""
+    first = Register.create(store_location, country="AZ")
+    add(first, "hazardous_area", date(2022, 1, 1), name="Old", geometry=hazard_box(0).wkt)
+    process = store_module.open_store(store_location)  # its pool outlives the replacement
+    log = ChangeLog()
+    tile_cache, envelopes = TileCache(log=log), EnvelopeCache(log=log)
+    layer = LAYERS["hazardous_area"]
+    principal = Principal("im", Role.IM_OFFICER, None)
+    address = TileAddress(12, 2582, 1558)  # holds hazard_box(0)
+    far = box(47.5, 39.8, 47.504, 39.803)  # six tiles east, five north
+
+    def names() -> tuple[list[str], list[str]]:
+        """The names on the tile, and on an items page of the same box, as the process reads
+        them."""
+        drawn = tiles.tile(process, layer, principal, address, Query(), tile_cache)
+        on_tile = mapbox_vector_tile.decode(drawn)[layer.id]["features"] if drawn else []
+        query = Query(bbox=tuple(hazard_box(0).bounds), limit=10)
+        page = items(process, layer, principal, query, envelopes)
+        return (
+            sorted(f["properties"]["name"] for f in on_tile),
+            sorted(f.properties["name"] for f in page.features),
+        )
+
+    assert names() == (["Old"], ["Old"])
+    add(first, "hazardous_area", date(2022, 1, 1), name="Far", geometry=far.wkt)
+    assert names() == (["Old"], ["Old"])  # the tile kept: the change was far from it
+    first.store.engine.dispose()
+    area = _replace(store_location, tmp_path, "New")  # at generation 1, as the first was
+    assert names() == (["New"], ["New"])
+    second = Register.open(store_location)
+    update(second, area, "hazardous_area", date(2022, 2, 1), name="Newer")  # generation 2
+    second.store.engine.dispose()
+    assert names() == (["Newer"], ["Newer"])
+    process.engine.dispose()
+
+
 def test_the_store_keeps_the_last_generations_boxes(register, monkeypatch):
     monkeypatch.setattr(store_module, "CHANGES_KEPT", 3)
     monkeypatch.setattr(store_module, "PRUNE_EVERY", 2)
@@ -263,18 +330,23 @@ def test_the_store_keeps_the_last_generations_boxes(register, monkeypatch):
         with store.begin() as conn:
             store.after_write(conn, changes)
     with store.read() as conn:
-        assert store.generations(conn)["eo_item"] == 6
+        register_id, views = store.generations(conn)
+        assert views["eo_item"] == 6
         assert sorted(store.view_changes(conn, "eo_item", 0, 6)) == [4, 5, 6]  # 1-3 pruned
         log = ChangeLog(kept=3)
-        assert log.changed(conn, store, "eo_item", 3, 6).tolist() == [
+
+        def changed(view, after, upto):
+            return log.changed(conn, store, register_id, view, after, upto)
+
+        assert changed("eo_item", 3, 6).tolist() == [
             [50, 39, 50, 39],
             [51, 39, 51, 39],
             [52, 39, 52, 39],
         ]
-        assert log.changed(conn, store, "eo_item", 2, 5) is None  # 3 is gone: anywhere
-        assert log.changed(conn, store, "eo_item", 1, 6) is None  # too far behind
-        assert log.changed(conn, store, "eo_item", 6, 6).shape == (0, 4)
-        assert log.changed(conn, store, "hazardous_area", 0, 0).shape == (0, 4)
+        assert changed("eo_item", 2, 5) is None  # 3 is gone: anywhere
+        assert changed("eo_item", 1, 6) is None  # too far behind
+        assert changed("eo_item", 6, 6).shape == (0, 4)
+        assert changed("hazardous_area", 0, 0).shape == (0, 4)
 
 
 def test_a_view_without_a_generation_row_is_refused(register):
@@ -354,7 +426,7 @@ def test_the_migration_replaces_the_register_wide_generation(store_location):
     _migrate(store_location, "head")
     store = store_module.open_store(store_location)
     with store.read() as conn:
-        assert store.generations(conn) == dict.fromkeys(TRACKED_VIEWS, 0)
+        assert store.generations(conn).views == dict.fromkeys(TRACKED_VIEWS, 0)
         assert "data_generation" not in inspect(conn).get_table_names()
     store.engine.dispose()
     _migrate(store_location, "0008", down=True)
@@ -367,4 +439,31 @@ def test_the_migration_replaces_the_register_wide_generation(store_location):
         if store.dialect == "sqlite":
             registered = conn.exec_driver_sql("SELECT table_name FROM gpkg_contents").scalars()
             assert {"data_generation"} <= set(registered)
+    store.engine.dispose()
+
+
+def test_every_register_has_an_identity_of_its_own(store_location, tmp_path):
+    """Written when a register is made, and by migration 0011 for one made before it."""
+    _migrate(store_location, "0010")
+    _migrate(store_location, "head")
+    store = store_module.open_store(store_location)
+    with store.read() as conn:
+        migrated = store.generations(conn).register
+        if store.dialect == "sqlite":
+            registered = conn.exec_driver_sql("SELECT table_name FROM gpkg_contents").scalars()
+            assert "register_identity" in set(registered)
+    store.engine.dispose()
+    made = Register.create(str(tmp_path / "made.gpkg"), country="AZ")
+    with made.store.read() as conn:
+        made_id, _ = made.store.generations(conn)
+        assert made.store.generation(conn, "task") == (made_id, 0)
+    made.store.engine.dispose()
+    assert len(migrated) == len(made_id) == 32 and migrated != made_id
+    _migrate(store_location, "0010", down=True)
+    store = store_module.open_store(store_location)
+    with store.read() as conn:
+        assert "register_identity" not in inspect(conn).get_table_names()
+        if store.dialect == "sqlite":
+            registered = conn.exec_driver_sql("SELECT table_name FROM gpkg_contents").scalars()
+            assert "register_identity" not in set(registered)
     store.engine.dispose()

@@ -71,12 +71,12 @@ def test_a_read_sees_one_snapshot_on_postgresql(register):
     _postgis_only(register)
     store = register.store
     with store.read() as conn:
-        before = store.generations(conn)["eo_item"]
+        before = store.generations(conn).views["eo_item"]
         with store.begin() as writer:
             store.after_write(writer, ViewChanges.everywhere(["eo_item"]))
-        assert store.generations(conn)["eo_item"] == before
+        assert store.generations(conn).views["eo_item"] == before
     with store.read() as conn:
-        assert store.generations(conn)["eo_item"] == before + 1
+        assert store.generations(conn).views["eo_item"] == before + 1
 
 
 def test_a_read_cannot_write_on_postgresql(register):

@@ -36,7 +36,7 @@ from safeground.domain.errors import NotFound, Problem, SafegroundError, Validat
 from safeground.domain.reports import Report
 from safeground.service.register import now
 from safeground.storage.schema import account, api_token, audit_log, record_tables, web_session
-from safeground.storage.store import Store
+from safeground.storage.store import Store, insert_new
 
 _HASHER = PasswordHasher()
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
@@ -194,18 +194,22 @@ def add_account(
         raise ValidationFailed([Problem("password", f"at least {MIN_PASSWORD_LENGTH} characters")])
     chosen = _role(role)
     _check_organisation(conn, chosen, organisation_id)
-    if conn.execute(select(account.c.username).where(account.c.username == username)).first():
-        raise ValidationFailed([Problem("username", f"{username!r} exists already")])
     stamp = now()
-    conn.execute(
-        account.insert().values(
+    # Not a check first: two administrators adding one name at once both found it free, and
+    # the second insert failed on the primary key.
+    added = conn.execute(
+        insert_new(conn, account)
+        .values(
             username=username,
             password_hash=_HASHER.hash(password),
             role=chosen,
             organisation_id=organisation_id,
             created_at=stamp,
         )
-    )
+        .returning(account.c.username)
+    ).first()
+    if added is None:
+        raise ValidationFailed([Problem("username", f"{username!r} exists already")])
     audit(conn, by, "account.add", username, {"role": chosen, "organisation_id": organisation_id})
     return Account(username, chosen, organisation_id, stamp, None)
 

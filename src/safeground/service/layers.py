@@ -715,7 +715,8 @@ class EnvelopeCache:
     areas in a GeoPackage), keeping the features kept that are outside the changes. They are
     also loaded afresh, keeping nothing, ``max_age_s`` after the oldest of them was read, as
     tiles expire: a change made outside Safeground (a GeoPackage edited in QGIS) advances no
-    generation."""
+    generation. What is loaded of one register counts as not loaded for another (its
+    identity differs) put where that one was, which counts its generations from 0 again."""
 
     def __init__(
         self,
@@ -726,44 +727,44 @@ class EnvelopeCache:
         self.features_kept = features_kept
         self.log = log or ChangeLog()
         self.max_age_s = max_age_s
-        # layer → (generation, envelopes, when the oldest of them was read)
-        self._layers: dict[str, tuple[int, Envelopes, float]] = {}
+        # layer → (generation, envelopes, when the oldest of them was read, register identity)
+        self._layers: dict[str, tuple[int, Envelopes, float, str]] = {}
         self._lock = threading.Lock()
 
-    def _loaded(self, layer: Layer) -> tuple[int, Envelopes, float] | None:
+    def _loaded(self, layer: Layer, register: str) -> tuple[int, Envelopes, float, str] | None:
         cached = self._layers.get(layer.id)
-        if cached is None or time.monotonic() - cached[2] > self.max_age_s:
+        if cached is None or cached[3] != register or time.monotonic() - cached[2] > self.max_age_s:
             return None
         return cached
 
     def current(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes if they are loaded at the generation ``conn`` sees; never
         loads them (that takes a snapshot: see ``get``)."""
-        generation = store.generation(conn, layer.view)
+        register, generation = store.generation(conn, layer.view)
         with self._lock:
-            cached = self._loaded(layer)
+            cached = self._loaded(layer, register)
         return cached[1] if cached is not None and cached[0] == generation else None
 
     def get(self, conn: Connection, store: Store, layer: Layer) -> Envelopes | None:
         """The layer's envelopes as ``conn`` sees the register; None when the cache is newer
         than the reader's snapshot (the database answers that reader)."""
-        generation = store.generation(conn, layer.view)
+        register, generation = store.generation(conn, layer.view)
         with self._lock:  # one thread loads; the others wait for it rather than load too
-            cached = self._loaded(layer)
+            cached = self._loaded(layer, register)
             if cached is not None and cached[0] >= generation:
                 return cached[1] if cached[0] == generation else None
             changed = None
             if cached is not None:
-                changed = self.log.changed(conn, store, layer.view, cached[0], generation)
+                changed = self.log.changed(conn, store, register, layer.view, cached[0], generation)
                 if changed is not None and not len(changed):  # no feature with a geometry
-                    self._layers[layer.id] = (generation, cached[1], cached[2])
+                    self._layers[layer.id] = (generation, cached[1], cached[2], register)
                     return cached[1]
             envelopes = Envelopes.load(conn, store, layer, self.features_kept)
             read_at = time.monotonic()
             if cached is not None and changed is not None:
                 envelopes.keep_from(cached[1], changed)
                 read_at = cached[2]  # the features kept are as old as they were
-            self._layers[layer.id] = (generation, envelopes, read_at)
+            self._layers[layer.id] = (generation, envelopes, read_at, register)
             return envelopes
 
 

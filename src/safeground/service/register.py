@@ -421,6 +421,8 @@ class Register:
         if rep.operation is Operation.CREATE:
             with_it = f"{status} with report {rep.report_id}, which was to create {rep.record_id}"
             why = f"{with_it}: {reason}" if reason else with_it
+            # Locked, then read again: one being closed on its own meanwhile is left as it ends.
+            lock_reports(conn, [r.report_id for r in self.dependents(conn, rep.record_id)])
             for dependent in self.dependents(conn, rep.record_id):
                 if dependent.status is was:
                     closed += self._close(conn, dependent, status, user, why)

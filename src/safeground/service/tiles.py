@@ -121,7 +121,7 @@ def tile(
             return draw()
         views = layer.tile_views(query.filters)
         now = store.generations(conn)
-        at = tuple(now[view] for view, _ in views)
+        at = tuple(now.views[view] for view, _ in views)
         # The features a tile draws are those whose envelope meets this (``_selection``).
         area = address.lonlat_bounds(BUFFER / EXTENT)
 
@@ -132,12 +132,12 @@ def tile(
                     continue
                 if not placed:
                     return False
-                changed = cache.log.changed(conn, store, view, before, after)
+                changed = cache.log.changed(conn, store, now.register, view, before, after)
                 if changed is None or generations.meets(changed, area):
                     return False
             return True
 
-        key = _cache_key(layer, principal, address, query)
+        key = _cache_key(now.register, layer, principal, address, query)
         return cache.get_or_draw(key, draw, at, unchanged)
 
 
@@ -173,7 +173,10 @@ class TileCache:
     since changed none of its features: for the layer's own table, none of the boxes the
     writes logged (``storage.generations``) meets the tile; any change to another view it
     reads makes it stale. So an approval redraws only the tiles where it changed something,
-    of the layers it changed. An entry also expires after ``max_age_s``, which bounds how long
+    of the layers it changed. A tile is kept for the register it was drawn from (its identity
+    is in the key): another register put where that one was, which counts its generations
+    from 0 again, is drawn anew, and the first one's tiles go first when the cache is full,
+    as the least recently used. An entry also expires after ``max_age_s``, which bounds how long
     a change made outside Safeground (a GeoPackage edited in QGIS) can take to show. Least
     recently used tiles go first beyond ``max_bytes``. A tile is drawn by one request at a
     time: the others asking for it meanwhile wait for that drawing (when a server starts,
@@ -265,12 +268,14 @@ class TileCache:
                 self._bytes -= len(dropped.data or b"")
 
 
-def _cache_key(layer: Layer, principal: Principal, address: TileAddress, query: Query) -> Hashable:
+def _cache_key(
+    register: str, layer: Layer, principal: Principal, address: TileAddress, query: Query
+) -> Hashable:
     scope = principal.organisation_id if layer.organisation_scoped else None
     if not principal.is_organisation_scoped:
         scope = None
     filters = tuple(sorted(query.filters.items()))
-    return (layer.id, address, query.interval, filters, query.risk_map, scope)
+    return (register, layer.id, address, query.interval, filters, query.risk_map, scope)
 
 
 def _selection(

@@ -10,6 +10,12 @@ feature that meets none of a view's boxes since it was read is as it would be re
 The service layer, which knows what it writes, gathers the changes of a write in a
 ``ViewChanges`` and hands them to ``Store.after_write``; a ``ChangeLog`` reads the boxes back,
 once per process.
+
+Every register counts its generations from 0, so another register put where one was (a file
+renamed or copied over it, a database emptied and made again) can stand at the generations a
+process read of the first. The register's random identity (``register_identity``) is read
+with the generations (``Generations``), and what a process keeps of one register is kept for
+that identity alone.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import shapely
@@ -55,6 +61,15 @@ BOXES_KEPT = 64
 MARGIN = 1e-4
 # Up to this many geometries, their bounds are read one by one rather than as arrays.
 _ONE_BY_ONE = 16
+
+
+class Generations(NamedTuple):
+    """The views' generations as one snapshot reads them, and the identity of the register
+    they count in: every register counts from 0, so another register put where one was can
+    stand at the generations a process read of the first."""
+
+    register: str
+    views: dict[str, int]
 
 
 class ViewChanges:
@@ -167,27 +182,31 @@ def outside(boxes: np.ndarray, geometries: list[BaseGeometry | None]) -> np.ndar
 
 
 class ChangeLog:
-    """The boxes of each view's generations, read from the store once and kept (they never
-    change once written), for one server process."""
+    """The boxes of each view's generations in one register, read from the store once and kept
+    (they never change once written), for one server process. Those of another register (an
+    identity it has not read them in) are different ones: all it keeps is dropped then."""
 
     def __init__(self, kept: int = CHANGES_KEPT) -> None:
         self.kept = kept
+        self._register: str | None = None
         self._views: dict[str, dict[int, np.ndarray | None]] = {}
         self._lock = threading.Lock()
 
     def changed(
-        self, conn: Connection, store: Store, view: str, after: int, upto: int
+        self, conn: Connection, store: Store, register: str, view: str, after: int, upto: int
     ) -> np.ndarray | None:
         """The boxes (n × 4) where ``view`` changed in its generations after ``after`` up to
-        ``upto``, read through ``conn`` (which sees ``upto``) if not known yet; None when
-        somewhere not known (the write said anywhere, or the store no longer holds the boxes
-        of one of those generations)."""
+        ``upto``, read through ``conn`` (which sees ``upto`` of the register identified as
+        ``register``) if not known yet; None when somewhere not known (the write said
+        anywhere, or the store no longer holds the boxes of one of those generations)."""
         if upto <= after:
             return np.zeros((0, 4))
         if upto - after > self.kept:
             return None
         span = range(after + 1, upto + 1)
         with self._lock:
+            if register != self._register:
+                self._register, self._views = register, {}
             known = dict(self._views.get(view, {}))
         wanted = [g for g in span if g not in known]
         if wanted:
@@ -195,10 +214,11 @@ class ChangeLog:
             found = {g: _array(read.get(g)) for g in wanted}
             known.update(found)
             with self._lock:
-                kept = self._views.setdefault(view, {})
-                kept.update(found)
-                for g in [g for g in kept if g <= upto - self.kept]:
-                    del kept[g]
+                if register == self._register:  # not another register's, read meanwhile
+                    kept = self._views.setdefault(view, {})
+                    kept.update(found)
+                    for g in [g for g in kept if g <= upto - self.kept]:
+                        del kept[g]
         parts = [known[g] for g in span]
         if any(part is None for part in parts):
             return None

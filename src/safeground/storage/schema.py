@@ -97,6 +97,16 @@ view_change = Table(
     Column("boxes", JsonValue),
 )
 
+# Which register this is: a random identity written once, when it is made (migration 0011).
+# Server processes read it with the views' generations, which every register counts from 0, to
+# tell another register put where one was from the one they read before. Not content: never
+# dumped (a restored register keeps its own).
+register_identity = Table(
+    "register_identity",
+    metadata,
+    Column("identity", Text, primary_key=True),
+)
+
 setting = Table(
     "setting",
     metadata,

@@ -44,15 +44,24 @@ from safeground.storage.generations import (
     CHANGES_KEPT,
     PRUNE_EVERY,
     TRACKED_VIEWS,
+    Generations,
     ViewChanges,
 )
-from safeground.storage.schema import id_sequence, setting, view_change, view_generation
+from safeground.storage.schema import (
+    id_sequence,
+    register_identity,
+    setting,
+    view_change,
+    view_generation,
+)
 
 DEFAULT_STORE = "safeground.gpkg"
-_GENERATIONS_QUERY = select(view_generation.c.name, view_generation.c.generation)
+# The register's identity goes with the generations it reads, in the same statement.
+_IDENTITY = select(register_identity.c.identity).scalar_subquery()
+_GENERATIONS_QUERY = select(_IDENTITY, view_generation.c.name, view_generation.c.generation)
 # One view's generation: a statement for each, with no parameter to bind (an items page's read).
 _GENERATION_QUERIES = {
-    view: select(view_generation.c.generation).where(
+    view: select(_IDENTITY, view_generation.c.generation).where(
         view_generation.c.name == literal_column(f"'{view}'")
     )
     for view in TRACKED_VIEWS
@@ -169,7 +178,7 @@ class Store:
 
     def next_numbers(self, conn: Connection, prefix: str, count: int) -> range:
         """Reserve ``count`` consecutive numbers of a named sequence (record IDs, approvals)."""
-        conn.execute(self._insert_ignore(id_sequence).values(prefix=prefix, last=0))
+        conn.execute(insert_new(conn, id_sequence).values(prefix=prefix, last=0))
         last = conn.execute(
             id_sequence.update()
             .where(id_sequence.c.prefix == prefix)
@@ -177,9 +186,6 @@ class Store:
             .returning(id_sequence.c.last)
         ).scalar_one()
         return range(last - count + 1, last + 1)
-
-    def _insert_ignore(self, table: Any) -> Any:
-        raise NotImplementedError
 
     def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
         """``count`` new values of an autoincrement primary key, in increasing order.
@@ -224,14 +230,17 @@ class Store:
         the same check in another transaction. A GeoPackage writer holds the whole file
         (BEGIN IMMEDIATE) already; PostgreSQL takes a transaction-level advisory lock."""
 
-    def generations(self, conn: Connection) -> dict[str, int]:
-        """Each tracked view's generation, in one statement: it advances with every write
-        that changes the view."""
-        return {name: generation for name, generation in conn.execute(_GENERATIONS_QUERY)}
+    def generations(self, conn: Connection) -> Generations:
+        """Each tracked view's generation, which advances with every write that changes the
+        view, and the register's identity, in one statement."""
+        rows = conn.execute(_GENERATIONS_QUERY).all()
+        return Generations(rows[0][0], {name: generation for _, name, generation in rows})
 
-    def generation(self, conn: Connection, view: str) -> int:
-        """One view's generation (a row by its key: what an items page reads)."""
-        return int(conn.execute(_GENERATION_QUERIES[view]).scalar_one())
+    def generation(self, conn: Connection, view: str) -> tuple[str, int]:
+        """The register's identity and one view's generation (a row by its key: what an items
+        page reads)."""
+        identity, generation = conn.execute(_GENERATION_QUERIES[view]).one()
+        return identity, generation
 
     def view_changes(
         self, conn: Connection, view: str, after: int, upto: int
@@ -262,6 +271,7 @@ class GeoPackageStore(Store):
         # pysqlite's own transaction handling defers BEGIN; take control so that a transaction
         # really starts at begin() and DDL is transactional too.
         event.listen(engine, "begin", _begin_sqlite)
+        _reopen_when_replaced(engine, path)
         super().__init__(path, engine)
         self.path = Path(path)
 
@@ -274,9 +284,6 @@ class GeoPackageStore(Store):
                     "SELECT count(*) FROM sqlite_master WHERE name = 'alembic_version'"
                 ).scalar()
             )
-
-    def _insert_ignore(self, table: Any) -> Any:
-        return sqlite.insert(table).on_conflict_do_nothing()
 
     def lock_timed_out(self, error: sql_errors.OperationalError) -> bool:
         return "database is locked" in str(error.orig)
@@ -323,9 +330,6 @@ class PostgisStore(Store):
         with self.engine.connect() as conn:
             return bool(conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar())
 
-    def _insert_ignore(self, table: Any) -> Any:
-        return postgresql.insert(table).on_conflict_do_nothing()
-
     def reserve_keys(self, conn: Connection, column: Any, count: int) -> list[int]:
         # From the column's own sequence, so that later inserts without a key never collide.
         numbers = conn.execute(
@@ -348,6 +352,14 @@ class PostgisStore(Store):
     def bbox_clause(self, table: Any, bbox: tuple[float, float, float, float]) -> Any:
         minx, miny, maxx, maxy = bbox
         return table.c.geometry.op("&&")(func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326))
+
+
+def insert_new(conn: Connection, table: Any) -> Any:
+    """An INSERT that skips a row whose key is taken (``ON CONFLICT DO NOTHING``, on both
+    backends). On PostgreSQL it waits for a transaction inserting the same key, then skips the
+    row if that one committed: unlike a check before the insert, it is not raced."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 @contextmanager
@@ -396,6 +408,36 @@ def _ping_when_idle(engine: Engine, idle_s: float) -> None:
             dbapi.rollback()
         except Exception as error:
             raise sql_errors.DisconnectionError(str(error)) from error
+
+
+def _reopen_when_replaced(engine: Engine, path: str) -> None:
+    """Replace a pooled GeoPackage connection whose file is no longer the one at ``path``.
+
+    A register put where another was by renaming its file over it (``mv``, a restore written
+    beside and moved into place) leaves each open SQLite connection on the file it opened,
+    which is gone from the directory: a server process would go on reading it, and writing to
+    it, on the connections it pools. Each checkout compares the file at ``path`` (device and
+    inode, one ``stat``) with the connection's; raising DisconnectionError has the pool open
+    a new one. A file deleted and not replaced leaves the connections be.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _opened(_dbapi: Any, record: ConnectionPoolEntry) -> None:
+        record.info["file"] = _file_at(path)
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(_dbapi: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        found = _file_at(path)
+        if found is not None and found != record.info.get("file"):
+            raise sql_errors.DisconnectionError(f"{path} is another file now")
+
+
+def _file_at(path: str) -> tuple[int, int] | None:
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _upgrade(conn: Connection) -> None:
