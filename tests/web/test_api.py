@@ -6,8 +6,10 @@ from datetime import date
 
 from sqlalchemy import select
 
+from safeground.domain.access import Principal, Role
 from safeground.service import accounts
 from safeground.storage.schema import audit_log, blob, record_tables, report
+from safeground.web.api.views import hidden_records
 from tests.helpers import add, retire, update
 from tests.web.conftest import PASSWORD
 
@@ -275,19 +277,22 @@ def _file_and_link(officer, scenario, task: str) -> tuple[dict, str]:
     return answer.json(), link
 
 
-def _reads_the_task(clerk, scenario, task: str, file: dict, link: str) -> bool:
-    """Whether the clerk reads the task's reports, its file and its link, or none of them (a
-    mixture fails the test), by ID and in lists, the task current or retired."""
-    by_id = [
-        f"/api/records/{file['record_id']}",
-        f"/api/records/{file['record_id']}/history",
-        f"/api/records/{file['record_id']}/links",
-        f"/api/attachments/{file['record_id']}/content",
-        f"/api/reports/{file['report_id']}",
-        f"/api/reports/{file['report_id']}/content",
-        f"/api/records/{link}",
-        f"/api/records/{link}/history",
-    ]
+def _reads_the_task(clerk, scenario, task: str, files: list[dict], links: list[str]) -> bool:
+    """Whether the clerk reads the task's reports (its history too), its files and its links,
+    or none of them (a mixture fails the test), by ID and in lists, the task current or
+    retired."""
+    by_id = [f"/api/records/{task}/history"]
+    for file in files:
+        by_id += [
+            f"/api/records/{file['record_id']}",
+            f"/api/records/{file['record_id']}/history",
+            f"/api/records/{file['record_id']}/links",
+            f"/api/attachments/{file['record_id']}/content",
+            f"/api/reports/{file['report_id']}",
+            f"/api/reports/{file['report_id']}/content",
+        ]
+    for link in links:
+        by_id += [f"/api/records/{link}", f"/api/records/{link}/history"]
     with scenario.register.store.read() as conn:
         reports = conn.scalars(select(report.c.report_id).where(report.c.record_id == task))
         by_id += [f"/api/reports/{i}" for i in reports]
@@ -307,10 +312,11 @@ def _reads_the_task(clerk, scenario, task: str, file: dict, link: str) -> bool:
             x["link_id"] for x in clerk.get(f"/api/records/{scenario.hazard}/links").json()["links"]
         },
     }
+    file_ids = {file["record_id"] for file in files}
     named = {
-        "records": {file["record_id"], link},
-        "reports": {task, file["record_id"], link},
-        "links": {link},
+        "records": file_ids | set(links),
+        "reports": {task} | file_ids | set(links),
+        "links": set(links),
     }
     found = {key: ids & listed[key] for key, ids in named.items()}
     if set(answers.values()) == {200} and found == named:
@@ -334,7 +340,8 @@ def test_a_retired_task_of_another_organisation_stays_hidden(login, scenario):
                 retire(scenario.register, "task", scenario.tasks[key], date(2021, 4, 1))
         for key, clerk in clerks.items():
             for task_key, (file, link) in named.items():
-                reads = _reads_the_task(clerk, scenario, scenario.tasks[task_key], file, link)
+                task = scenario.tasks[task_key]
+                reads = _reads_the_task(clerk, scenario, task, [file], [link])
                 assert reads == (task_key == key), (key, task_key, retired)
     reviewer = login("reviewer")
     assert len(reviewer.get("/api/reports?record_type=task").json()["items"]) == 4
@@ -357,8 +364,8 @@ def test_a_task_is_its_organisations_as_its_reports_leave_it(login, scenario):
     for retired in (False, True):
         if retired:
             retire(scenario.register, "task", task, date(2021, 8, 1))
-        assert _reads_the_task(clerk, scenario, task, file, link), retired
-        assert not _reads_the_task(clerk2, scenario, task, file, link), retired
+        assert _reads_the_task(clerk, scenario, task, [file], [link]), retired
+        assert not _reads_the_task(clerk2, scenario, task, [file], [link]), retired
 
 
 def test_a_task_whose_organisation_was_cleared_is_no_data_entry_accounts(login, scenario):
@@ -371,7 +378,123 @@ def test_a_task_whose_organisation_was_cleared_is_no_data_entry_accounts(login, 
     for retired in (False, True):
         if retired:
             retire(scenario.register, "task", task, date(2021, 8, 1))
-        assert not _reads_the_task(clerk, scenario, task, file, link), retired
+        assert not _reads_the_task(clerk, scenario, task, [file], [link]), retired
+
+
+def test_data_entry_reads_the_history_of_its_own_retired_records(login, scenario):
+    """A retired record's history is read as its reports are through /api/reports: data entry
+    reads its own organisation's retired task and a retired link, not another organisation's
+    retired task; reviewers and administrators read every report of a retired record."""
+    link = add(
+        scenario.register,
+        "link",
+        date(2021, 3, 2),
+        from_id=scenario.hazard,
+        to_id=scenario.accident,
+        relation="near",
+    )
+    for key in ("alpha", "beta"):
+        retire(scenario.register, "task", scenario.tasks[key], date(2021, 4, 1))
+    retire(scenario.register, "link", link, date(2021, 4, 1))
+    clerk = login("clerk")
+    for record_id, record_type in ((scenario.tasks["alpha"], "task"), (link, "link")):
+        history = clerk.get(f"/api/records/{record_id}/history")
+        assert history.status_code == 200, history.text
+        entries = history.json()["entries"]
+        assert [e["operation"] for e in entries] == ["create", "retire"]
+        reports = clerk.get(f"/api/reports?record_type={record_type}").json()["items"]
+        listed = sorted(r["report_id"] for r in reports if r["record_id"] == record_id)
+        assert [e["report_id"] for e in entries] == listed
+    assert clerk.get(f"/api/records/{scenario.tasks['beta']}/history").status_code == 403
+    assert clerk.get("/api/records/AZ-TSK-2099-00001/history").status_code == 404
+    for username in ("reviewer", "admin"):
+        session = login(username)
+        for record_id in (*scenario.tasks.values(), link):
+            history = session.get(f"/api/records/{record_id}/history")
+            assert history.status_code == 200, (username, history.text)
+            operations = [e["operation"] for e in history.json()["entries"]]
+            assert operations == ["create", "retire"], (username, record_id)
+
+
+def test_files_and_links_on_a_hidden_file_or_link_are_hidden_in_lists_too(login, scenario):
+    """A file attached to a link naming another organisation's task, a link naming a file
+    attached to that task, and a file on that link in turn, are hidden as the link and the
+    file are: from the other organisation's data entry by ID and in lists alike, the task
+    current or retired."""
+    officer = login("officer")
+    task = scenario.tasks["beta"]
+    file, link = _file_and_link(officer, scenario, task)
+
+    def attach(record_id: str, content: bytes) -> dict:
+        answer = officer.post(
+            f"/api/records/{record_id}/attachments",
+            files={"file": ("plan.jpg", content, "image/jpeg")},
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    naming_file = add(
+        scenario.register,
+        "link",
+        date(2021, 3, 3),
+        from_id=scenario.hazard,
+        to_id=file["record_id"],
+        relation="photo of",
+    )
+    files = [file, attach(link, b"plan" * 10), attach(naming_file, b"note" * 10)]
+    links = [link, naming_file]
+    clerk, clerk2 = login("clerk"), login("clerk2")
+    for retired in (False, True):
+        if retired:
+            retire(scenario.register, "task", task, date(2021, 8, 1))
+        assert not _reads_the_task(clerk, scenario, task, files, links), retired
+        assert _reads_the_task(clerk2, scenario, task, files, links), retired
+
+
+def test_a_record_lists_only_the_files_data_entry_may_read(login, scenario):
+    """A record's attachments leave out a file hidden by ID: here a photo of the hazard that
+    a draft (refused at submission) would move to another organisation's task, so that one of
+    its reports names that task."""
+    photo = login("officer").post(
+        f"/api/records/{scenario.hazard}/attachments",
+        files={"file": ("field.jpg", b"field" * 10, "image/jpeg")},
+    )
+    assert photo.status_code == 201, photo.text
+    photo_id = photo.json()["record_id"]
+    moving = {
+        "record_type": "attachment",
+        "record_id": photo_id,
+        "operation": "update",
+        "date_of_information": "2021-05-01",
+        "changes": {"target_id": scenario.tasks["beta"]},
+    }
+    draft = login("clerk2").post("/api/reports", json=moving)
+    assert draft.status_code == 201, draft.text
+    for username, reads in (("clerk", False), ("clerk2", True)):
+        session = login(username)
+        by_id = session.get(f"/api/records/{photo_id}").status_code
+        links = session.get(f"/api/records/{scenario.hazard}/links").json()
+        listed = [a["record_id"] for a in links["attachments"]]
+        assert (by_id, listed) == ((200, [photo_id]) if reads else (403, [])), username
+
+
+def test_one_statement_holds_two_organisations_hidden_records(scenario):
+    """``hidden_records`` names its query anew each time, so one statement can hold two: here
+    what data entry of the first organisation may not read and that of the second may."""
+    link = add(
+        scenario.register,
+        "link",
+        date(2021, 3, 2),
+        from_id=scenario.hazard,
+        to_id=scenario.tasks["beta"],
+        relation="planned on",
+    )
+    alpha, beta = (Principal(key, Role.DATA_ENTRY, scenario.orgs[key]) for key in ("alpha", "beta"))
+    alpha_hidden, beta_hidden = hidden_records(alpha), hidden_records(beta)
+    assert alpha_hidden is not None and beta_hidden is not None
+    with scenario.register.store.read() as conn:
+        found = set(conn.scalars(alpha_hidden.except_(beta_hidden)))
+    assert found == {scenario.tasks["beta"], link}
 
 
 def test_victims_names_only_for_im_officer_and_admin(login, scenario):
