@@ -122,6 +122,12 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
+# Record types that name other records and are hidden with what they name (``hidden_records``),
+# and the only types ever hidden from data entry: tasks, and these.
+NAMING_TYPES = ("attachment", "link")
+HIDDEN_TYPES = frozenset({"task", *NAMING_TYPES})
+
+
 def hidden_records(principal: Principal) -> Select[Any] | None:
     """The IDs of the records a data entry account may not read, as a query: another
     organisation's tasks, the files attached to them and the links naming them, and so on
@@ -155,7 +161,7 @@ def hidden_records(principal: Principal) -> Select[Any] | None:
                 select(report.c.record_id, changes[name].as_string().label("named")).where(
                     report.c.record_type == kind
                 )
-                for kind in ("attachment", "link")
+                for kind in NAMING_TYPES
                 for name in record_model(kind).names_any
             ),
         )
@@ -177,7 +183,9 @@ def visible_reports(conn: Connection, principal: Principal, reports: list[Report
     if not principal.is_organisation_scoped:
         return [r for r in reports if principal.may_read_report(r.status, None)]
     organisations = accounts.organisations_of(conn, {r.author for r in reports})
-    hidden = _hidden_among(conn, principal, {r.record_id for r in reports})
+    hidden = _hidden_among(
+        conn, principal, {r.record_id for r in reports if r.record_type in HIDDEN_TYPES}
+    )
     return [
         r
         for r in reports
@@ -210,7 +218,7 @@ def check_not_hidden(
 ) -> None:
     """None of ``hidden_records``, which judge a record by its reports: so a retired one, or
     one awaiting its first approval, is judged as a current one."""
-    if _hidden_among(conn, principal, {record_id}):
+    if record_type in HIDDEN_TYPES and _hidden_among(conn, principal, {record_id}):
         principal.require(False, f"read this {record_type}")
 
 
