@@ -19,6 +19,7 @@ from safeground.service.history import history as record_history
 from safeground.service.register import Register
 from safeground.storage.schema import record_tables
 from safeground.web.api.views import (
+    HIDDEN_TYPES,
     check_not_hidden,
     check_record_visible,
     check_visible,
@@ -77,7 +78,7 @@ def list_records(
             raise ValidationFailed([Problem(name, f"{record_type} has no {FILTERS[name]}")])
         conditions.append(table.c[FILTERS[name]] == value)
     hidden = hidden_records(principal)
-    if hidden is not None:
+    if hidden is not None and record_type in HIDDEN_TYPES:
         conditions.append(table.c.record_id.not_in(hidden))
     query = select(table).where(*conditions)
     with get_register(request).store.read() as conn:
