@@ -13,7 +13,7 @@ import pytest
 import shapely
 from alembic import command
 from alembic.config import Config
-from shapely.geometry import Point, box
+from shapely.geometry import Point, Polygon, box
 from sqlalchemy import Column, Table, column, delete, inspect, select, table
 from sqlalchemy.sql import visitors
 
@@ -136,33 +136,28 @@ def test_each_write_advances_only_the_views_it_changed(mapped):
     assert same_boxes(found["hazardous_area"][0], hazard_box(5), hazard_box(20))
     # Land released: the land and the area's ledger.
     piece = box(47.04, 39.5, 47.042, 39.502)
-    found = after(
-        lambda: add(
-            register,
-            "activity",
-            date(2022, 3, 1),
-            hazard_id=data.hazards[4],
-            activity_type="clearance",
-            organisation_id=data.org_a,
-            processed=[{"land_type": "cleared", "geometry": piece.wkt}],
+
+    def cleared(hazard: int, land: Polygon) -> dict[str, list[Boxes]]:
+        """What clearing ``land`` in one of the areas changed, and where."""
+        return after(
+            lambda: add(
+                register,
+                "activity",
+                date(2022, 3, 1),
+                hazard_id=data.hazards[hazard],
+                activity_type="clearance",
+                organisation_id=data.org_a,
+                processed=[{"land_type": "cleared", "geometry": land.wkt}],
+            )
         )
-    )
+
+    found = cleared(4, piece)
     assert sorted(found) == ["hazardous_area", "processed_land"]
     assert same_boxes(found["processed_land"][0], piece)
     assert same_boxes(found["hazardous_area"][0], hazard_box(4))
     # More land released where some was: that land only, not the land stored already.
     more = box(47.002, 39.5, 47.004, 39.503)
-    found = after(
-        lambda: add(
-            register,
-            "activity",
-            date(2022, 3, 1),
-            hazard_id=data.hazards[0],
-            activity_type="clearance",
-            organisation_id=data.org_a,
-            processed=[{"land_type": "cleared", "geometry": more.wkt}],
-        )
-    )
+    found = cleared(0, more)
     assert sorted(found) == ["hazardous_area", "processed_land"]
     assert same_boxes(found["processed_land"][0], more)
     # An area redrawn over half its land: that land, credited with less, where it is.
