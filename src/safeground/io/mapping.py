@@ -353,16 +353,10 @@ class Mapping(BaseModel):
                 continue
             if value is not None:
                 values[name] = value
-        values.update(self.geometry_values(record_type, geometry))
+        values.update(placed(self.geometry_placement(record_type), geometry))
         if _year_only(self.records[record_type]) and "date_precision" in model.model_fields:
             values.setdefault("date_precision", "year")
         return values, problems
-
-    def geometry_values(
-        self, record_type: str, geometry: BaseGeometry | None
-    ) -> dict[str, BaseGeometry]:
-        """The field the input geometry goes to, with its value (nothing for no geometry)."""
-        return placed(self.geometry_placement(record_type), geometry)
 
     def geometry_placement(self, record_type: str) -> tuple[str, bool] | None:
         """The field the input geometry goes to, and whether a polygon becomes a multipolygon
@@ -467,7 +461,8 @@ def _year_only(specs: dict[str, FieldSpec]) -> bool:
 def placed(
     placement: tuple[str, bool] | None, geometry: BaseGeometry | None
 ) -> dict[str, BaseGeometry]:
-    """``geometry_values`` for a placement found beforehand: an import places every row's
+    """The field the input geometry goes to (``Mapping.geometry_placement``), with its value;
+    nothing for no geometry. The placement is found beforehand: an import places every row's
     geometry, and asking the mapping (a pydantic model) each time cost more than placing it."""
     if geometry is None or placement is None:
         return {}
