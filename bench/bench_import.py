@@ -101,25 +101,16 @@ def postgis_schema(url: str) -> Iterator[str]:
 PHASES: dict[str, float] = defaultdict(float)
 # (module, function name, label): the importer's own phases, then Register.file's.
 TIMED = [
-    (importer, "_read", "io: read files (pyogrio/pandas)"),
-    (importer, "_prepare", "io: map and validate rows"),
-    (importer, "_find_duplicates", "io: find identical rows"),
+    (importer._Preparer, "prepare", "io: read, map and validate a file (worker: not timed here)"),
     (importer, "_write_rejects", "io: write rejects"),
-    (importer, "_allocate_ids", "io: reserve record IDs"),
-    (
-        register_module.Register,
-        "_new_reports",
-        "service: Register._new_reports (reports, payloads)",
-    ),
-    (register_module, "insert_reports", "storage: insert_reports"),
-    (register_module, "_mark_approved", "service: _mark_approved"),
-    (register_module, "_rebuild", "service: _rebuild (insert_new_records)"),
-    (register_module, "_current", "service: _current"),
+    (importer, "_file_waiting", "io: reserve record IDs and file each file's rows"),
+    (register_module.Filing, "add", "service: Filing.add (reports and new records)"),
+    (register_module.Filing, "finish", "service: Filing.finish (R-trees, approval)"),
+    (register_module, "_rebuild", "service: _rebuild (records filed as submissions)"),
     (register_module.checks, "missing_references", "service: checks.missing_references"),
     (register_module, "new_hazards", "service: new_hazards"),
     (register_module, "project_hazards", "service: project_hazards"),
     (register_module, "write_hazards", "service: write_hazards"),
-    (register_module.Register, "file", "service: Register.file (total)"),
 ]
 
 

@@ -353,7 +353,8 @@ class Mapping(BaseModel):
                 continue
             if value is not None:
                 values[name] = value
-        values.update(placed(self.geometry_placement(record_type), geometry))
+        if geometry is not None:
+            values.update(placed(self.geometry_placement(record_type), geometry))
         if _year_only(self.records[record_type]) and "date_precision" in model.model_fields:
             values.setdefault("date_precision", "year")
         return values, problems

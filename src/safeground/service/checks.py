@@ -3,6 +3,7 @@ land, deployment."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -23,26 +24,41 @@ from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import chunked_in
 from safeground.storage.schema import blob, processed_land, record_tables, report
 
+# New records of one type given column by column: record type, IDs, stored fields by name.
+NewColumns = tuple[str, list[str], dict[str, list[Any]]]
 
-def missing_references(conn: Connection, records: dict[str, Record]) -> list[Problem]:
-    """References that name no record of the expected type in the register or in ``records``
-    (the batch's, as they now stand: a new hazard's view is written after the checks)."""
+
+def missing_references(
+    conn: Connection, records: dict[str, Record], created: Sequence[NewColumns] = ()
+) -> list[Problem]:
+    """References that name no record of the expected type in the register or in the batch:
+    ``records`` (as they now stand: a new hazard's view is written after the checks), and
+    ``created``, new records given column by column (``columns``: their stored fields)."""
     wanted: dict[str, set[str]] = {}
     uses: list[tuple[str, str, str, str]] = []
+    found: dict[str, set[str]] = {"*": set(records)}
+
+    def use(record_id: str, field_name: str, target_type: str, value: Any) -> None:
+        for target in value if isinstance(value, list) else [value] if value else []:
+            wanted.setdefault(target_type, set()).add(target)
+            uses.append((record_id, field_name, target_type, target))
+
     for record_id, record in records.items():
         values = vars(record)  # the fields, without pydantic's attribute lookup
         for field_name, target_type in record.references.items():
-            value = values[field_name]
-            for target in value if isinstance(value, list) else [value] if value else []:
-                wanted.setdefault(target_type, set()).add(target)
-                uses.append((record_id, field_name, target_type, target))
+            use(record_id, field_name, target_type, values[field_name])
         for field_name in record.names_any:
-            target = values[field_name]
-            uses.append((record_id, field_name, "*", target))
-            wanted.setdefault("*", set()).add(target)
-    found: dict[str, set[str]] = {"*": set(records)}
-    for record_id, record in records.items():
+            use(record_id, field_name, "*", values[field_name])
         found.setdefault(record.record_type, set()).add(record_id)
+    for record_type, record_ids, columns in created:
+        model = RECORD_TYPES[record_type]
+        targets = [*model.references.items(), *((name, "*") for name in model.names_any)]
+        for field_name, target_type in targets:
+            for record_id, value in zip(record_ids, columns[field_name], strict=True):
+                if value:
+                    use(record_id, field_name, target_type, value)
+        found.setdefault(record_type, set()).update(record_ids)
+        found["*"].update(record_ids)
     for target_type, ids in wanted.items():
         unknown = [i for i in ids if i not in found.get(target_type, ())]  # not the batch's
         if not unknown:

@@ -23,6 +23,7 @@ from safeground.domain.hazard import (
 from safeground.domain.records import Activity, HazardousArea, Record
 from safeground.domain.reports import Operation, Report, ReportStatus, replay
 from safeground.storage.generations import TRACKED_VIEWS, ViewChanges
+from safeground.storage.gpkg import RtreeBatches
 from safeground.storage.reportlog import load_reports
 from safeground.storage.rows import (
     chunked_in,
@@ -111,28 +112,55 @@ def insert_new_records(
     by_type: dict[str, list[tuple[Record, Report]]] = {}
     for record, rep in records:
         by_type.setdefault(record.record_type, []).append((record, rep))
-    now = datetime.now(UTC)
     personal: list[dict[str, Any]] = []
     for record_type, pairs in by_type.items():
         created = [record for record, _ in pairs]
         reports = [rep for _, rep in pairs]
-        if changes is not None:
-            changes.add(record_type, [getattr(record, "geometry", None) for record in created])
-        columns = record_columns(record_type, created)
-        columns.update(
-            record_id=[rep.record_id for rep in reports],
-            version=[1] * len(pairs),
-            updated_at=[now] * len(pairs),
-            last_report_id=[rep.report_id for rep in reports],
-            source=[rep.source for rep in reports],
-            source_key=[rep.source_key for rep in reports],
+        insert_created(
+            conn,
+            record_type,
+            record_columns(record_type, created),
+            [rep.record_id for rep in reports],
+            [rep.report_id for rep in reports],
+            [rep.source for rep in reports],
+            [rep.source_key for rep in reports],
+            changes,
         )
-        insert_columns(conn, record_tables[record_type], columns)
         if created[0].personal_fields:
             personal += [
                 {"record_id": rep.record_id, **personal_row(record)} for record, rep in pairs
             ]
     insert_rows(conn, victim_personal, personal)
+
+
+def insert_created(
+    conn: Connection,
+    record_type: str,
+    columns: dict[str, list[Any]],
+    record_ids: list[str],
+    report_ids: list[int],
+    sources: list[str | None],
+    source_keys: list[str | None],
+    changes: ViewChanges | None = None,
+    rtrees: RtreeBatches | None = None,
+) -> None:
+    """The rows of new records, each created by one report: their stored fields as
+    ``record_columns`` gives them, at version 1. ``rtrees``: see ``insert_columns``."""
+    count = len(record_ids)
+    if not count:
+        return
+    if changes is not None:
+        changes.add(record_type, columns.get("geometry", [None] * count))
+    row = {
+        **columns,
+        "record_id": record_ids,
+        "version": [1] * count,
+        "updated_at": [datetime.now(UTC)] * count,
+        "last_report_id": report_ids,
+        "source": sources,
+        "source_key": source_keys,
+    }
+    insert_columns(conn, record_tables[record_type], row, rtrees)
 
 
 def _creation_keys(conn: Connection, record_ids: list[str]) -> dict[str, tuple[date, int]]:

@@ -187,22 +187,68 @@ def rtree_filled_in_bulk(
     entries gets them with one INSERT. Run inside the transaction of the insert, so that a
     failure restores the trigger and the R-tree with everything else.
     """
-    rtree = f"rtree_{name}_geometry"
-    conn.exec_driver_sql(f"DROP TRIGGER {rtree}_insert")
+    batch = RtreeBatch(conn, name)
     try:
         yield
-    finally:
-        conn.exec_driver_sql(f"CREATE TRIGGER {rtree}_insert {_rtree_triggers(name)['insert']}")
-    ids, boxes = rtree_entries(fids, geometries)
-    if not len(ids):
-        return
-    node_size = _empty_rtree_node_size(conn, rtree)
-    # An infinite or NaN bound, for which SQLite has rules of its own, goes through SQLite.
-    if node_size is not None and np.isfinite(boxes).all():
-        write_packed_rtree(conn, rtree, node_size, ids, boxes)
-        return
-    entries = zip(ids.tolist(), *boxes.T.tolist(), strict=True)
-    conn.exec_driver_sql(f"INSERT OR REPLACE INTO {rtree} VALUES (?, ?, ?, ?, ?)", list(entries))
+    except BaseException:
+        batch.restore_trigger()
+        raise
+    batch.add(fids, geometries)
+    batch.close()
+
+
+class RtreeBatch:
+    """A layer's features inserted in several statements of one transaction, indexed together
+    by ``close`` as ``rtree_filled_in_bulk`` indexes one statement's: a bulk import adds its
+    rows file by file, and a first import's tree is still written packed, once.
+
+    Until ``close`` the layer's R-tree lacks these features: close before anything reads it.
+    """
+
+    def __init__(self, conn: Any, name: str):
+        self.conn, self.name = conn, name
+        self.fids: list[int] = []
+        self.geometries: list[BaseGeometry | None] = []
+        conn.exec_driver_sql(f"DROP TRIGGER rtree_{name}_geometry_insert")
+
+    def add(self, fids: Sequence[int], geometries: Sequence[BaseGeometry | None]) -> None:
+        self.fids += fids
+        self.geometries += geometries
+
+    def restore_trigger(self) -> None:
+        trigger = _rtree_triggers(self.name)["insert"]
+        self.conn.exec_driver_sql(f"CREATE TRIGGER rtree_{self.name}_geometry_insert {trigger}")
+
+    def close(self) -> None:
+        self.restore_trigger()
+        rtree = f"rtree_{self.name}_geometry"
+        ids, boxes = rtree_entries(self.fids, self.geometries)
+        if not len(ids):
+            return
+        node_size = _empty_rtree_node_size(self.conn, rtree)
+        # An infinite or NaN bound, for which SQLite has rules of its own, goes through SQLite.
+        if node_size is not None and np.isfinite(boxes).all():
+            write_packed_rtree(self.conn, rtree, node_size, ids, boxes)
+            return
+        entries = list(zip(ids.tolist(), *boxes.T.tolist(), strict=True))
+        self.conn.exec_driver_sql(f"INSERT OR REPLACE INTO {rtree} VALUES (?, ?, ?, ?, ?)", entries)
+
+
+class RtreeBatches:
+    """The ``RtreeBatch`` of each layer a filing inserts into, opened at its first insert."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, RtreeBatch] = {}
+
+    def of(self, conn: Any, name: str) -> RtreeBatch:
+        if name not in self._open:
+            self._open[name] = RtreeBatch(conn, name)
+        return self._open[name]
+
+    def close(self) -> None:
+        for batch in self._open.values():
+            batch.close()
+        self._open.clear()
 
 
 def rtree_entries(

@@ -75,14 +75,20 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         insert_columns(conn, table, {name: [row[name] for row in rows] for name in rows[0]})
 
 
-def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]) -> None:
+def insert_columns(
+    conn: Connection,
+    table: Table,
+    columns: dict[str, list[Any]],
+    rtrees: gpkg.RtreeBatches | None = None,
+) -> None:
     """Insert rows given column by column, in one DB-API ``executemany`` (or one COPY).
 
     SQLAlchemy's executemany converts each row's parameters one row at a time, which cost more
     than SQLite's own work in a bulk import; here each column is converted in one pass, through
     the column type's own bind processor (once per distinct value), and geometries in one
     vectorised call. On a GeoPackage, a layer's R-tree is filled in bulk too; on PostgreSQL the
-    rows go in with COPY.
+    rows go in with COPY. With ``rtrees``, a layer's features are indexed when they are closed
+    (a filing in several parts), not after this insert.
     """
     names = list(columns)
     count = len(columns[names[0]]) if names else 0
@@ -98,7 +104,8 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
             bound[name] = _converted(values, kind.dialect_impl(dialect).bind_processor(dialect))
     # Many features into a GeoPackage layer: its R-tree is filled in bulk rather than by the
     # trigger (whose fixed cost, a schema change each way, outweighs it for a few features).
-    layer = "geometry" in names and dialect.name == "sqlite" and count >= gpkg.BULK_INDEX_ROWS
+    layer = "geometry" in names and dialect.name == "sqlite"
+    layer = layer and (rtrees is not None or count >= gpkg.BULK_INDEX_ROWS)
     if layer:
         last = conn.execute(select(func.coalesce(func.max(table.c.fid), 0))).scalar_one()
         bound["fid"] = list(range(last + 1, last + count + 1))
@@ -113,6 +120,10 @@ def insert_columns(conn: Connection, table: Table, columns: dict[str, list[Any]]
     else:
         params = [dict(zip(names, r, strict=True)) for r in zip(*bound.values(), strict=True)]
     if not layer:
+        conn.exec_driver_sql(sql, params)
+        return
+    if rtrees is not None:
+        rtrees.of(conn, table.name).add(bound["fid"], columns["geometry"])
         conn.exec_driver_sql(sql, params)
         return
     with gpkg.rtree_filled_in_bulk(conn, table.name, bound["fid"], columns["geometry"]):
