@@ -1,8 +1,7 @@
 """Files prepared by a second process import exactly as files prepared in one.
 
-The worker takes files from the front and this process from the back (``_Claims``); the tests
-hold the worker back a moment and make this process take the last file, so that parts of both
-meet. That a whole import writes the same rows either way is `test_import_equivalence.py`'s,
+The worker and this process take files in turn (``_Claims``); the tests make this process
+take the last file, so that parts of both meet. That a whole import writes the same rows either way is `test_import_equivalence.py`'s,
 which runs in both modes.
 """
 
@@ -28,18 +27,23 @@ def write(path: Path, *lines: str) -> Path:
 
 @pytest.fixture
 def last_here(monkeypatch):
-    """This process prepares the last file, and the worker the others."""
-    real_back, real_worker = importer._Claims.back, importer._prepare_claimed
+    """This process prepares the last of three files, the worker the first two: the worker
+    dawdles over the second, and this process takes a file only when the last is next."""
+    real_take, real_prepare = importer._Claims.take, importer._Preparer.prepare
+    here = os.getpid()
 
-    def last_only(claims, *_):
-        return real_back(claims, 0, 0.0) if claims.bounds[1] == len(claims.sizes) else None
+    def take(claims):
+        if os.getpid() == here and claims.next.value != claims.count - 1:
+            return None
+        return real_take(claims)
 
-    def later(*args):
-        time.sleep(0.3)  # this process claims the last file meanwhile
-        real_worker(*args)
+    def prepare(preparer, index, path, seen):
+        if os.getpid() != here and index == 1:
+            time.sleep(0.3)  # this process takes the last file meanwhile
+        return real_prepare(preparer, index, path, seen)
 
-    monkeypatch.setattr(importer._Claims, "back", last_only)
-    monkeypatch.setattr(importer, "_prepare_claimed", later)
+    monkeypatch.setattr(importer._Claims, "take", take)
+    monkeypatch.setattr(importer._Preparer, "prepare", prepare)
 
 
 def three_files(folder: Path, last: str) -> list[Path]:
@@ -106,6 +110,8 @@ def test_a_failing_worker_stops_the_import_and_says_where(reg, tmp_path, monkeyp
         return real(self, index, path, seen)
 
     monkeypatch.setattr(importer._Preparer, "prepare", breaks_in_the_worker)
-    with pytest.raises(RuntimeError, match=r"(?s)preparing file 0 failed.*MemoryError"):
+    with pytest.raises(
+        RuntimeError, match=r"(?s)preparing file \d failed in the worker.*MemoryError"
+    ):
         import_many(reg, paths, mapping(ACCIDENTS), "im", parallel=True)
     assert counts(reg)["report"] == 0

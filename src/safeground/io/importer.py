@@ -376,10 +376,7 @@ def _file_parts(
     waiting: list[_Part] = []
     valid_only = True
     one_writer = register.store.dialect == "sqlite"
-    # Filing a row took about 0.65 of the time preparing it took (the Colombian files, on a
-    # GeoPackage): how much this process takes of the preparing (``_Claims.back``).
-    filing_share = 0.65 if one_writer else 0.0
-    with _prepared(paths, preparer, options.worker, filing_share) as prepared:
+    with _prepared(paths, preparer, options.worker) as prepared:
         for part in prepared:
             parts.append(part)
             report.rows_read += part.rows_read
@@ -1054,12 +1051,9 @@ def _payloads(rows: list[_Row]) -> list[dict[str, Any] | None]:
 
 
 @contextmanager
-def _prepared(
-    paths: list[Path], preparer: _Preparer, worker: bool, filing_share: float
-) -> Iterator[Iterator[_Part]]:
+def _prepared(paths: list[Path], preparer: _Preparer, worker: bool) -> Iterator[Iterator[_Part]]:
     """The files' parts, in order: prepared here, or with ``worker`` by a forked process and
-    this one together, while this one files the parts before (see ``_in_order``; with
-    ``filing_share`` 0, this one files nothing before the last part).
+    this one together, while this one files the parts before (see ``_in_order``).
 
     Forked, so that the worker starts with everything this process has loaded and read (the
     mapping, the source keys imported before) and nothing is pickled on the way there; only
@@ -1071,7 +1065,7 @@ def _prepared(
         yield (preparer.prepare(index, path, seen) for index, path in enumerate(paths))
         return
     context = multiprocessing.get_context("fork")
-    claims = _Claims(context, [path.stat().st_size for path in paths])
+    claims = _Claims(context, len(paths))
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
         target=_prepare_claimed, args=(preparer, paths, claims, sender), daemon=True
@@ -1079,7 +1073,7 @@ def _prepared(
     process.start()
     sender.close()
     try:
-        yield _in_order(paths, preparer, claims, receiver, filing_share)
+        yield _in_order(paths, preparer, claims, receiver)
     finally:
         receiver.close()
         if process.is_alive():
@@ -1088,31 +1082,20 @@ def _prepared(
 
 
 class _Claims:
-    """Files nobody prepares yet: the worker takes them from the front, this process from the
-    back whenever it has nothing to file."""
+    """Files nobody prepares yet, taken in order by the worker and, whenever it has nothing
+    to file, by this process."""
 
-    def __init__(self, context: Any, sizes: list[int]):
-        self.sizes = sizes  # in bytes: what preparing each file takes, roughly
-        self.bounds = context.Array("i", [0, len(sizes)])  # [first unclaimed, last + 1]
+    def __init__(self, context: Any, count: int):
+        self.next = context.Value("i", 0)
+        self.count = count
 
-    def front(self) -> int | None:
-        with self.bounds.get_lock():
-            first, end = self.bounds[0], self.bounds[1]
-            if first >= end:
+    def take(self) -> int | None:
+        with self.next.get_lock():
+            index = int(self.next.value)
+            if index >= self.count:
                 return None
-            self.bounds[0] = first + 1
-            return int(first)
-
-    def back(self, unfiled: int, filing_share: float) -> int | None:
-        """The last file, if preparing it here leaves this process (filing ``unfiled`` bytes,
-        each costing ``filing_share`` of preparing it) no more to do than the worker."""
-        with self.bounds.get_lock():
-            first, end = self.bounds[0], self.bounds[1]
-            unclaimed = sum(self.sizes[first:end])
-            if first >= end or filing_share * unfiled + 2 * self.sizes[end - 1] > unclaimed:
-                return None
-            self.bounds[1] = end - 1
-            return int(end - 1)
+            self.next.value = index + 1
+            return index
 
 
 def _prepare_claimed(preparer: _Preparer, paths: list[Path], claims: _Claims, sender: Any) -> None:
@@ -1126,7 +1109,7 @@ def _prepare_claimed(preparer: _Preparer, paths: list[Path], claims: _Claims, se
     thread.start()
     index = None
     try:
-        while (index := claims.front()) is not None:
+        while (index := claims.take()) is not None:
             part = preparer.prepare(index, paths[index], {})
             outbox.put(("part", index, part.packed()))
     except ImportFailed as exc:
@@ -1145,12 +1128,13 @@ def _send_all(outbox: queue.Queue[tuple[str, int | None, Any] | None], sender: A
 
 
 def _in_order(
-    paths: list[Path], preparer: _Preparer, claims: _Claims, receiver: Any, filing_share: float
+    paths: list[Path], preparer: _Preparer, claims: _Claims, receiver: Any
 ) -> Iterator[_Part]:
     """Each file's part in order: the worker's as they come and, while the next is not there,
-    this process prepares the last file nobody has claimed, as long as that leaves it no more
-    to do than the worker (``_Claims.back``). The parts it prepares are filed last, so taking
-    too many would leave it filing them alone at the end.
+    one this process prepares, the next file nobody has taken. Each process thus takes files
+    as it has time: filing a file took this process about half as long as preparing it took
+    the worker (the Colombian files), and a part prepared here is filed as soon as those before
+    it are, so neither waits long for the other.
 
     Each file was prepared with only its own source keys in view; one that repeats a key of
     an earlier file is prepared again here, with the earlier keys, to say which row it repeats.
@@ -1159,8 +1143,7 @@ def _in_order(
     seen: dict[str, tuple[str, int]] = {}
     for index, path in enumerate(paths):
         while index not in ready:
-            unfiled = sum(claims.sizes[index:])
-            claimed = None if receiver.poll() else claims.back(unfiled, filing_share)
+            claimed = None if receiver.poll() else claims.take()
             if claimed is None:
                 _receive(receiver, ready)
                 continue
