@@ -1,10 +1,13 @@
-"""Mapped imports: every row validated first, then everything filed in one transaction.
+"""Mapped imports: every row validated, everything filed in one transaction.
 
-An import is atomic: all rows of all files go into one ``Register.file`` call inside one
-transaction, so either everything valid lands or nothing does. Rows are checked before anything
-is written and every problem is collected, named by file, row, field and reason. Nothing is
-repaired: coordinates outside the declared region, invalid polygons and unknown codes are
-reported, and a flipped sign is pointed out but not flipped back.
+An import is atomic: the rows of all files are filed in one transaction (``Filing``), so either
+everything valid lands or nothing does. Every problem is collected, named by file, row, field
+and reason, and with any problem (unless skipped) nothing is written. Nothing is repaired:
+coordinates outside the declared region, invalid polygons and unknown codes are reported, and a
+flipped sign is pointed out but not flipped back.
+
+Each file is prepared (read, mapped, validated) into a ``_Part``; with several files a forked
+worker prepares files while this process files each part as it comes (``_prepared``).
 
 Re-running an import adds nothing (each report keeps its source and source key), and rows that
 are identical in every mapped value are imported as distinct records (two victims of one blast
@@ -18,6 +21,7 @@ import json
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import traceback
 import uuid
@@ -276,13 +280,14 @@ class _Refused(Exception):
 
 
 def _worker_wanted(files: int, parallel: bool | None) -> bool:
-    """Whether to prepare the files in a forked process: never where fork is unsafe (threads
-    running, no fork on the platform) or useless (one core)."""
+    """Whether to prepare the files in a forked process: only on Linux (macOS offers fork but
+    its system libraries are not safe across it; Windows has none), with no other thread
+    running, and with a second core to run on."""
     if parallel is None:
         parallel = files > 1
     return (
         parallel
-        and "fork" in multiprocessing.get_all_start_methods()
+        and sys.platform == "linux"
         and threading.active_count() == 1
         and len(os.sched_getaffinity(0)) > 1
     )
@@ -515,7 +520,7 @@ class _Preparer:
         rows: list[_Row] = []
         already = 0
         outside = _outside_region(table, mapping.region)
-        # Geometries as WKB in one vectorised call: part of each row's duplicate signature.
+        # Geometries as WKB in one vectorised call: what, with its head, makes a row identical.
         geoms = np.array(table.geometry, dtype=object)
         wkb = shapely.to_wkb(geoms).tolist()
         keys = _key_cells(mapping, table)
@@ -703,7 +708,7 @@ class _Combination:
         return self._records[present]
 
     def fill(self, row: _Row, geometry: BaseGeometry | None, wkb: bytes | None) -> None:
-        """Give the row this combination's record, values and signature, and its geometry's
+        """Give the row this combination's record, values and head, and its geometry's
         place (its own record is made only if needed: ``_Row.built``)."""
         row.template = self.record_for(geometry)
         row.values = self.values
