@@ -51,6 +51,7 @@ from safeground.service.register import (
     Register,
     Submission,
     filed_in_columns,
+    submission_positions,
 )
 from safeground.storage.reportlog import reports_by_source
 from safeground.storage.rows import record_columns
@@ -381,6 +382,7 @@ def _file_parts(
     waiting: list[_Part] = []
     valid_only = True
     one_writer = register.store.dialect == "sqlite"
+    country = str(register.store.settings(conn)["country"])
     with _prepared(paths, preparer, options.worker) as prepared:
         for part in prepared:
             parts.append(part)
@@ -391,18 +393,19 @@ def _file_parts(
                 continue
             waiting.append(part)
             if one_writer:
-                _file_waiting(register, conn, filing, waiting)
+                _file_waiting(register, conn, filing, waiting, country)
                 waiting = []
             tally.add(part)
     if valid_only or options.skip_invalid:
-        _file_waiting(register, conn, filing, waiting)
+        _file_waiting(register, conn, filing, waiting, country)
     return parts
 
 
-def _file_waiting(register: Register, conn: Connection, filing: Filing, parts: list[_Part]) -> None:
+def _file_waiting(
+    register: Register, conn: Connection, filing: Filing, parts: list[_Part], country: str
+) -> None:
     """Give the parts' rows their record IDs (reserved in one statement per prefix), then
     file them."""
-    country = str(register.store.settings(conn)["country"])
     wanted = Counter((country, code, year) for part in parts for code, year in part.prefixes)
     reserved = register.reserve_ids(conn, wanted)
     for part in parts:
@@ -630,10 +633,9 @@ class _Part:
         self.record_ids = record_ids
         for c in self.created:
             c.record_ids = [record_ids[p] for p in c.positions]
-        taken = {p for c in self.created for p in c.positions}
-        free = [i for p, i in enumerate(record_ids) if p not in taken]
-        for item, record_id in zip(self.items, free, strict=True):
-            item.record_id = record_id
+        places = submission_positions(len(record_ids), self.created)
+        for item, place in zip(self.items, places, strict=True):
+            item.record_id = record_ids[place]
 
     def packed(self) -> _Part:
         """Ready to be pickled: geometries as WKB (one vectorised call, not one per object)."""
@@ -978,28 +980,17 @@ def _new_records(
     record_type: str, rows: list[_Row], positions: list[int], mapping_name: str, source: str
 ) -> NewRecords:
     """Rows of one record type as ``NewRecords``: each distinct record (a combination's, or a
-    row's own) made columns and encoded once, then each row's geometry put in its place.
-
-    Encoding the 30,865 records of the Colombian files one by one cost three times as much as
-    encoding their 7,926 combinations; copying a record per row, as much again.
-    """
+    row's own) made columns once, then each row's geometry put in its place (copying a record
+    per row cost as much as encoding one per row)."""
     bases = [row.base() for row in rows]
     distinct = {id(base): base for base in bases}
     slots = {key: slot for slot, key in enumerate(distinct)}
-    order = [slots[id(base)] for base in bases]
     stored = record_columns(record_type, list(distinct.values()))
+    order = [slots[id(base)] for base in bases]
     columns = {name: [values[slot] for slot in order] for name, values in stored.items()}
-    encoded = to_payloads(list(distinct.values()))
-    changes = [encoded[slot] for slot in order]
-    placed = [(i, row.placed["geometry"]) for i, row in enumerate(rows) if row.placed]
-    if placed:
-        geometries = np.empty(len(placed), dtype=object)
-        geometries[:] = [g for _, g in placed]
-        for (i, geometry), hex_wkb in zip(
-            placed, shapely.to_wkb(geometries, hex=True).tolist(), strict=True
-        ):
-            columns["geometry"][i] = geometry
-            changes[i] = {**changes[i], "geometry": hex_wkb}
+    for i, row in enumerate(rows):
+        if row.placed:
+            columns["geometry"][i] = row.placed["geometry"]
     return NewRecords(
         record_type=record_type,
         positions=positions,
@@ -1008,7 +999,7 @@ def _new_records(
         reasons=[_reason(row, mapping_name) for row in rows],
         source=source,
         source_keys=[row.key for row in rows],
-        changes=changes,
+        changes=_payloads(rows),
         columns=columns,
     )
 
@@ -1035,20 +1026,23 @@ def _reason(row: _Row, mapping_name: str) -> str:
     return f"imported from {row.table.name} row {row.number} (mapping {mapping_name})"
 
 
-def _payloads(rows: list[_Row]) -> list[dict[str, Any] | None]:
-    """Each row's report payload (``to_payloads`` of its record): its combination's record
-    encoded once, all of them in one bulk call, with the row's geometry put in; None for a row
-    checked on its own (the register encodes its record)."""
-    templates = {id(r.base()): r.base() for r in rows if r.record is None}
-    encoded = dict(zip(templates, to_payloads(list(templates.values())), strict=True))
-    payloads = [None if r.record is not None else encoded[id(r.template)] for r in rows]
+def _payloads(rows: list[_Row]) -> list[dict[str, Any]]:
+    """Each row's report payload (``to_payloads`` of its record): each distinct record (a
+    combination's, or a row's own) encoded once, all in one bulk call, with the row's geometry
+    put in.
+
+    Encoding the 30,865 records of the Colombian files one by one cost three times as much as
+    encoding their 7,926 combinations; one call per combination cost as much again.
+    """
+    records = [r.base() for r in rows]
+    bases = {id(record): record for record in records}
+    encoded = dict(zip(bases, to_payloads(list(bases.values())), strict=True))
+    payloads = [encoded[id(record)] for record in records]
     placed = [(i, name, g) for i, r in enumerate(rows) for name, g in r.placed.items()]
     geometries = np.empty(len(placed), dtype=object)
     geometries[:] = [g for _, _, g in placed]
     for (i, name, _), hex_wkb in zip(placed, shapely.to_wkb(geometries, hex=True), strict=True):
-        payload = payloads[i]
-        assert payload is not None
-        payloads[i] = {**payload, name: hex_wkb}
+        payloads[i] = {**payloads[i], name: hex_wkb}
     return payloads
 
 

@@ -119,6 +119,13 @@ class NewRecords:
         return len(self.positions)
 
 
+def submission_positions(count: int, created: Sequence[NewRecords]) -> list[int]:
+    """The places, among a part's ``count`` reports, of its submissions: those its
+    ``NewRecords`` leave, in turn."""
+    taken = {p for c in created for p in c.positions}
+    return [p for p in range(count) if p not in taken]
+
+
 def filed_in_columns(record_type: str) -> bool:
     """Whether new records of a type can be filed as ``NewRecords``: not those the register
     projects (hazardous areas), checks against other records (activities' land and assets,
@@ -660,8 +667,7 @@ class Filing:
         count = len(items) + sum(len(c) for c in created)
         sequence = store.next_numbers(conn, "approval", count)
         keys = store.reserve_keys(conn, report.c.report_id, count)
-        taken = {p for c in created for p in c.positions}
-        free = [p for p in range(count) if p not in taken]
+        free = submission_positions(count, created)
         for r, p in zip(reports, free, strict=True):
             r.status, r.approval_seq, r.submitted_at = (
                 ReportStatus.APPROVED,
